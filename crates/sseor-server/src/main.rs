@@ -1,0 +1,56 @@
+//! `sseor`: the standalone Server-Sent Events fan-out server.
+
+mod config;
+
+use std::process::ExitCode;
+
+use axum::response::Html;
+use axum::routing::get;
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use config::Config;
+
+/// The demo page served at `/`.
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(message) = config.init_logging() {
+        eprintln!("sseor: {message}");
+        return ExitCode::from(2);
+    }
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let address = config.listen_address()?;
+    let manager = config
+        .manager()
+        .build()
+        .await
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    tracing::info!(
+        address = %address,
+        broker = config.broker_name(),
+        "sseor listening on http://{address}"
+    );
+    let app = sseor::api::router(&manager).route("/", get(|| async { Html(INDEX_HTML) }));
+    manager
+        .serve(listener, app)
+        .await
+        .map_err(|e| format!("server stopped: {e}"))?;
+    manager.close().await;
+    tracing::info!("sseor stopped");
+    Ok(())
+}

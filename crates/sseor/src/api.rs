@@ -1,0 +1,166 @@
+//! The standard HTTP API: subscribe, publish, counts and health, as JSON over HTTP.
+//!
+//! | method and path | what it does |
+//! |---|---|
+//! | `GET /api/v1/sse?user_id=U&topic=T` | the event stream of user `U`, its topics (`topic` repeats) and broadcasts |
+//! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` |
+//! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total"}`: open connections of `U` and in all, on this instance |
+//! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
+//!
+//! Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{Method, StatusCode, Uri};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{Error, Event, Manager, Subscription, Target};
+
+/// The standard API of `manager`, with a JSON 404 for every other path.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+/// let manager = sseor::Manager::new("").await?;
+/// let app = sseor::api::router(&manager).merge(manager.router());
+/// # drop(app); Ok(()) }
+/// ```
+pub fn router(manager: &Manager) -> Router {
+    Router::new()
+        .route("/api/v1/sse", get(subscribe))
+        .route("/api/v1/publish", post(publish))
+        .route("/api/v1/connections", get(connections))
+        .route("/healthz", get(health))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(manager.max_body_bytes()))
+        .with_state(manager.clone())
+}
+
+/// A JSON error response: `{"error": message}` with `status`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+pub(crate) fn error_response(error: &Error) -> Response {
+    let status = match error {
+        Error::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::InvalidTarget(_) => StatusCode::BAD_REQUEST,
+        Error::Closed | Error::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    self::error(status, error.to_string())
+}
+
+async fn subscribe(
+    State(manager): State<Manager>,
+    Query(params): Query<Vec<(String, String)>>,
+    request: Request,
+) -> Result<Response, Error> {
+    let value_of = |key: &'static str| {
+        params
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let Some(user_id) = value_of("user_id").next() else {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "the query parameter `user_id` is required",
+        ));
+    };
+    let subscription = value_of("topic").try_fold(Subscription::user(user_id)?, |s, topic| {
+        s.topic(topic)
+    })?;
+    manager.handle_sse_with(&request, subscription)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    topic: Option<String>,
+    event: Event,
+}
+
+async fn publish(
+    State(manager): State<Manager>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    let request: PublishRequest =
+        match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)) {
+            Ok(request) => request,
+            Err(e) => return error(StatusCode::BAD_REQUEST, describe_json_error(&e)),
+        };
+    let target = match (&request.user_id, &request.topic) {
+        (Some(_), Some(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give `user_id` or `topic`, not both (neither sends to everyone)",
+            );
+        }
+        (Some(user), None) => Target::user(user),
+        (None, Some(topic)) => Target::topic(topic),
+        (None, None) => Ok(Target::All),
+    };
+    match target.map(|target| manager.publish_to(target, request.event)) {
+        Ok(published) => match published.await {
+            Ok(published) => (StatusCode::ACCEPTED, Json(published)).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+fn describe_json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    let inner = e.inner();
+    if path == "." || path.is_empty() {
+        format!("invalid JSON body: {inner}")
+    } else {
+        format!("invalid JSON body at `{path}`: {inner}")
+    }
+}
+
+#[derive(Deserialize)]
+struct CountQuery {
+    user_id: Option<String>,
+}
+
+async fn connections(State(manager): State<Manager>, Query(query): Query<CountQuery>) -> Response {
+    let total = manager.total_connections();
+    match query.user_id {
+        Some(user_id) => Json(json!({
+            "user_id": user_id,
+            "user": manager.connection_count(&user_id),
+            "total": total,
+        })),
+        None => Json(json!({ "total": total })),
+    }
+    .into_response()
+}
+
+async fn health(State(manager): State<Manager>) -> Response {
+    if manager.is_closed() {
+        error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else {
+        Json(json!({ "status": "ok" })).into_response()
+    }
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no route for {method} {}", uri.path()),
+    )
+}

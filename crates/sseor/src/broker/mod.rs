@@ -1,0 +1,45 @@
+//! How events cross instances.
+//!
+//! A [`Broker`] takes every published event, gives it its id, and hands it to the
+//! [`Fanout`](crate::Fanout) of every instance that has connections for its target. The
+//! embedded [`MemoryBroker`] serves a single instance. A broker that spans instances also
+//! receives the registry's [`Interest`](crate::Interest) changes, so that it subscribes to
+//! a target only while this instance has connections for it.
+
+mod memory;
+
+pub use memory::MemoryBroker;
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+use crate::{Event, Result, Target};
+
+/// What a successful publish reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Published {
+    /// The event's id, as clients see it in `id:` and send back in `Last-Event-ID`.
+    pub id: String,
+    /// How many connections of this instance the event was queued for.
+    pub delivered_locally: usize,
+}
+
+/// Carries published events to the connections of every instance.
+pub trait Broker: Send + Sync + 'static {
+    /// Sends `event` to every connection of `target`, across instances, and returns once
+    /// the broker has taken it.
+    ///
+    /// The event has been validated. A broker gives an event without an id the next id of
+    /// its sequence, so that ids increase for every target.
+    ///
+    /// # Errors
+    /// [`Error::Broker`](crate::Error::Broker) when the event could not be carried; then
+    /// it reached no one.
+    fn publish(&self, target: Target, event: Event) -> BoxFuture<'_, Result<Published>>;
+
+    /// Stops the broker; called once by [`Manager::close`](crate::Manager::close).
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}

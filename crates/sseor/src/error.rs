@@ -1,0 +1,43 @@
+//! The one error type of the crate.
+
+use std::io;
+
+/// Everything that can go wrong in sseor, with a message a caller can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An event was rejected before anything was sent: see the message for the field.
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+
+    /// A user id or topic name was rejected (empty, too long, or holding a control character).
+    #[error("invalid target: {0}")]
+    InvalidTarget(String),
+
+    /// The broker URL could not be used.
+    #[error("invalid broker URL: {0}")]
+    InvalidUrl(String),
+
+    /// A route could not be registered: see the message for the path.
+    #[error("invalid route {0}")]
+    InvalidRoute(String),
+
+    /// The listen address could not be understood.
+    #[error("invalid listen address `{0}`: expected `:PORT` or `HOST:PORT`")]
+    InvalidAddress(String),
+
+    /// The manager was closed with [`Manager::close`](crate::Manager::close); it takes no new work.
+    #[error("the manager is closed")]
+    Closed,
+
+    /// The broker could not carry the event; nothing was delivered.
+    #[error("broker unavailable: {0}")]
+    Broker(String),
+
+    /// A socket operation failed (binding the listen address, accepting).
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

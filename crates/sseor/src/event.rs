@@ -1,0 +1,179 @@
+//! The event that applications publish, in the JSON shape `{"id", "type", "data", "retry"}`.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{Error, Result};
+
+/// Longest event type or id accepted, in bytes.
+pub const MAX_FIELD_LEN: usize = 256;
+
+/// An event as published: a type, a JSON object of data, and optionally an id and a
+/// reconnection hint.
+///
+/// It serializes to `{"id": "...", "type": "...", "data": {...}, "retry": 3000}`, with `id`
+/// and `retry` left out when empty, and reaches the browser as one Server-Sent Event whose
+/// `event:` is the type and whose `data:` is the JSON of `data`.
+///
+/// ```
+/// use serde_json::json;
+/// use sseor::Event;
+///
+/// let event = Event::new("transaction.updated")
+///     .with_data(json!({"transaction_id": "txn_123", "status": "completed", "amount": 500.0}));
+/// assert_eq!(
+///     serde_json::to_value(&event).unwrap(),
+///     json!({"type": "transaction.updated",
+///            "data": {"transaction_id": "txn_123", "status": "completed", "amount": 500.0}})
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The event id sent to the client (`id:`). Left empty, the broker assigns one that
+    /// increases with every event published.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_string_as_none"
+    )]
+    pub id: Option<String>,
+
+    /// The event type (`event:`), which browsers dispatch to `addEventListener(type)`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+
+    /// The payload, a JSON object (`data:`).
+    #[serde(default)]
+    pub data: Map<String, Value>,
+
+    /// The reconnection delay the client should use, in milliseconds (`retry:`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "zero_as_none"
+    )]
+    pub retry: Option<u64>,
+}
+
+impl Event {
+    /// An event of the given type with empty data.
+    pub fn new(event_type: impl Into<String>) -> Self {
+        Self {
+            id: None,
+            event_type: event_type.into(),
+            data: Map::new(),
+            retry: None,
+        }
+    }
+
+    /// Sets the data. A JSON value that is not an object is wrapped as `{"value": ...}`.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = match data {
+            Value::Object(map) => map,
+            Value::Null => Map::new(),
+            other => Map::from_iter([("value".to_owned(), other)]),
+        };
+        self
+    }
+
+    /// Sets the id the client will see instead of the one the broker would assign.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into()).filter(|id| !id.is_empty());
+        self
+    }
+
+    /// Sets the reconnection hint, in milliseconds.
+    pub fn with_retry(mut self, retry_ms: u64) -> Self {
+        self.retry = Some(retry_ms).filter(|&ms| ms > 0);
+        self
+    }
+
+    /// Checks that the event can be sent as exactly one Server-Sent Event.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEvent`] when the type is empty, when the type or id is longer than
+    /// [`MAX_FIELD_LEN`] bytes, or when either holds a CR, LF or NUL (which would let a
+    /// publisher inject fields or events of its own).
+    ///
+    /// ```
+    /// use sseor::Event;
+    /// assert!(Event::new("ok").validate().is_ok());
+    /// assert!(Event::new("").validate().is_err());
+    /// assert!(Event::new("a\nevent: forged").validate().is_err());
+    /// assert!(Event::new("ok").with_id("1\r2").validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if self.event_type.is_empty() {
+            return Err(Error::InvalidEvent("`type` must not be empty".into()));
+        }
+        check_field("type", &self.event_type)?;
+        if let Some(id) = &self.id {
+            check_field("id", id)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_field(name: &str, value: &str) -> Result<()> {
+    if value.len() > MAX_FIELD_LEN {
+        return Err(Error::InvalidEvent(format!(
+            "`{name}` is {} bytes long; at most {MAX_FIELD_LEN} are allowed",
+            value.len()
+        )));
+    }
+    if value.contains(['\r', '\n', '\0']) {
+        return Err(Error::InvalidEvent(format!(
+            "`{name}` must not contain CR, LF or NUL"
+        )));
+    }
+    Ok(())
+}
+
+fn empty_string_as_none<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(de)?.filter(|s| !s.is_empty()))
+}
+
+fn zero_as_none<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<u64>::deserialize(de)?.filter(|&ms| ms > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn omits_empty_id_and_retry() {
+        let event: Event =
+            serde_json::from_value(json!({"id": "", "type": "t", "data": {}, "retry": 0}))
+                .unwrap();
+        assert_eq!(event, Event::new("t"));
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            r#"{"type":"t","data":{}}"#
+        );
+    }
+
+    #[test]
+    fn keeps_id_and_retry() {
+        let event = Event::new("t").with_id("7").with_retry(2500);
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            json!({"id": "7", "type": "t", "data": {}, "retry": 2500})
+        );
+    }
+
+    #[test]
+    fn rejects_long_fields() {
+        let long = "x".repeat(MAX_FIELD_LEN + 1);
+        assert!(Event::new(long.clone()).validate().is_err());
+        assert!(Event::new("t").with_id(long).validate().is_err());
+        assert!(Event::new("x".repeat(MAX_FIELD_LEN)).validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_nul_in_id() {
+        let err = Event::new("t").with_id("a\0b").validate().unwrap_err();
+        assert!(err.to_string().contains("`id`"), "{err}");
+    }
+}

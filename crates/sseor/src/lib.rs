@@ -1,0 +1,53 @@
+//! Server-Sent Events fan-out for services.
+//!
+//! Browsers and services hold long-lived SSE streams; any instance can push an event to one
+//! user, to a topic, or to everyone. Events flow one way:
+//!
+//! ```text
+//! publish -> Broker -> Fanout (this instance's registry) -> encoded once -> every socket
+//! ```
+//!
+//! * [`Manager`] is the entry point: [`Manager::route`], [`Manager::listen_and_serve`],
+//!   [`Manager::handle_sse`], [`Manager::publish`], [`Manager::publish_to_all`],
+//!   [`Manager::connection_count`], [`Manager::total_connections`], [`Manager::close`].
+//! * [`Event`] is what is published: `{"id", "type", "data", "retry"}`.
+//! * [`broker`] holds the seam between instances; the embedded [`MemoryBroker`] is the
+//!   default.
+//! * [`encode`] writes the `text/event-stream` wire format.
+//! * [`api`] is the standard JSON-over-HTTP API the `sseor` server exposes.
+//!
+//! ```no_run
+//! use axum::extract::Request;
+//! use axum::response::IntoResponse;
+//! use sseor::{Event, Manager};
+//!
+//! # #[tokio::main] async fn main() -> sseor::Result<()> {
+//! let sse = Manager::new("memory://").await?;
+//! sse.route("/events", |request: Request, manager: Manager| async move {
+//!     manager.handle_sse(&request, "user123").into_response()
+//! })?;
+//! let publisher = sse.clone();
+//! tokio::spawn(async move {
+//!     publisher.publish("user123", Event::new("hello")).await
+//! });
+//! sse.listen_and_serve(":9090").await
+//! # }
+//! ```
+
+pub mod api;
+pub mod broker;
+pub mod encode;
+mod error;
+mod event;
+mod manager;
+mod registry;
+mod serve;
+mod stream;
+mod target;
+
+pub use broker::{Broker, MemoryBroker, Published};
+pub use error::{Error, Result};
+pub use event::{Event, MAX_FIELD_LEN};
+pub use manager::{Builder, Manager, Subscription};
+pub use registry::{Fanout, Interest};
+pub use target::{MAX_NAME_LEN, Target};

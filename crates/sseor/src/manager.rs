@@ -1,0 +1,539 @@
+//! The [`Manager`]: the spec's API over the registry, the broker and the HTTP server.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::{Broker, MemoryBroker, Published};
+use crate::registry::{Fanout, Registry, Sink};
+use crate::serve::{ConnectionAbort, serve};
+use crate::stream::EventBody;
+use crate::{Error, Event, Result, Target, encode};
+
+type RouteHandler = Arc<dyn Fn(Request, Manager) -> BoxFuture<'static, Response> + Send + Sync>;
+
+/// Options of a [`Manager`]; start from [`Manager::builder`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+/// use std::time::Duration;
+/// let manager = sseor::Manager::builder()
+///     .broker_url("memory://")
+///     .heartbeat(Duration::from_secs(30))
+///     .queue_capacity(512)
+///     .build()
+///     .await?;
+/// manager.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Builder {
+    broker_url: String,
+    heartbeat: Duration,
+    retry: Option<Duration>,
+    queue_capacity: usize,
+    shutdown_timeout: Duration,
+    max_body_bytes: usize,
+    handle_signals: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            broker_url: String::new(),
+            heartbeat: Duration::from_secs(15),
+            retry: Some(Duration::from_secs(3)),
+            queue_capacity: 256,
+            shutdown_timeout: Duration::from_secs(10),
+            max_body_bytes: 64 * 1024,
+            handle_signals: true,
+        }
+    }
+}
+
+impl Builder {
+    /// Where events cross instances: empty or `memory://` (the default) for the embedded
+    /// broker.
+    pub fn broker_url(mut self, url: impl Into<String>) -> Self {
+        self.broker_url = url.into();
+        self
+    }
+
+    /// How often every stream receives a comment line to keep it alive and to notice
+    /// clients that left (default 15 s; at least 10 ms).
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The reconnection delay announced to clients with `retry:` when a stream opens
+    /// (default 3 s); `None` announces nothing.
+    pub fn retry(mut self, delay: Option<Duration>) -> Self {
+        self.retry = delay;
+        self
+    }
+
+    /// How many events may wait for one connection (default 256, at least 2). A client
+    /// that falls that far behind has stopped reading: its connection is closed.
+    pub fn queue_capacity(mut self, events: usize) -> Self {
+        self.queue_capacity = events.max(2);
+        self
+    }
+
+    /// How long shutdown waits for streams to end before closing their connections
+    /// (default 10 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The largest request body the HTTP API accepts (default 64 KiB); larger ones get 413.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Whether [`Manager::listen_and_serve`] and [`Manager::serve`] shut down on SIGTERM
+    /// and Ctrl-C (default on).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    /// Starts the manager and its broker.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] when the broker URL's scheme is not one this build supports.
+    pub async fn build(self) -> Result<Manager> {
+        let registry = Arc::new(Registry::new(None));
+        let broker = broker_for(&self.broker_url, Fanout::new(registry.clone()))?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(heartbeat(
+            registry.clone(),
+            self.heartbeat,
+            shutdown.clone(),
+        ));
+        Ok(Manager {
+            inner: Arc::new(Inner {
+                config: self,
+                registry,
+                broker,
+                routes: Mutex::default(),
+                shutdown,
+                servers: TaskTracker::new(),
+            }),
+        })
+    }
+}
+
+fn broker_for(url: &str, fanout: Fanout) -> Result<Box<dyn Broker>> {
+    let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+    match scheme {
+        "" | "memory" => Ok(Box::new(MemoryBroker::new(fanout))),
+        "redis" | "rediss" | "redis+sentinel" | "redis+unix" | "unix" => Err(Error::InvalidUrl(
+            format!("`{scheme}://` is not supported by this build; use `memory://`"),
+        )),
+        _ => Err(Error::InvalidUrl(format!(
+            "unknown scheme `{scheme}`; expected `memory://` or empty"
+        ))),
+    }
+}
+
+async fn heartbeat(registry: Arc<Registry>, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => { registry.deliver(&Target::All, &encode::HEARTBEAT); }
+        }
+    }
+}
+
+/// Holds the SSE connections of this instance and publishes events to them and, through
+/// the broker, to every other instance.
+///
+/// Cheap to clone: clones share the same connections.
+///
+/// ```no_run
+/// use axum::extract::Request;
+/// use axum::response::IntoResponse;
+/// use sseor::Manager;
+///
+/// # #[tokio::main] async fn main() -> sseor::Result<()> {
+/// let sse = Manager::new("memory://").await?;
+/// sse.route("/api/v1/sse/transactions", |request: Request, manager: Manager| async move {
+///     let user_id = request.uri().query().and_then(|q| q.strip_prefix("user_id="))
+///         .unwrap_or_default().to_owned();
+///     manager.handle_sse(&request, &user_id).into_response()
+/// })?;
+/// sse.listen_and_serve(":9090").await?;
+/// sse.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Builder,
+    registry: Arc<Registry>,
+    broker: Box<dyn Broker>,
+    routes: Mutex<Vec<(String, RouteHandler)>>,
+    shutdown: CancellationToken,
+    /// The running [`Manager::serve`] loops, which [`Manager::close`] waits for.
+    servers: TaskTracker,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("config", &self.inner.config)
+            .field("connections", &self.total_connections())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// A manager with default options on the broker at `url` (empty or `memory://`: the
+    /// embedded broker).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] when the URL's scheme is not supported.
+    pub async fn new(url: &str) -> Result<Self> {
+        Self::builder().broker_url(url).build().await
+    }
+
+    /// A [`Builder`] with every option at its default.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Registers `handler` for `path` (any method), in the syntax of axum's router (`/a/{id}`).
+    /// The handler gets the request and this manager, and usually ends with
+    /// [`handle_sse`](Self::handle_sse).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRoute`] when the path does not start with `/` or conflicts with a route
+    /// already registered.
+    pub fn route<H, F, R>(&self, path: &str, handler: H) -> Result<()>
+    where
+        H: Fn(Request, Manager) -> F + Send + Sync + 'static,
+        F: Future<Output = R> + Send + 'static,
+        R: IntoResponse,
+    {
+        let handler: RouteHandler = Arc::new(move |request, manager| {
+            let response = handler(request, manager);
+            Box::pin(async move { response.await.into_response() })
+        });
+        let mut routes = self.inner.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        routes.push((path.to_owned(), handler));
+        // axum panics on a bad or conflicting path: find out now, while it can be refused.
+        let check = std::panic::catch_unwind(AssertUnwindSafe(|| build_router(&routes, self)));
+        if let Err(panic) = check {
+            routes.pop();
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "rejected by the router".to_owned());
+            return Err(Error::InvalidRoute(format!("`{path}`: {reason}")));
+        }
+        Ok(())
+    }
+
+    /// An axum router with every route registered through [`route`](Self::route), to serve
+    /// or to merge into an application's own router.
+    pub fn router(&self) -> Router {
+        let routes = self.inner.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        build_router(&routes, self)
+    }
+
+    /// Serves the registered routes on `addr` until [`close`](Self::close) (or SIGTERM or
+    /// Ctrl-C, unless turned off in the builder). `addr` is `":9090"` (every interface, as
+    /// in Go) or `"host:port"`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAddress`] for an address of another form, [`Error::Io`] when it
+    /// cannot be bound.
+    pub async fn listen_and_serve(&self, addr: &str) -> Result<()> {
+        let listener = TcpListener::bind(listen_address(addr)?).await?;
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        self.serve(listener, self.router()).await
+    }
+
+    /// Serves `router` on `listener`, like [`listen_and_serve`](Self::listen_and_serve).
+    /// Returns once every connection has ended, at most the shutdown timeout after
+    /// shutdown began.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the manager is already closed.
+    pub async fn serve(&self, listener: TcpListener, router: Router) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let _running = self.inner.servers.token();
+        let stop = {
+            let manager = self.clone();
+            async move {
+                manager.stopped(manager.inner.config.handle_signals).await;
+                manager.begin_close().await;
+            }
+        };
+        serve(listener, router, stop, self.inner.config.shutdown_timeout).await;
+        Ok(())
+    }
+
+    async fn stopped(&self, on_signal: bool) {
+        let cancelled = self.inner.shutdown.cancelled();
+        if !on_signal {
+            return cancelled.await;
+        }
+        tokio::select! {
+            () = cancelled => {},
+            () = termination_signal() => tracing::info!("shutting down on signal"),
+        }
+    }
+
+    /// Opens the event stream of `user_id` on this request: the user's events and
+    /// broadcasts. The response streams until the client leaves or the manager closes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTarget`] for an empty or malformed user id, [`Error::Closed`] once
+    /// the manager is closed. Both convert into an HTTP error response.
+    pub fn handle_sse<B>(&self, request: &http::Request<B>, user_id: &str) -> Result<Response> {
+        self.handle_sse_with(request, Subscription::user(user_id)?)
+    }
+
+    /// Opens an event stream for a [`Subscription`]: a user, its topics and broadcasts.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the manager is closed.
+    pub fn handle_sse_with<B>(
+        &self,
+        request: &http::Request<B>,
+        subscription: Subscription,
+    ) -> Result<Response> {
+        let (tx, rx) = mpsc::channel(self.inner.config.queue_capacity);
+        let retry = self.inner.config.retry;
+        let opening = retry.map_or_else(
+            || encode::comment("ok"),
+            |delay| encode::retry(delay.as_millis().try_into().unwrap_or(u64::MAX)),
+        );
+        tx.try_send(opening).expect("a new queue has room");
+        let abort = request
+            .extensions()
+            .get::<ConnectionAbort>()
+            .map(|abort| abort.0.clone());
+        let registry = &self.inner.registry;
+        let id = registry
+            .register(Sink::new(tx, abort), subscription.into_targets())
+            .ok_or(Error::Closed)?;
+        Ok(EventBody::new(rx, registry.clone(), id).into_response())
+    }
+
+    /// Sends `event` to every connection of `user_id`, on every instance.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTarget`] or [`Error::InvalidEvent`] for bad input (nothing is sent),
+    /// [`Error::Closed`] once closed, [`Error::Broker`] when the broker cannot carry it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// use serde_json::json;
+    /// let manager = sseor::Manager::new("").await?;
+    /// let event = sseor::Event::new("transaction.updated")
+    ///     .with_data(json!({"transaction_id": "txn_123", "status": "completed", "amount": 500.0}));
+    /// let published = manager.publish("user123", event).await?;
+    /// assert_eq!(published.delivered_locally, 0); // nobody is connected yet
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish(&self, user_id: &str, event: Event) -> Result<Published> {
+        self.publish_to(Target::user(user_id)?, event).await
+    }
+
+    /// Sends `event` to every connection that joined `topic`, on every instance.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_to_topic(&self, topic: &str, event: Event) -> Result<Published> {
+        self.publish_to(Target::topic(topic)?, event).await
+    }
+
+    /// Sends `event` to every connection on every instance.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_to_all(&self, event: Event) -> Result<Published> {
+        self.publish_to(Target::All, event).await
+    }
+
+    /// Sends `event` to `target`.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_to(&self, target: Target, event: Event) -> Result<Published> {
+        event.validate()?;
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        self.inner.broker.publish(target, event).await
+    }
+
+    /// Open connections of `user_id` on this instance.
+    pub fn connection_count(&self, user_id: &str) -> usize {
+        Target::user(user_id).map_or(0, |user| self.inner.registry.count(&user))
+    }
+
+    /// Open connections on this instance that joined `topic`.
+    pub fn topic_connection_count(&self, topic: &str) -> usize {
+        Target::topic(topic).map_or(0, |topic| self.inner.registry.count(&topic))
+    }
+
+    /// Open connections on this instance.
+    pub fn total_connections(&self) -> usize {
+        self.inner.registry.total()
+    }
+
+    /// The largest request body the HTTP API accepts.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.config.max_body_bytes
+    }
+
+    /// Whether [`close`](Self::close) has begun.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Shuts down gracefully: refuses new streams and publishes, ends every open stream so
+    /// that clients reconnect elsewhere, stops the broker, and waits for running servers to
+    /// finish, closing connections that are still open at the shutdown timeout.
+    pub async fn close(&self) {
+        self.begin_close().await;
+        let deadline = self.inner.config.shutdown_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(deadline, self.inner.servers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a server did not stop within the shutdown timeout");
+        }
+    }
+
+    async fn begin_close(&self) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        self.inner.shutdown.cancel();
+        self.inner.servers.close();
+        self.inner.registry.close();
+        self.inner.broker.close().await;
+    }
+}
+
+fn build_router(routes: &[(String, RouteHandler)], manager: &Manager) -> Router {
+    routes
+        .iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            let handler = handler.clone();
+            let manager = manager.clone();
+            router.route(
+                path,
+                axum::routing::any(move |request: Request| handler(request, manager.clone())),
+            )
+        })
+}
+
+fn listen_address(addr: &str) -> Result<String> {
+    let invalid = || Error::InvalidAddress(addr.to_owned());
+    let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
+    port.parse::<u16>().map_err(|_| invalid())?;
+    let host = match host {
+        "" => "0.0.0.0",
+        host => host,
+    };
+    Ok(format!("{host}:{port}"))
+}
+
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => tokio::select! {
+                _ = sigterm.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// What one stream receives: a user's events, the topics it joined, and broadcasts.
+///
+/// ```
+/// let subscription = sseor::Subscription::user("user123")?.topic("prices")?;
+/// # Ok::<(), sseor::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Subscription {
+    targets: Vec<Target>,
+}
+
+impl Subscription {
+    /// The events of `user_id`, and broadcasts.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTarget`] for an empty or malformed id.
+    pub fn user(user_id: &str) -> Result<Self> {
+        Ok(Self {
+            targets: vec![Target::user(user_id)?, Target::All],
+        })
+    }
+
+    /// Also the events of `topic`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTarget`] for an empty or malformed name.
+    pub fn topic(mut self, topic: &str) -> Result<Self> {
+        let topic = Target::topic(topic)?;
+        if !self.targets.contains(&topic) {
+            self.targets.push(topic);
+        }
+        Ok(self)
+    }
+
+    fn into_targets(self) -> Vec<Target> {
+        self.targets
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        crate::api::error_response(&self)
+    }
+}

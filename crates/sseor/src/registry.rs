@@ -1,0 +1,291 @@
+//! The local connections of one instance, indexed by target, and the fan-out of encoded
+//! events to them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Target;
+
+/// A change in local interest in a target, which a broker that carries events between
+/// instances turns into a subscription or an unsubscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Interest {
+    /// The first local connection for this target arrived.
+    Subscribe(Target),
+    /// The last local connection for this target left.
+    Unsubscribe(Target),
+}
+
+/// One open stream as the registry sees it: where its bytes go, and how to cut it off.
+#[derive(Clone)]
+pub(crate) struct Sink {
+    tx: mpsc::Sender<Bytes>,
+    /// Closes the underlying HTTP connection, for a client that stopped reading.
+    abort: Option<CancellationToken>,
+}
+
+impl Sink {
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>, abort: Option<CancellationToken>) -> Self {
+        Self { tx, abort }
+    }
+}
+
+struct Entry {
+    sink: Sink,
+    targets: Vec<Target>,
+}
+
+#[derive(Default)]
+struct Tables {
+    closed: bool,
+    connections: HashMap<u64, Entry>,
+    by_target: HashMap<Target, HashMap<u64, Sink>>,
+}
+
+/// The registry of local connections.
+pub(crate) struct Registry {
+    tables: RwLock<Tables>,
+    next_id: AtomicU64,
+    total: AtomicUsize,
+    interest: Option<mpsc::UnboundedSender<Interest>>,
+}
+
+impl Registry {
+    /// A registry; with `interest`, every first arrival and last departure per target is
+    /// reported there, in order.
+    pub(crate) fn new(interest: Option<mpsc::UnboundedSender<Interest>>) -> Self {
+        Self {
+            tables: RwLock::default(),
+            next_id: AtomicU64::new(1),
+            total: AtomicUsize::new(0),
+            interest,
+        }
+    }
+
+    /// Adds a connection for `targets`; `None` once the registry is closed.
+    pub(crate) fn register(&self, sink: Sink, targets: Vec<Target>) -> Option<u64> {
+        let mut tables = self.write();
+        if tables.closed {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        for target in &targets {
+            let slot = tables.by_target.entry(target.clone()).or_default();
+            if slot.is_empty() {
+                self.report(Interest::Subscribe(target.clone()));
+            }
+            slot.insert(id, sink.clone());
+        }
+        tables.connections.insert(id, Entry { sink, targets });
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Some(id)
+    }
+
+    /// Removes a connection; its stream ends once its queue is drained. Idempotent.
+    pub(crate) fn unregister(&self, id: u64) {
+        let mut tables = self.write();
+        if let Some(entry) = tables.connections.remove(&id) {
+            self.detach(&mut tables, id, &entry.targets);
+        }
+    }
+
+    /// Queues `frame` for every connection of `target` and returns how many took it.
+    ///
+    /// A connection whose queue is full is a slow consumer: it is removed and its HTTP
+    /// connection closed, so that it cannot hold memory or slow the others.
+    pub(crate) fn deliver(&self, target: &Target, frame: &Bytes) -> usize {
+        let mut delivered = 0;
+        let mut overflowed = Vec::new();
+        {
+            let tables = self.read();
+            let Some(slot) = tables.by_target.get(target) else {
+                return 0;
+            };
+            for (&id, sink) in slot {
+                match sink.tx.try_send(frame.clone()) {
+                    Ok(()) => delivered += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(id),
+                    // The stream is gone; its guard is removing it.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        for id in overflowed {
+            tracing::warn!(
+                connection = id,
+                "closing a connection whose client stopped reading (queue full)"
+            );
+            self.cut_off(id);
+        }
+        delivered
+    }
+
+    /// Local connections of one target.
+    pub(crate) fn count(&self, target: &Target) -> usize {
+        self.read().by_target.get(target).map_or(0, HashMap::len)
+    }
+
+    /// All local connections.
+    pub(crate) fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Refuses new connections and lets every open stream end once its queue is drained.
+    /// Connections that do not drain are left to the server's shutdown deadline.
+    pub(crate) fn close(&self) {
+        let mut tables = self.write();
+        tables.closed = true;
+        let ids: Vec<u64> = tables.connections.keys().copied().collect();
+        for id in ids {
+            if let Some(entry) = tables.connections.remove(&id) {
+                self.detach(&mut tables, id, &entry.targets);
+            }
+        }
+    }
+
+    fn cut_off(&self, id: u64) {
+        let mut tables = self.write();
+        if let Some(entry) = tables.connections.remove(&id) {
+            self.detach(&mut tables, id, &entry.targets);
+            if let Some(abort) = &entry.sink.abort {
+                abort.cancel();
+            }
+        }
+    }
+
+    fn detach(&self, tables: &mut Tables, id: u64, targets: &[Target]) {
+        for target in targets {
+            let Some(slot) = tables.by_target.get_mut(target) else {
+                continue;
+            };
+            slot.remove(&id);
+            if slot.is_empty() {
+                tables.by_target.remove(target);
+                self.report(Interest::Unsubscribe(target.clone()));
+            }
+        }
+        self.total.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn report(&self, change: Interest) {
+        if let Some(interest) = &self.interest {
+            // A broker that stopped listening needs no more reports.
+            let _ = interest.send(change);
+        }
+    }
+
+    // A panic elsewhere cannot leave these tables half-written: every change is applied
+    // in full under the lock, so a poisoned lock is still consistent.
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The handle through which a broker hands events to this instance's connections.
+///
+/// Each event is encoded once; every recipient gets the same bytes.
+#[derive(Clone)]
+pub struct Fanout {
+    registry: Arc<Registry>,
+}
+
+impl Fanout {
+    pub(crate) fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+
+    /// Encodes `event` once and queues it for every local connection of `target`; returns
+    /// how many connections it was queued for.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEvent`](crate::Error::InvalidEvent) when the event cannot be encoded;
+    /// nothing is delivered then.
+    pub fn deliver(&self, target: &Target, event: &crate::Event) -> crate::Result<usize> {
+        let frame = crate::encode::event(event)?;
+        Ok(self.registry.deliver(target, &frame))
+    }
+
+    /// Local connections of `target`.
+    pub fn count(&self, target: &Target) -> usize {
+        self.registry.count(target)
+    }
+}
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fanout")
+            .field("connections", &self.registry.total())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(capacity: usize) -> (Sink, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Sink::new(tx, None), rx)
+    }
+
+    #[test]
+    fn reports_first_arrival_and_last_departure() {
+        let (interest_tx, mut interest_rx) = mpsc::unbounded_channel();
+        let registry = Registry::new(Some(interest_tx));
+        let user = Target::user("u").unwrap();
+        let (a, _rx_a) = sink(4);
+        let (b, _rx_b) = sink(4);
+        let first = registry.register(a, vec![user.clone()]).unwrap();
+        let second = registry.register(b, vec![user.clone()]).unwrap();
+        registry.unregister(first);
+        registry.unregister(first);
+        registry.unregister(second);
+        let mut changes = Vec::new();
+        while let Ok(change) = interest_rx.try_recv() {
+            changes.push(change);
+        }
+        assert_eq!(
+            changes,
+            [Interest::Subscribe(user.clone()), Interest::Unsubscribe(user)]
+        );
+        assert_eq!(registry.total(), 0);
+    }
+
+    #[test]
+    fn cuts_off_a_full_queue_and_keeps_the_others() {
+        let registry = Registry::new(None);
+        let all = Target::All;
+        let (slow, _slow_rx) = sink(1);
+        let (fast, mut fast_rx) = sink(8);
+        registry.register(slow, vec![all.clone()]).unwrap();
+        registry.register(fast, vec![all.clone()]).unwrap();
+        let frame = Bytes::from_static(b"data: x\n\n");
+        assert_eq!(registry.deliver(&all, &frame), 2);
+        assert_eq!(registry.deliver(&all, &frame), 1);
+        assert_eq!(registry.total(), 1);
+        assert_eq!(fast_rx.try_recv().unwrap(), frame);
+        assert_eq!(fast_rx.try_recv().unwrap(), frame);
+    }
+
+    #[test]
+    fn refuses_connections_once_closed() {
+        let registry = Registry::new(None);
+        let (a, mut rx) = sink(1);
+        registry.register(a, vec![Target::All]).unwrap();
+        registry.close();
+        assert_eq!(registry.total(), 0);
+        assert!(rx.try_recv().is_err());
+        let (b, _rx) = sink(1);
+        assert!(registry.register(b, vec![Target::All]).is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! The HTTP server loop: accepts connections, serves a router on each, and shuts down
+//! within a deadline even while streams are open.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// Closes the HTTP connection a request arrived on; put in every request's extensions by
+/// the server loop, so a stream whose client stopped reading can be cut off.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionAbort(pub(crate) CancellationToken);
+
+/// Serves `router` on `listener` until `stop` completes, then stops accepting, lets open
+/// connections finish for up to `grace`, and closes whatever is left.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let hard_stop = CancellationToken::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    tokio::pin!(stop);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "failed to accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let abort = CancellationToken::new();
+        let service = connection_service(router.clone(), peer, abort.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        let hard_stop = hard_stop.clone();
+        connections.spawn(async move {
+            tokio::select! {
+                result = connection => if let Err(error) = result {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                },
+                () = abort.cancelled() => tracing::debug!(%peer, "connection closed by the server"),
+                () = hard_stop.cancelled() => {},
+            }
+        });
+    }
+    drop(listener);
+
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the shutdown deadline; closing them"
+        );
+        hard_stop.cancel();
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+fn connection_service(
+    router: Router,
+    peer: SocketAddr,
+    abort: CancellationToken,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>>
+                 + Send
+                 + 'static,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        let extensions = request.extensions_mut();
+        extensions.insert(ConnectionAbort(abort.clone()));
+        extensions.insert(ConnectInfo(peer));
+        router.clone().oneshot(request)
+    })
+}
