@@ -73,9 +73,8 @@ async fn subscribe(
             "the query parameter `user_id` is required",
         ));
     };
-    let subscription = value_of("topic").try_fold(Subscription::user(user_id)?, |s, topic| {
-        s.topic(topic)
-    })?;
+    let subscription =
+        value_of("topic").try_fold(Subscription::user(user_id)?, |s, topic| s.topic(topic))?;
     manager.handle_sse_with(&request, subscription)
 }
 
@@ -89,10 +88,7 @@ struct PublishRequest {
     event: Event,
 }
 
-async fn publish(
-    State(manager): State<Manager>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn publish(State(manager): State<Manager>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return error(rejection.status(), rejection.body_text()),

@@ -132,7 +132,11 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
                 Some(current)
             }
             Some(end) => {
-                let skip = if current[end..].starts_with("\r\n") { 2 } else { 1 };
+                let skip = if current[end..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
                 rest = Some(&current[end + skip..]);
                 Some(&current[..end])
             }

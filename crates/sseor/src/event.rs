@@ -145,8 +145,7 @@ mod tests {
     #[test]
     fn omits_empty_id_and_retry() {
         let event: Event =
-            serde_json::from_value(json!({"id": "", "type": "t", "data": {}, "retry": 0}))
-                .unwrap();
+            serde_json::from_value(json!({"id": "", "type": "t", "data": {}, "retry": 0})).unwrap();
         assert_eq!(event, Event::new("t"));
         assert_eq!(
             serde_json::to_string(&event).unwrap(),

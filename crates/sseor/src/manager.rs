@@ -244,7 +244,11 @@ impl Manager {
             let response = handler(request, manager);
             Box::pin(async move { response.await.into_response() })
         });
-        let mut routes = self.inner.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut routes = self
+            .inner
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         routes.push((path.to_owned(), handler));
         // axum panics on a bad or conflicting path: find out now, while it can be refused.
         let check = std::panic::catch_unwind(AssertUnwindSafe(|| build_router(&routes, self)));
@@ -263,7 +267,11 @@ impl Manager {
     /// An axum router with every route registered through [`route`](Self::route), to serve
     /// or to merge into an application's own router.
     pub fn router(&self) -> Router {
-        let routes = self.inner.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let routes = self
+            .inner
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         build_router(&routes, self)
     }
 

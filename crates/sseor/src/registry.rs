@@ -256,7 +256,10 @@ mod tests {
         }
         assert_eq!(
             changes,
-            [Interest::Subscribe(user.clone()), Interest::Unsubscribe(user)]
+            [
+                Interest::Subscribe(user.clone()),
+                Interest::Unsubscribe(user)
+            ]
         );
         assert_eq!(registry.total(), 0);
     }

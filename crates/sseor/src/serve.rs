@@ -93,8 +93,8 @@ fn connection_service(
     Response = axum::response::Response,
     Error = std::convert::Infallible,
     Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>>
-                 + Send
-                 + 'static,
+             + Send
+             + 'static,
 > + Clone
 + Send
 + 'static {
