@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use axum::response::Html;
 use axum::routing::get;
 use clap::Parser;
-use tokio::net::TcpListener;
 
 use config::Config;
 
@@ -37,9 +36,10 @@ async fn run(config: Config) -> Result<(), String> {
         .build()
         .await
         .map_err(|e| format!("cannot start: {e}"))?;
-    let listener = TcpListener::bind(address)
+    let listener = sseor::Manager::bind(&address.to_string())
         .await
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(
         address = %address,
         broker = config.broker_name(),

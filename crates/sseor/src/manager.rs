@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::{Broker, MemoryBroker, Published};
 use crate::registry::{Fanout, Registry, Sink};
-use crate::serve::{ConnectionAbort, serve};
+use crate::serve::{ConnectionAbort, bind, serve};
 use crate::stream::EventBody;
 use crate::{Error, Event, Result, Target, encode};
 
@@ -283,9 +283,19 @@ impl Manager {
     /// [`Error::InvalidAddress`] for an address of another form, [`Error::Io`] when it
     /// cannot be bound.
     pub async fn listen_and_serve(&self, addr: &str) -> Result<()> {
-        let listener = TcpListener::bind(listen_address(addr)?).await?;
+        let listener = bind(addr).await?;
         tracing::info!(address = %listener.local_addr()?, "listening");
         self.serve(listener, self.router()).await
+    }
+
+    /// Binds `addr` (`":9090"` or `"host:port"`) with a deep accept queue, for
+    /// [`serve`](Self::serve).
+    ///
+    /// # Errors
+    /// [`Error::InvalidAddress`] for an address of another form or a host that does not
+    /// resolve, [`Error::Io`] when it cannot be bound.
+    pub async fn bind(addr: &str) -> Result<TcpListener> {
+        bind(addr).await
     }
 
     /// Serves `router` on `listener`, like [`listen_and_serve`](Self::listen_and_serve).
@@ -467,17 +477,6 @@ fn build_router(routes: &[(String, RouteHandler)], manager: &Manager) -> Router 
                 axum::routing::any(move |request: Request| handler(request, manager.clone())),
             )
         })
-}
-
-fn listen_address(addr: &str) -> Result<String> {
-    let invalid = || Error::InvalidAddress(addr.to_owned());
-    let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
-    port.parse::<u16>().map_err(|_| invalid())?;
-    let host = match host {
-        "" => "0.0.0.0",
-        host => host,
-    };
-    Ok(format!("{host}:{port}"))
 }
 
 async fn termination_signal() {

@@ -21,6 +21,35 @@ use tower::ServiceExt;
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionAbort(pub(crate) CancellationToken);
 
+/// How many connections may wait to be accepted. A burst of reconnecting clients (after
+/// a deploy, say) overflows a small queue, and each dropped SYN costs its client a second.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener for `addr` (`":PORT"` for every interface, as in Go, or `"HOST:PORT"`)
+/// with a deep accept queue.
+pub(crate) async fn bind(addr: &str) -> crate::Result<TcpListener> {
+    let invalid = || crate::Error::InvalidAddress(addr.to_owned());
+    let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
+    let port: u16 = port.parse().map_err(|_| invalid())?;
+    let host = match host {
+        "" => "0.0.0.0",
+        host => host.trim_start_matches('[').trim_end_matches(']'),
+    };
+    let address = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| invalid())?
+        .next()
+        .ok_or_else(invalid)?;
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    Ok(socket.listen(LISTEN_BACKLOG)?)
+}
+
 /// Serves `router` on `listener` until `stop` completes, then stops accepting, lets open
 /// connections finish for up to `grace`, and closes whatever is left.
 pub(crate) async fn serve(
