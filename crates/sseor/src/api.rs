@@ -91,6 +91,15 @@ struct PublishRequest {
 async fn publish(State(manager): State<Manager>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than {} bytes",
+                    manager.max_body_bytes()
+                ),
+            );
+        }
         Err(rejection) => return error(rejection.status(), rejection.body_text()),
     };
     let request: PublishRequest =
