@@ -71,6 +71,15 @@ async fn open_without_reading(server: &Server, user_id: &str) -> TcpStream {
     socket
 }
 
+/// Reads whatever the server had buffered until it closes the connection.
+async fn read_until_closed(socket: &mut TcpStream) {
+    let mut sink = vec![0u8; 1 << 20];
+    guard(async {
+        while let Ok(1..) = socket.read(&mut sink).await {}
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn ten_thousand_connect_disconnect_cycles_leave_nothing_behind() {
     let server = Server::with(Manager::builder().heartbeat(Duration::from_millis(200))).await;
@@ -149,16 +158,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_others_get_everything() {
 
     // The server closed the stalled connection: reading it drains what was buffered,
     // then ends.
-    let mut sink = vec![0u8; 1 << 20];
-    guard(async {
-        loop {
-            match stalled.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
+    read_until_closed(&mut stalled).await;
 }
 
 #[tokio::test]
@@ -223,14 +223,5 @@ async fn shutdown_does_not_wait_forever_for_a_client_that_reads_nothing() {
         "shutdown with a stalled client took {:?}",
         started.elapsed()
     );
-    let mut sink = vec![0u8; 1 << 20];
-    guard(async {
-        loop {
-            match stalled.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
+    read_until_closed(&mut stalled).await;
 }
