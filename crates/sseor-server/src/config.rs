@@ -48,6 +48,19 @@ pub(crate) struct Config {
     #[arg(long, env = "SSEOR_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     max_body_bytes: usize,
 
+    /// Prefix of every Redis key and channel, so that applications can share a Redis.
+    #[arg(long, env = "SSEOR_REDIS_PREFIX", default_value = "sseor")]
+    redis_prefix: String,
+
+    /// How long one Redis command or connection attempt may take.
+    #[arg(long, env = "SSEOR_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    redis_timeout: Duration,
+
+    /// How often the Redis subscription is checked with a probe; not ready after three
+    /// intervals without an answer.
+    #[arg(long, env = "SSEOR_PROBE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    probe_interval: Duration,
+
     /// How long shutdown waits for streams to end before closing their connections.
     #[arg(long, env = "SSEOR_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
@@ -92,6 +105,9 @@ impl Config {
             .queue_capacity(self.queue_capacity)
             .max_body_bytes(self.max_body_bytes)
             .shutdown_timeout(self.shutdown_timeout)
+            .redis_prefix(self.redis_prefix.clone())
+            .redis_timeout(self.redis_timeout)
+            .redis_probe_interval(self.probe_interval)
     }
 
     /// The broker's kind, for the logs; never the URL, which may hold a password.

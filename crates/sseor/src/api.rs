@@ -3,9 +3,10 @@
 //! | method and path | what it does |
 //! |---|---|
 //! | `GET /api/v1/sse?user_id=U&topic=T` | the event stream of user `U`, its topics (`topic` repeats) and broadcasts |
-//! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` |
+//! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` (embedded broker) or `{"id", "instances"}` (Redis) |
 //! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total"}`: open connections of `U` and in all, on this instance |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
+//! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
 //!
 //! Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.
 
@@ -36,6 +37,7 @@ pub fn router(manager: &Manager) -> Router {
         .route("/api/v1/publish", post(publish))
         .route("/api/v1/connections", get(connections))
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(manager.max_body_bytes()))
         .with_state(manager.clone())
@@ -160,6 +162,13 @@ async fn health(State(manager): State<Manager>) -> Response {
         error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
     } else {
         Json(json!({ "status": "ok" })).into_response()
+    }
+}
+
+async fn ready(State(manager): State<Manager>) -> Response {
+    match manager.readiness() {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, reason),
     }
 }
 

@@ -36,7 +36,7 @@ type RouteHandler = Arc<dyn Fn(Request, Manager) -> BoxFuture<'static, Response>
 /// manager.close().await;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct Builder {
     broker_url: String,
@@ -46,6 +46,37 @@ pub struct Builder {
     shutdown_timeout: Duration,
     max_body_bytes: usize,
     handle_signals: bool,
+    #[cfg(feature = "redis")]
+    redis: crate::broker::redis::RedisOptions,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("broker_url", &redact(&self.broker_url))
+            .field("heartbeat", &self.heartbeat)
+            .field("retry", &self.retry)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs and debug output.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials
+                .split_once(':')
+                .map_or(credentials, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 impl Default for Builder {
@@ -58,13 +89,16 @@ impl Default for Builder {
             shutdown_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             handle_signals: true,
+            #[cfg(feature = "redis")]
+            redis: crate::broker::redis::RedisOptions::default(),
         }
     }
 }
 
 impl Builder {
     /// Where events cross instances: empty or `memory://` (the default) for the embedded
-    /// broker.
+    /// broker; `redis://`, `rediss://` or `redis+unix://` for Redis (with the `redis`
+    /// feature, on by default).
     pub fn broker_url(mut self, url: impl Into<String>) -> Self {
         self.broker_url = url.into();
         self
@@ -111,13 +145,39 @@ impl Builder {
         self
     }
 
+    /// The prefix of every Redis key and channel (default `sseor`), so that several
+    /// applications can share one Redis.
+    #[cfg(feature = "redis")]
+    pub fn redis_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.redis.prefix = prefix.into();
+        self
+    }
+
+    /// How often the instance checks its Redis subscription with a probe (default 1 s);
+    /// it is not ready after three intervals without an answer, and resubscribes.
+    #[cfg(feature = "redis")]
+    pub fn redis_probe_interval(mut self, interval: Duration) -> Self {
+        self.redis.probe_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long one Redis command or connection attempt may take (default 2 s).
+    #[cfg(feature = "redis")]
+    pub fn redis_timeout(mut self, timeout: Duration) -> Self {
+        self.redis.timeout = timeout;
+        self
+    }
+
     /// Starts the manager and its broker.
     ///
+    /// A Redis that is not reachable yet does not stop the start: the manager reports it in
+    /// [`Manager::readiness`] and connects as soon as it can.
+    ///
     /// # Errors
-    /// [`Error::InvalidUrl`] when the broker URL's scheme is not one this build supports.
+    /// [`Error::InvalidUrl`] when the broker URL is not one this build supports or does not
+    /// parse; [`Error::Broker`] when Redis refuses the credentials.
     pub async fn build(self) -> Result<Manager> {
-        let registry = Arc::new(Registry::new(None));
-        let broker = broker_for(&self.broker_url, Fanout::new(registry.clone()))?;
+        let (broker, registry) = self.start_broker().await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(heartbeat(
             registry.clone(),
@@ -137,16 +197,34 @@ impl Builder {
     }
 }
 
-fn broker_for(url: &str, fanout: Fanout) -> Result<Box<dyn Broker>> {
-    let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
-    match scheme {
-        "" | "memory" => Ok(Box::new(MemoryBroker::new(fanout))),
-        "redis" | "rediss" | "redis+sentinel" | "redis+unix" | "unix" => Err(Error::InvalidUrl(
-            format!("`{scheme}://` is not supported by this build; use `memory://`"),
-        )),
-        _ => Err(Error::InvalidUrl(format!(
-            "unknown scheme `{scheme}`; expected `memory://` or empty"
-        ))),
+impl Builder {
+    async fn start_broker(&self) -> Result<(Box<dyn Broker>, Arc<Registry>)> {
+        let url = self.broker_url.as_str();
+        let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+        match scheme {
+            "" | "memory" => {
+                let registry = Arc::new(Registry::new(None));
+                let broker = MemoryBroker::new(Fanout::new(registry.clone()));
+                Ok((Box::new(broker), registry))
+            }
+            #[cfg(feature = "redis")]
+            "redis" | "rediss" | "redis+unix" | "unix" => {
+                let (interest_tx, interest_rx) = mpsc::unbounded_channel();
+                let registry = Arc::new(Registry::new(Some(interest_tx)));
+                let broker = crate::broker::redis::RedisBroker::connect(
+                    url,
+                    Fanout::new(registry.clone()),
+                    interest_rx,
+                    self.redis.clone(),
+                )
+                .await?;
+                Ok((Box::new(broker), registry))
+            }
+            _ => Err(Error::InvalidUrl(format!(
+                "unsupported scheme `{scheme}`; expected `memory://`, `redis://`, `rediss://` \
+                 or `redis+unix://`"
+            ))),
+        }
     }
 }
 
@@ -381,7 +459,7 @@ impl Manager {
     /// let event = sseor::Event::new("transaction.updated")
     ///     .with_data(json!({"transaction_id": "txn_123", "status": "completed", "amount": 500.0}));
     /// let published = manager.publish("user123", event).await?;
-    /// assert_eq!(published.delivered_locally, 0); // nobody is connected yet
+    /// assert_eq!(published.delivered_locally, Some(0)); // nobody is connected yet
     /// # Ok(()) }
     /// ```
     pub async fn publish(&self, user_id: &str, event: Event) -> Result<Published> {
@@ -434,6 +512,18 @@ impl Manager {
     /// The largest request body the HTTP API accepts.
     pub fn max_body_bytes(&self) -> usize {
         self.inner.config.max_body_bytes
+    }
+
+    /// Whether this instance can deliver what is published now; the error says why not
+    /// (Redis unreachable, subscription not confirmed by a probe, shutting down).
+    ///
+    /// # Errors
+    /// A sentence naming the problem, for operators.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        if self.is_closed() {
+            return Err("shutting down".into());
+        }
+        self.inner.broker.readiness()
     }
 
     /// Whether [`close`](Self::close) has begun.
@@ -542,5 +632,21 @@ impl Subscription {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         crate::api::error_response(&self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let builder = Manager::builder().broker_url("redis://alice:s3cret@host:6379/0");
+        let shown = format!("{builder:?}");
+        assert!(shown.contains("redis://alice:***@host:6379/0"), "{shown}");
+        assert!(!shown.contains("s3cret"));
+        assert_eq!(redact("redis://:pw@h/0"), "redis://:***@h/0");
+        assert_eq!(redact("redis://h/0"), "redis://h/0");
+        assert_eq!(redact(""), "");
     }
 }

@@ -32,7 +32,8 @@ impl MemoryBroker {
         let delivered_locally = self.fanout.deliver(target, &event)?;
         Ok(Published {
             id,
-            delivered_locally,
+            delivered_locally: Some(delivered_locally),
+            instances: None,
         })
     }
 }

@@ -7,6 +7,8 @@
 //! a target only while this instance has connections for it.
 
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use memory::MemoryBroker;
 
@@ -21,8 +23,13 @@ use crate::{Event, Result, Target};
 pub struct Published {
     /// The event's id, as clients see it in `id:` and send back in `Last-Event-ID`.
     pub id: String,
-    /// How many connections of this instance the event was queued for.
-    pub delivered_locally: usize,
+    /// How many connections of this instance the event was queued for, when the broker
+    /// delivers before it returns (the embedded broker).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_locally: Option<usize>,
+    /// How many instances received the event, when the broker spans instances (Redis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<usize>,
 }
 
 /// Carries published events to the connections of every instance.
@@ -37,6 +44,15 @@ pub trait Broker: Send + Sync + 'static {
     /// [`Error::Broker`](crate::Error::Broker) when the event could not be carried; then
     /// it reached no one.
     fn publish(&self, target: Target, event: Event) -> BoxFuture<'_, Result<Published>>;
+
+    /// Whether events published now would reach this instance's connections; the error
+    /// says why not. Serves `/readyz`.
+    ///
+    /// # Errors
+    /// A sentence naming what is wrong, for operators.
+    fn readiness(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 
     /// Stops the broker; called once by [`Manager::close`](crate::Manager::close).
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -11,6 +11,8 @@ use sseor::{Builder, Manager};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub mod redis;
+
 /// How long any wait may last before the test is declared hung: a guard, not a measure.
 pub const HANG_GUARD: Duration = Duration::from_secs(20);
 

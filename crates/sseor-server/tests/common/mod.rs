@@ -1,0 +1,385 @@
+//! The `sseor` binary as a real child process, and HTTP/SSE clients that talk to it over
+//! real sockets.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventsource_stream::{Event as SseEvent, EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+/// How long any wait may last before the test is declared hung: a guard, not a measure.
+pub const HANG_GUARD: Duration = Duration::from_secs(20);
+
+/// The environment variables the server reads; removed from every child so that the
+/// environment the tests run in cannot change what they see.
+const SERVER_ENV: &[&str] = &[
+    "REDIS_URL",
+    "SERVER_PORT",
+    "SERVER_HOST",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "SSEOR_HEARTBEAT",
+    "SSEOR_RETRY",
+    "SSEOR_QUEUE_CAPACITY",
+    "SSEOR_MAX_BODY_BYTES",
+    "SSEOR_SHUTDOWN_TIMEOUT",
+    "RUST_LOG",
+    "NO_COLOR",
+];
+
+/// Awaits `future`, panicking if it hangs.
+pub async fn guard<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(HANG_GUARD, future)
+        .await
+        .expect("the test hung")
+}
+
+/// A `sseor` command with a clean environment.
+pub fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sseor"));
+    for name in SERVER_ENV {
+        command.env_remove(name);
+    }
+    command.stdin(Stdio::null()).kill_on_drop(true);
+    command
+}
+
+/// What a process that ran to its end printed, and how it ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Stdout and stderr together, for searching and for assertion messages.
+    pub fn all_output(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `sseor` with `args` and `envs` until it exits on its own.
+pub async fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> Finished {
+    let mut command = command();
+    command.args(args).envs(envs.iter().copied());
+    let output = guard(command.output()).await.expect("cannot run sseor");
+    Finished {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A running `sseor` process; killed when dropped.
+pub struct Server {
+    child: Child,
+    pid: u32,
+    /// Where the server accepts connections.
+    pub addr: SocketAddr,
+    /// The address the server named in its "listening" log line.
+    pub logged_addr: SocketAddr,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// `sseor --port 0 --log-format json` plus `args`.
+    pub async fn start(args: &[&str]) -> Self {
+        let mut command = command();
+        command
+            .args(["--port", "0", "--log-format", "json"])
+            .args(args);
+        Self::spawn(command).await
+    }
+
+    /// Starts the prepared `command`, whose logs must be JSON, and waits until it listens.
+    pub async fn spawn(mut command: Command) -> Self {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("cannot start sseor");
+        let pid = child.id().expect("the child has a pid");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (listening_tx, listening_rx) = oneshot::channel();
+        tokio::spawn(collect_lines(
+            child.stdout.take().unwrap(),
+            stdout.clone(),
+            Some(listening_tx),
+        ));
+        tokio::spawn(collect_lines(
+            child.stderr.take().unwrap(),
+            stderr.clone(),
+            None,
+        ));
+        let Ok(logged_addr) = guard(listening_rx).await else {
+            let status = guard(child.wait()).await;
+            panic!(
+                "sseor ended ({status:?}) without logging that it listens\n\
+                 --- stdout ---\n{}\n--- stderr ---\n{}",
+                stdout.lock().unwrap().join("\n"),
+                stderr.lock().unwrap().join("\n"),
+            );
+        };
+        // With `--port 0` the server logs the port it was asked for rather than the one
+        // the system chose (see `logs_the_port_it_actually_listens_on`); until that is
+        // fixed, find the listening socket of the process itself.
+        let addr = if logged_addr.port() == 0 {
+            let port = listening_port_of(pid).expect("cannot find the server's listening port");
+            SocketAddr::new(logged_addr.ip(), port)
+        } else {
+            logged_addr
+        };
+        Self {
+            child,
+            pid,
+            addr,
+            logged_addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Opens `/api/v1/sse` for `user_id` and `topics`.
+    pub async fn subscribe(&self, user_id: &str, topics: &[&str]) -> Client {
+        Client::connect(&self.sse_url(user_id, topics)).await
+    }
+
+    pub fn sse_url(&self, user_id: &str, topics: &[&str]) -> String {
+        let mut url = self.url(&format!("/api/v1/sse?user_id={user_id}"));
+        for topic in topics {
+            url.push_str(&format!("&topic={topic}"));
+        }
+        url
+    }
+
+    /// POSTs `body` to `/api/v1/publish`; the status and the JSON answer.
+    pub async fn publish(&self, body: &Value) -> (u16, Value) {
+        self.post_raw(body.to_string().into_bytes()).await
+    }
+
+    /// POSTs raw bytes to `/api/v1/publish`; the status and the JSON answer.
+    pub async fn post_raw(&self, body: Vec<u8>) -> (u16, Value) {
+        let response = guard(
+            http()
+                .post(self.url("/api/v1/publish"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send(),
+        )
+        .await
+        .unwrap();
+        json_of(response).await
+    }
+
+    /// GETs `path`; the status and the JSON answer.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = guard(http().get(self.url(path)).send()).await.unwrap();
+        json_of(response).await
+    }
+
+    /// `/api/v1/connections?user_id=...`: (connections of the user, total).
+    pub async fn connections(&self, user_id: &str) -> (u64, u64) {
+        let (status, body) = self
+            .get_json(&format!("/api/v1/connections?user_id={user_id}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["user_id"], user_id, "{body}");
+        (
+            body["user"].as_u64().expect("`user` is a count"),
+            body["total"].as_u64().expect("`total` is a count"),
+        )
+    }
+
+    /// Polls until the server counts (`user`, `total`) connections.
+    pub async fn wait_for_connections(&self, user_id: &str, expected: (u64, u64)) {
+        guard(async {
+            while self.connections(user_id).await != expected {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) to the server process.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &self.pid.to_string()])
+            .status()
+            .expect("cannot run `kill`");
+        assert!(status.success(), "kill -s {name} {} failed", self.pid);
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        guard(self.child.wait()).await.unwrap()
+    }
+
+    /// Everything logged so far, stdout then stderr.
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout.lock().unwrap().join("\n"),
+            self.stderr.lock().unwrap().join("\n"),
+        )
+    }
+
+    /// The `fields.message` of every JSON log line so far.
+    pub fn log_messages(&self) -> Vec<String> {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter_map(|log| log["fields"]["message"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Reads lines of `from` into `into`; sends the address of the "listening" log line.
+async fn collect_lines(
+    from: impl AsyncRead + Unpin,
+    into: Arc<Mutex<Vec<String>>>,
+    mut listening: Option<oneshot::Sender<SocketAddr>>,
+) {
+    let mut lines = BufReader::new(from).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(addr) = listening_address(&line) {
+            if let Some(tx) = listening.take() {
+                let _ = tx.send(addr);
+            }
+        }
+        into.lock().unwrap().push(line);
+    }
+}
+
+/// The address in a JSON log line `{"fields": {"message": "sseor listening on ..."}}`.
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    let log: Value = serde_json::from_str(line).ok()?;
+    let message = log["fields"]["message"].as_str()?;
+    let url = message.strip_prefix("sseor listening on http://")?;
+    url.trim_end_matches('/').parse().ok()
+}
+
+/// The port of the (one) listening TCP socket that process `pid` holds, from `/proc`.
+pub fn listening_port_of(pid: u32) -> Option<u16> {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            let inode = link.strip_prefix("socket:[")?.strip_suffix(']')?;
+            Some(inode.to_owned())
+        })
+        .collect();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            const LISTEN: &str = "0A";
+            if fields.len() > 9 && fields[3] == LISTEN && inodes.contains(fields[9]) {
+                let port = fields[1].rsplit(':').next()?;
+                return u16::from_str_radix(port, 16).ok();
+            }
+        }
+    }
+    None
+}
+
+/// A client that opens a new connection for every request.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = guard(response.text()).await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("status {status}: the body is not JSON ({e}): {text:?}"));
+    (status, body)
+}
+
+type Events =
+    Pin<Box<dyn Stream<Item = Result<SseEvent, EventStreamError<reqwest::Error>>> + Send>>;
+
+/// One SSE client, reading the stream as a browser's `EventSource` would.
+pub struct Client {
+    pub headers: reqwest::header::HeaderMap,
+    events: Events,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Self {
+        let response = guard(http().get(url).send()).await.unwrap();
+        assert_eq!(response.status(), 200, "subscribing to {url}");
+        Self {
+            headers: response.headers().clone(),
+            events: Box::pin(response.bytes_stream().eventsource()),
+        }
+    }
+
+    /// The next event that carries data; panics if the stream ends or fails.
+    pub async fn next_event(&mut self) -> SseEvent {
+        match guard(self.events.next()).await {
+            Some(Ok(event)) => event,
+            Some(Err(e)) => panic!("the stream failed while an event was expected: {e}"),
+            None => panic!("the stream ended while an event was expected"),
+        }
+    }
+
+    /// Reads events until the stream ends; how many there were, or why it failed.
+    pub async fn read_to_end(&mut self) -> Result<usize, String> {
+        guard(async {
+            let mut events = 0;
+            while let Some(event) = self.events.next().await {
+                event.map_err(|e| e.to_string())?;
+                events += 1;
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    /// The next event, if one arrives within `wait`.
+    pub async fn event_within(&mut self, wait: Duration) -> Option<SseEvent> {
+        match tokio::time::timeout(wait, self.events.next()).await {
+            Ok(Some(Ok(event))) => Some(event),
+            Ok(Some(Err(e))) => panic!("the stream failed: {e}"),
+            Ok(None) => panic!("the stream ended"),
+            Err(_) => None,
+        }
+    }
+}
+
+/// The JSON of an event's `data:`.
+pub fn data_of(event: &SseEvent) -> Value {
+    serde_json::from_str(&event.data)
+        .unwrap_or_else(|e| panic!("`data:` is not JSON ({e}): {:?}", event.data))
+}

@@ -1,0 +1,512 @@
+//! The `sseor` binary end to end: a real process, real sockets, real HTTP.
+
+mod common;
+
+use common::{Server, command, data_of, guard, http, run_to_exit};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+// ---------------------------------------------------------------------------------------
+// The command line
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn help_lists_every_setting_with_its_default() {
+    let help = run_to_exit(&["--help"], &[]).await;
+    assert!(help.status.success(), "{}", help.all_output());
+    for name in [
+        "REDIS_URL",
+        "SERVER_PORT",
+        "SERVER_HOST",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "SSEOR_HEARTBEAT",
+        "SSEOR_RETRY",
+        "SSEOR_QUEUE_CAPACITY",
+        "SSEOR_MAX_BODY_BYTES",
+        "SSEOR_SHUTDOWN_TIMEOUT",
+    ] {
+        assert!(
+            help.stdout.contains(name),
+            "--help does not name {name}:\n{}",
+            help.stdout
+        );
+    }
+    for default in [
+        "[default: 9090]",
+        "[default: info]",
+        "[default: 127.0.0.1]",
+        "[default: 15s]",
+    ] {
+        assert!(
+            help.stdout.contains(default),
+            "--help does not show {default}:\n{}",
+            help.stdout
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_log_level_fails_clearly() {
+    let run = run_to_exit(&["--port", "0"], &[("LOG_LEVEL", "[[[")]).await;
+    assert!(!run.status.success(), "{}", run.all_output());
+    assert!(run.status.code().is_some(), "killed by a signal: {run:?}");
+    assert!(
+        run.stderr.contains("LOG_LEVEL") && run.stderr.contains("[[["),
+        "the message should name the setting and the value:\n{}",
+        run.all_output()
+    );
+    assert!(
+        !run.stdout.contains("listening"),
+        "it must not start: {}",
+        run.all_output()
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_broker_scheme_fails_without_leaking_the_password() {
+    for format in ["text", "json"] {
+        let run = run_to_exit(
+            &["--port", "0", "--log-format", format],
+            &[("REDIS_URL", "foo://user:s3cret@host:6379")],
+        )
+        .await;
+        let output = run.all_output();
+        assert!(!run.status.success(), "{output}");
+        assert!(
+            output.contains("unknown scheme") && output.contains("foo"),
+            "the message should name the scheme:\n{output}"
+        );
+        assert!(!output.contains("s3cret"), "the password leaked:\n{output}");
+        assert!(!output.contains("listening"), "it must not start: {output}");
+    }
+}
+
+/// FAILS today: a broker URL without `://` is printed whole as its "scheme".
+#[tokio::test]
+async fn a_mistyped_broker_url_does_not_leak_its_password() {
+    // A single slash typed instead of two, and a URL whose scheme was forgotten.
+    for url in ["redis:/user:s3cret@host:6379", "user:s3cret@host:6379"] {
+        let run = run_to_exit(&["--port", "0"], &[("REDIS_URL", url)]).await;
+        let output = run.all_output();
+        assert!(!run.status.success(), "{url}: {output}");
+        assert!(
+            !output.contains("s3cret"),
+            "the password of {url} leaked:\n{output}"
+        );
+    }
+}
+
+/// FAILS today: with `--port 0` the server logs `http://127.0.0.1:0`, the port it was
+/// asked for, instead of the one it listens on, so nobody can tell where it is.
+#[tokio::test]
+async fn logs_the_port_it_actually_listens_on() {
+    let server = Server::start(&[]).await;
+    // The server does listen: on `addr`, which the harness found through /proc.
+    let (status, _) = server.get_json("/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        server.logged_addr,
+        server.addr,
+        "the listening log line names the wrong address:\n{}",
+        server.output()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The API
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn readme_walkthrough_reaches_the_user_the_topic_and_everyone() {
+    // Configured through the environment this time, as a deployment would.
+    let mut command = command();
+    command.envs([("SERVER_PORT", "0"), ("LOG_FORMAT", "json")]);
+    let server = Server::spawn(command).await;
+
+    // curl -N 'http://localhost:9090/api/v1/sse?user_id=user123'
+    let mut user123 = server.subscribe("user123", &[]).await;
+    let mut user456 = server.subscribe("user456", &["news"]).await;
+    assert_eq!(server.connections("user123").await, (1, 2));
+
+    let data = json!({"transaction_id": "txn_123", "status": "completed", "amount": 500.0});
+    let (status, published) = server
+        .publish(&json!({
+            "user_id": "user123",
+            "event": {"type": "transaction.updated", "data": data},
+        }))
+        .await;
+    assert_eq!(status, 202, "{published}");
+    assert_eq!(published["delivered_locally"], 1, "{published}");
+    let id = published["id"].as_str().expect("a string id").to_owned();
+    assert!(!id.is_empty());
+
+    let event = user123.next_event().await;
+    assert_eq!(event.event, "transaction.updated");
+    assert_eq!(event.id, id);
+    assert_eq!(data_of(&event), data);
+
+    // A topic event: only user456 joined `news`.
+    let (status, published) = server
+        .publish(&json!({"topic": "news", "event": {"type": "headline", "data": {"n": 1}}}))
+        .await;
+    assert_eq!(status, 202, "{published}");
+    assert_eq!(published["delivered_locally"], 1, "{published}");
+    let news_id = published["id"].as_str().unwrap().to_owned();
+    assert_ne!(news_id, id);
+    // Its first event is the topic event: the user123 event, published earlier, never
+    // reached it.
+    let event = user456.next_event().await;
+    assert_eq!(
+        (event.event.as_str(), event.id.as_str()),
+        ("headline", news_id.as_str())
+    );
+    assert_eq!(data_of(&event), json!({"n": 1}));
+
+    // A broadcast reaches both; for user123 it is the next event, so the topic event did
+    // not reach it.
+    let (status, published) = server
+        .publish(&json!({"event": {"type": "maintenance", "data": {"in": "5m"}}}))
+        .await;
+    assert_eq!(status, 202, "{published}");
+    assert_eq!(published["delivered_locally"], 2, "{published}");
+    for client in [&mut user123, &mut user456] {
+        let event = client.next_event().await;
+        assert_eq!(event.event, "maintenance");
+        assert_eq!(event.id, published["id"].as_str().unwrap());
+        assert_eq!(data_of(&event), json!({"in": "5m"}));
+    }
+
+    // An id given by the publisher is the one clients see.
+    let (status, published) = server
+        .publish(&json!({"user_id": "user123", "event": {"id": "custom-7", "type": "t"}}))
+        .await;
+    assert_eq!((status, &published["id"]), (202, &json!("custom-7")));
+    let event = user123.next_event().await;
+    assert_eq!((event.id.as_str(), event.data.as_str()), ("custom-7", "{}"));
+}
+
+#[tokio::test]
+async fn two_connections_of_one_user_both_receive_and_are_forgotten_when_gone() {
+    let server = Server::start(&["--heartbeat", "200ms"]).await;
+    let mut first = server.subscribe("user123", &[]).await;
+    let mut second = server.subscribe("user123", &[]).await;
+    let other = server.subscribe("someone-else", &[]).await;
+    assert_eq!(server.connections("user123").await, (2, 3));
+    assert_eq!(server.connections("nobody").await, (0, 3));
+
+    let (status, published) = server
+        .publish(&json!({"user_id": "user123", "event": {"type": "ping", "data": {"k": "v"}}}))
+        .await;
+    assert_eq!(status, 202, "{published}");
+    assert_eq!(published["delivered_locally"], 2, "{published}");
+    for client in [&mut first, &mut second] {
+        let event = client.next_event().await;
+        assert_eq!(event.event, "ping");
+        assert_eq!(data_of(&event), json!({"k": "v"}));
+    }
+
+    drop(first);
+    drop(second);
+    server.wait_for_connections("user123", (0, 1)).await;
+    drop(other);
+    server.wait_for_connections("user123", (0, 0)).await;
+    let (status, published) = server.publish(&json!({"event": {"type": "t"}})).await;
+    assert_eq!((status, &published["delivered_locally"]), (202, &json!(0)));
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_status_and_a_json_error() {
+    let server = Server::start(&["--max-body-bytes", "1024"]).await;
+    let error_of = |body: &serde_json::Value| {
+        body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no `error` string in {body}"))
+            .to_owned()
+    };
+
+    // Subscribing without a user.
+    let (status, body) = server.get_json("/api/v1/sse").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("user_id"), "{body}");
+    let (status, body) = server.get_json("/api/v1/sse?topic=news").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = server.get_json("/api/v1/sse?user_id=a%0Ab").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("user_id"), "{body}");
+
+    // Malformed JSON names the field path.
+    let (status, body) = server
+        .publish(&json!({"user_id": "u", "event": {"type": 5}}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("event.type"), "{body}");
+    let (status, body) = server.post_raw(b"{\"event\": ".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("invalid JSON"), "{body}");
+    let (status, body) = server.publish(&json!({"user_id": "u"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("event"), "{body}");
+    let (status, body) = server
+        .publish(&json!({"user": "u", "event": {"type": "t"}}))
+        .await;
+    assert_eq!(status, 400, "unknown fields are refused: {body}");
+    let (status, body) = server
+        .publish(&json!({"user_id": "u", "topic": "t", "event": {"type": "t"}}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = server
+        .publish(&json!({"user_id": "", "event": {"type": "t"}}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Too large a body.
+    let big = json!({"event": {"type": "t", "data": {"pad": "x".repeat(2048)}}});
+    let (status, body) = server.publish(&big).await;
+    assert_eq!(status, 413, "{body}");
+    error_of(&body);
+
+    // Events that cannot be sent as one Server-Sent Event.
+    for bad_type in ["", "a\nevent: forged", "a\rb", "a\r\nid: 9"] {
+        let (status, body) = server.publish(&json!({"event": {"type": bad_type}})).await;
+        assert_eq!(status, 422, "type {bad_type:?}: {body}");
+        assert!(error_of(&body).contains("type"), "{body}");
+    }
+    let (status, body) = server
+        .publish(&json!({"event": {"id": "1\n2", "type": "t"}}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+
+    // Unknown routes.
+    let (status, body) = server.get_json("/api/v2/nothing").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(error_of(&body).contains("/api/v2/nothing"), "{body}");
+
+    // Still healthy after all that.
+    let (status, body) = server.get_json("/healthz").await;
+    assert_eq!((status, body), (200, json!({"status": "ok"})));
+}
+
+/// FAILS today: the API promises JSON errors, but a wrong method gets an empty 405.
+#[tokio::test]
+async fn a_wrong_method_gets_a_json_error() {
+    let server = Server::start(&[]).await;
+    let response = guard(http().get(server.url("/api/v1/publish")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let text = response.text().await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("405 body is not JSON ({e}): {text:?}"));
+    assert!(body["error"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn an_injected_event_reaches_no_client() {
+    let server = Server::start(&[]).await;
+    let mut client = server.subscribe("victim", &["news"]).await;
+
+    for target in [
+        json!({"user_id": "victim"}),
+        json!({"topic": "news"}),
+        json!({}),
+    ] {
+        let mut forged = target.clone();
+        forged["event"] = json!({"type": "a\nevent: forged\ndata: {\"pwned\":true}", "data": {}});
+        let (status, body) = server.publish(&forged).await;
+        assert_eq!(status, 422, "{body}");
+        let mut forged_id = target.clone();
+        forged_id["event"] = json!({"id": "1\nevent: forged", "type": "t"});
+        let (status, body) = server.publish(&forged_id).await;
+        assert_eq!(status, 422, "{body}");
+    }
+
+    let (status, published) = server
+        .publish(&json!({"user_id": "victim", "event": {"type": "good", "data": {"ok": 1}}}))
+        .await;
+    assert_eq!(status, 202, "{published}");
+    let event = client.next_event().await;
+    assert_eq!(event.event, "good", "the first event received: {event:?}");
+    assert_eq!(event.id, published["id"].as_str().unwrap());
+    assert_eq!(data_of(&event), json!({"ok": 1}));
+}
+
+#[tokio::test]
+async fn streams_have_sse_headers_open_with_retry_and_carry_heartbeats() {
+    let server = Server::start(&["--heartbeat", "200ms"]).await;
+    let response = guard(http().get(server.sse_url("user123", &[])).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert!(
+        headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("no-cache"),
+        "{headers:?}"
+    );
+    assert_eq!(headers["x-accel-buffering"], "no");
+
+    let mut body = response.bytes_stream();
+    let mut seen = Vec::new();
+    guard(async {
+        while seen.windows(3).filter(|w| w == b":\n\n").count() < 2 {
+            let chunk = body.next().await.expect("the stream ended").unwrap();
+            seen.extend_from_slice(&chunk);
+        }
+    })
+    .await;
+    assert!(
+        seen.starts_with(b"retry: 3000\n\n"),
+        "{:?}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
+#[tokio::test]
+async fn the_retry_setting_is_announced_or_left_out() {
+    let server = Server::start(&["--retry", "1500ms"]).await;
+    let mut body = guard(http().get(server.sse_url("u", &[])).send())
+        .await
+        .unwrap()
+        .bytes_stream();
+    let first = guard(body.next()).await.unwrap().unwrap();
+    assert_eq!(&first[..], b"retry: 1500\n\n");
+
+    let mut command = command();
+    command.args(["--port", "0", "--log-format", "json"]);
+    command.env("SSEOR_RETRY", "0s");
+    let server = Server::spawn(command).await;
+    let mut body = guard(http().get(server.sse_url("u", &[])).send())
+        .await
+        .unwrap()
+        .bytes_stream();
+    let first = guard(body.next()).await.unwrap().unwrap();
+    assert!(
+        first.starts_with(b":"),
+        "with `0s` the stream opens with a comment, not `retry:`: {first:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_root_serves_the_demo_page() {
+    let server = Server::start(&[]).await;
+    let response = guard(http().get(server.url("/")).send()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<title>sseor"), "{page}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Shutdown
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sigterm_ends_two_hundred_open_streams_and_exits_0() {
+    const STREAMS: usize = 200;
+    let mut server = Server::start(&[]).await;
+    let client = http();
+    let responses = guard(futures_util::future::join_all((0..STREAMS).map(|i| {
+        client
+            .get(server.sse_url(&format!("user{}", i % 50), &["all-hands"]))
+            .send()
+    })))
+    .await;
+    let streams: Vec<_> = responses
+        .into_iter()
+        .map(|response| {
+            let response = response.expect("subscribing");
+            assert_eq!(response.status(), 200);
+            response.bytes_stream()
+        })
+        .collect();
+    server
+        .wait_for_connections("user0", (4, STREAMS as u64))
+        .await;
+
+    server.signal("TERM");
+
+    let endings = guard(futures_util::future::join_all(streams.into_iter().map(
+        |mut stream| async move {
+            let mut seen = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) => seen.extend_from_slice(&chunk),
+                    Err(e) => return Err(format!("{e:?}")),
+                }
+            }
+            Ok(seen)
+        },
+    )))
+    .await;
+    for (i, ending) in endings.into_iter().enumerate() {
+        let seen = ending.unwrap_or_else(|e| panic!("stream {i} failed instead of ending: {e}"));
+        assert!(seen.starts_with(b"retry: 3000\n\n"), "stream {i}: {seen:?}");
+    }
+
+    let status = server.wait_exit().await;
+    assert!(status.success(), "{status:?}\n{}", server.output());
+    let messages = server.log_messages();
+    assert!(
+        messages.iter().any(|m| m == "sseor stopped"),
+        "{}",
+        server.output()
+    );
+}
+
+#[tokio::test]
+async fn sigint_ends_streams_and_exits_0() {
+    let mut server = Server::start(&[]).await;
+    let mut client = server.subscribe("user123", &[]).await;
+    server.wait_for_connections("user123", (1, 1)).await;
+    server.signal("INT");
+    client
+        .read_to_end()
+        .await
+        .expect("the stream should end cleanly");
+    let status = server.wait_exit().await;
+    assert!(status.success(), "{status:?}\n{}", server.output());
+}
+
+#[tokio::test]
+async fn shutdown_cuts_off_a_client_that_stopped_reading_at_the_deadline() {
+    let mut server =
+        Server::start(&["--shutdown-timeout", "1s", "--max-body-bytes", "1100000"]).await;
+    // A client that sends its request and never reads: its socket buffers fill up, so
+    // its stream cannot drain and only the shutdown deadline can end it.
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /api/v1/sse?user_id=stalled HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.addr
+    );
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    server.wait_for_connections("stalled", (1, 1)).await;
+    let big =
+        json!({"user_id": "stalled", "event": {"type": "t", "data": {"pad": "x".repeat(1 << 20)}}});
+    for _ in 0..48 {
+        let (status, body) = server.publish(&big).await;
+        assert_eq!(status, 202, "{body}");
+    }
+
+    server.signal("TERM");
+    let status = server.wait_exit().await;
+    assert!(status.success(), "{status:?}\n{}", server.output());
+
+    // The connection was closed: reading drains what was buffered, then ends.
+    let mut sink = vec![0; 1 << 16];
+    guard(async {
+        loop {
+            match stalled.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}

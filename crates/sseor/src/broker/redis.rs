@@ -1,0 +1,571 @@
+//! The Redis broker: events cross instances through Redis pub/sub.
+//!
+//! Each instance holds two connections whatever its number of clients: a multiplexed one
+//! for commands (publish, probes) and one for subscriptions. It subscribes to a target's
+//! channel only while it has local connections for that target, and resubscribes to all of
+//! them after any reconnection. A probe it publishes to itself through Redis proves that
+//! the whole path works; readiness follows the probe.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use redis::{Client, ErrorKind, RedisError, Script};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Broker, Published};
+use crate::{Error, Event, Fanout, Interest, Result, Target};
+
+/// Channels subscribed or unsubscribed in one command, at most.
+const SUBSCRIBE_BATCH: usize = 1000;
+
+/// Gives an event the next id of the instance-wide sequence and publishes it, atomically,
+/// so that ids reach every subscriber in increasing order. `ARGV[1]` is the event's JSON
+/// without an id; the id is spliced in as its first field.
+const PUBLISH_WITH_ID: &str = r#"
+local id = redis.call('INCR', KEYS[1])
+local receivers = redis.call('PUBLISH', KEYS[2], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
+return {id, receivers}
+"#;
+
+/// Options of the Redis broker; see [`Builder`](crate::Builder) for how they are set.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// Prefix of every key and channel (default `sseor`).
+    pub prefix: String,
+    /// How often the instance probes its own subscription (default 1 s). Readiness is lost
+    /// after three intervals without an answer.
+    pub probe_interval: Duration,
+    /// How long a Redis command or connection attempt may take (default 2 s).
+    pub timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "sseor".into(),
+            probe_interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The names of channels and keys under a prefix:
+/// `PREFIX:user:ID`, `PREFIX:topic:NAME`, `PREFIX:all`, `PREFIX:seq`, `PREFIX:probe:INSTANCE`.
+#[derive(Debug, Clone)]
+struct Names {
+    prefix: String,
+}
+
+impl Names {
+    fn channel(&self, target: &Target) -> String {
+        match target {
+            Target::User(user) => format!("{}:user:{user}", self.prefix),
+            Target::Topic(topic) => format!("{}:topic:{topic}", self.prefix),
+            Target::All => format!("{}:all", self.prefix),
+        }
+    }
+
+    fn target(&self, channel: &str) -> Option<Target> {
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(':')?;
+        if rest == "all" {
+            return Some(Target::All);
+        }
+        if let Some(user) = rest.strip_prefix("user:") {
+            return Target::user(user).ok();
+        }
+        Target::topic(rest.strip_prefix("topic:")?).ok()
+    }
+
+    fn sequence(&self) -> String {
+        format!("{}:seq", self.prefix)
+    }
+
+    fn probe(&self, instance: &str) -> String {
+        format!("{}:probe:{instance}", self.prefix)
+    }
+}
+
+/// What the instance knows of its subscription path.
+#[derive(Debug, Default)]
+struct Health {
+    subscribed: bool,
+    /// When the last probe came back.
+    answered: Option<Instant>,
+    /// When the oldest probe still unanswered was sent.
+    waiting_since: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    names: Names,
+    options: RedisOptions,
+    health: Mutex<Health>,
+    instance: String,
+}
+
+impl Shared {
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn readiness(&self) -> std::result::Result<(), String> {
+        let health = self.health();
+        if !health.subscribed {
+            return Err("not subscribed to Redis".into());
+        }
+        let limit = self.options.probe_interval * 3;
+        match health.answered {
+            None => Err("waiting for the first probe to come back through Redis".into()),
+            Some(at) if at.elapsed() > limit => Err(format!(
+                "no probe came back through Redis for {:.1} s",
+                at.elapsed().as_secs_f64()
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn probe_overdue(&self) -> bool {
+        let limit = self.options.probe_interval * 3;
+        self.health()
+            .waiting_since
+            .is_some_and(|since| since.elapsed() > limit)
+    }
+}
+
+/// Carries events between instances through Redis.
+pub struct RedisBroker {
+    commands: ConnectionManager,
+    shared: Arc<Shared>,
+    publish_script: Script,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("prefix", &self.shared.names.prefix)
+            .field("instance", &self.shared.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBroker {
+    /// Connects to Redis at `url` and starts the subscription task, which delivers to
+    /// `fanout` and follows `interest`.
+    ///
+    /// A Redis that cannot be reached yet is not an error: the broker keeps trying, and is
+    /// not ready until it succeeds.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] for a URL that does not parse, [`Error::Broker`] when Redis
+    /// answers but refuses the credentials or the database.
+    pub async fn connect(
+        url: &str,
+        fanout: Fanout,
+        interest: mpsc::UnboundedReceiver<Interest>,
+        options: RedisOptions,
+    ) -> Result<Self> {
+        let client = Client::open(url).map_err(|e| Error::InvalidUrl(describe(&e)))?;
+        check_credentials(&client, options.timeout).await?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let commands = client
+            .get_connection_manager_lazy(config)
+            .map_err(|e| Error::Broker(describe(&e)))?;
+        let shared = Arc::new(Shared {
+            names: Names {
+                prefix: options.prefix.clone(),
+            },
+            options,
+            health: Mutex::default(),
+            instance: instance_id(),
+        });
+        let stop = CancellationToken::new();
+        let subscriber = Subscriber {
+            client,
+            commands: commands.clone(),
+            shared: shared.clone(),
+            fanout,
+            interest,
+            stop: stop.clone(),
+            wanted: HashSet::new(),
+        };
+        tokio::spawn(subscriber.run());
+        Ok(Self {
+            commands,
+            shared,
+            publish_script: Script::new(PUBLISH_WITH_ID),
+            stop,
+        })
+    }
+
+    async fn publish_now(&self, target: Target, event: Event) -> Result<Published> {
+        let channel = self.shared.names.channel(&target);
+        let json = serde_json::to_string(&event)
+            .map_err(|e| Error::InvalidEvent(format!("cannot be serialized: {e}")))?;
+        let mut commands = self.commands.clone();
+        let (id, instances) = match &event.id {
+            Some(id) => {
+                let receivers: usize = redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(json)
+                    .query_async(&mut commands)
+                    .await
+                    .map_err(unavailable)?;
+                (id.clone(), receivers)
+            }
+            None => {
+                let (id, receivers): (u64, usize) = self
+                    .publish_script
+                    .key(self.shared.names.sequence())
+                    .key(&channel)
+                    .arg(json)
+                    .invoke_async(&mut commands)
+                    .await
+                    .map_err(unavailable)?;
+                (id.to_string(), receivers)
+            }
+        };
+        Ok(Published {
+            id,
+            delivered_locally: None,
+            instances: Some(instances),
+        })
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, target: Target, event: Event) -> BoxFuture<'_, Result<Published>> {
+        Box::pin(self.publish_now(target, event))
+    }
+
+    fn readiness(&self) -> std::result::Result<(), String> {
+        self.shared.readiness()
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.stop.cancel();
+        Box::pin(async {})
+    }
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Fails fast on what retrying cannot mend (credentials, database); lets an unreachable
+/// Redis through, since it may come up later.
+async fn check_credentials(client: &Client, timeout: Duration) -> Result<()> {
+    let attempt = tokio::time::timeout(timeout, async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        // Without a password, connecting succeeds and only commands fail: ask one.
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    })
+    .await;
+    match attempt {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if is_fatal(&e) => Err(Error::Broker(describe(&e))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %describe(&e), "Redis is not reachable yet; retrying in the background");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!("Redis did not answer in time; retrying in the background");
+            Ok(())
+        }
+    }
+}
+
+fn is_fatal(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig
+    ) || error.to_string().contains("WRONGPASS")
+        || error.to_string().contains("NOAUTH")
+        || error.to_string().contains("DB index is out of range")
+}
+
+/// The error's own words: redis-rs never puts the URL's password in them.
+fn describe(error: &RedisError) -> String {
+    format!("Redis: {error}")
+}
+
+fn unavailable(error: RedisError) -> Error {
+    Error::Broker(describe(&error))
+}
+
+fn instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+/// The task that owns the subscription connection.
+struct Subscriber {
+    client: Client,
+    commands: ConnectionManager,
+    shared: Arc<Shared>,
+    fanout: Fanout,
+    interest: mpsc::UnboundedReceiver<Interest>,
+    stop: CancellationToken,
+    /// The channels this instance wants, whatever the state of the connection.
+    wanted: HashSet<String>,
+}
+
+enum SessionEnd {
+    Stopped,
+    Lost(String),
+}
+
+impl Subscriber {
+    async fn run(mut self) {
+        let mut delay = Duration::from_millis(100);
+        let mut down_since: Option<Instant> = None;
+        loop {
+            let session = tokio::select! {
+                () = self.stop.cancelled() => return,
+                session = self.open() => session,
+            };
+            let reason = match session {
+                Ok((sink, stream)) => {
+                    if let Some(since) = down_since.take() {
+                        tracing::info!(
+                            channels = self.wanted.len(),
+                            after_seconds = since.elapsed().as_secs_f64(),
+                            "resubscribed to Redis"
+                        );
+                    } else {
+                        tracing::info!(channels = self.wanted.len(), "subscribed to Redis");
+                    }
+                    delay = Duration::from_millis(100);
+                    match self.serve(sink, stream).await {
+                        SessionEnd::Stopped => return,
+                        SessionEnd::Lost(reason) => reason,
+                    }
+                }
+                Err(reason) => reason,
+            };
+            self.shared.health().subscribed = false;
+            if down_since.is_none() {
+                down_since = Some(Instant::now());
+                tracing::warn!(%reason, "Redis subscription down; reconnecting");
+            } else {
+                tracing::debug!(%reason, "Redis still unreachable");
+            }
+            if !self.wait(delay).await {
+                return;
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Sleeps for `delay` while keeping track of interest; false when stopped.
+    async fn wait(&mut self, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return false,
+                () = &mut sleep => return true,
+                change = self.interest.recv() => match change {
+                    Some(change) => { self.apply(change); }
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    /// Records a change of interest; returns the channel and whether it is now wanted.
+    fn apply(&mut self, change: Interest) -> (String, bool) {
+        match change {
+            Interest::Subscribe(target) => {
+                let channel = self.shared.names.channel(&target);
+                self.wanted.insert(channel.clone());
+                (channel, true)
+            }
+            Interest::Unsubscribe(target) => {
+                let channel = self.shared.names.channel(&target);
+                self.wanted.remove(&channel);
+                (channel, false)
+            }
+        }
+    }
+
+    async fn open(&self) -> std::result::Result<(PubSubSink, redis::aio::PubSubStream), String> {
+        let timeout = self.shared.options.timeout;
+        let pubsub = tokio::time::timeout(timeout, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| "Redis did not answer in time".to_owned())?
+            .map_err(|e| describe(&e))?;
+        let (mut sink, stream) = pubsub.split();
+        let mut channels: Vec<String> = self.wanted.iter().cloned().collect();
+        channels.push(self.shared.names.probe(&self.shared.instance));
+        for batch in channels.chunks(SUBSCRIBE_BATCH) {
+            tokio::time::timeout(timeout, sink.subscribe(batch))
+                .await
+                .map_err(|_| "SUBSCRIBE timed out".to_owned())?
+                .map_err(|e| describe(&e))?;
+        }
+        let mut health = self.shared.health();
+        health.subscribed = true;
+        health.answered = None;
+        health.waiting_since = None;
+        Ok((sink, stream))
+    }
+
+    async fn serve(
+        &mut self,
+        mut sink: PubSubSink,
+        mut stream: redis::aio::PubSubStream,
+    ) -> SessionEnd {
+        let probe_channel = self.shared.names.probe(&self.shared.instance);
+        let mut probes = tokio::time::interval(self.shared.options.probe_interval);
+        probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return SessionEnd::Stopped,
+                message = stream.next() => match message {
+                    None => return SessionEnd::Lost("the subscription connection closed".into()),
+                    Some(message) if message.get_channel_name() == probe_channel => self.probe_answered(),
+                    Some(message) => self.deliver(message.get_channel_name(), message.get_payload_bytes()),
+                },
+                change = self.interest.recv() => {
+                    let Some(change) = change else { return SessionEnd::Stopped };
+                    if let Err(reason) = self.follow(&mut sink, change).await {
+                        return SessionEnd::Lost(reason);
+                    }
+                }
+                _ = probes.tick() => {
+                    if self.shared.probe_overdue() {
+                        return SessionEnd::Lost("probes stopped coming back".into());
+                    }
+                    self.send_probe(&probe_channel);
+                }
+            }
+        }
+    }
+
+    /// Subscribes or unsubscribes for `first` and every change already queued behind it,
+    /// in as few commands as possible.
+    async fn follow(
+        &mut self,
+        sink: &mut PubSubSink,
+        first: Interest,
+    ) -> std::result::Result<(), String> {
+        let mut subscribe = Vec::new();
+        let mut unsubscribe = Vec::new();
+        let mut next = Some(first);
+        while let Some(change) = next {
+            let (channel, wanted) = self.apply(change);
+            if wanted {
+                unsubscribe.retain(|c| c != &channel);
+                subscribe.push(channel);
+            } else {
+                subscribe.retain(|c| c != &channel);
+                unsubscribe.push(channel);
+            }
+            if subscribe.len() + unsubscribe.len() >= SUBSCRIBE_BATCH {
+                break;
+            }
+            next = self.interest.try_recv().ok();
+        }
+        let timeout = self.shared.options.timeout;
+        if !subscribe.is_empty() {
+            tokio::time::timeout(timeout, sink.subscribe(&subscribe))
+                .await
+                .map_err(|_| "SUBSCRIBE timed out".to_owned())?
+                .map_err(|e| describe(&e))?;
+        }
+        if !unsubscribe.is_empty() {
+            tokio::time::timeout(timeout, sink.unsubscribe(&unsubscribe))
+                .await
+                .map_err(|_| "UNSUBSCRIBE timed out".to_owned())?
+                .map_err(|e| describe(&e))?;
+        }
+        Ok(())
+    }
+
+    fn deliver(&self, channel: &str, payload: &[u8]) {
+        let Some(target) = self.shared.names.target(channel) else {
+            tracing::warn!(channel, "message on an unexpected channel skipped");
+            return;
+        };
+        let event = match serde_json::from_slice::<Event>(payload) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(channel, bytes = payload.len(), error = %e, "payload that is not an event skipped");
+                return;
+            }
+        };
+        if let Err(e) = self.fanout.deliver(&target, &event) {
+            tracing::warn!(channel, error = %e, "invalid event skipped");
+        }
+    }
+
+    fn probe_answered(&self) {
+        let mut health = self.shared.health();
+        health.answered = Some(Instant::now());
+        health.waiting_since = None;
+    }
+
+    fn send_probe(&self, channel: &str) {
+        {
+            let mut health = self.shared.health();
+            health.waiting_since.get_or_insert_with(Instant::now);
+        }
+        let mut commands = self.commands.clone();
+        let channel = channel.to_owned();
+        tokio::spawn(async move {
+            let sent: redis::RedisResult<usize> = redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg("probe")
+                .query_async(&mut commands)
+                .await;
+            if let Err(e) = sent {
+                tracing::debug!(error = %describe(&e), "probe not sent");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_map_back_to_their_targets() {
+        let names = Names {
+            prefix: "app".into(),
+        };
+        for target in [
+            Target::user("u:1").unwrap(),
+            Target::topic("news").unwrap(),
+            Target::All,
+        ] {
+            assert_eq!(names.target(&names.channel(&target)), Some(target));
+        }
+        assert_eq!(names.channel(&Target::user("u").unwrap()), "app:user:u");
+        assert_eq!(names.target("other:user:u"), None);
+        assert_eq!(names.target("app:seq"), None);
+        assert_eq!(names.target("app:user:"), None);
+    }
+}

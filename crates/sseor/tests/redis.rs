@@ -1,0 +1,370 @@
+//! The Redis broker against real `redis-server` processes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::{Client, Server, guard};
+use http_body_util::BodyExt;
+use serde_json::json;
+use sseor::{Error, Event, Manager};
+
+fn redis_builder(redis: &RedisServer) -> sseor::Builder {
+    Manager::builder()
+        .broker_url(redis.url())
+        .redis_probe_interval(Duration::from_millis(100))
+        .redis_timeout(Duration::from_millis(500))
+}
+
+async fn instance(redis: &RedisServer) -> Server {
+    let server = Server::with(redis_builder(redis)).await;
+    wait_ready(&server.manager).await;
+    server
+}
+
+async fn wait_ready(manager: &Manager) {
+    guard(async {
+        while manager.readiness().is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+async fn wait_unready(manager: &Manager) -> String {
+    guard(async {
+        loop {
+            if let Err(reason) = manager.readiness() {
+                return reason;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+/// Waits until Redis counts `expected` subscribers on `channel`.
+async fn wait_for_subscribers(redis: &RedisServer, channel: &str, expected: &str) {
+    guard(async {
+        loop {
+            let reply = redis.cli(&["PUBSUB", "NUMSUB", channel]);
+            if reply.lines().nth(1) == Some(expected) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_cross_instances_exactly_once() {
+    let redis = RedisServer::start();
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let mut on_a = a.subscribe("u1", &[]).await;
+    let mut on_b = b.subscribe("u1", &["prices"]).await;
+    let mut other = b.subscribe("u2", &[]).await;
+    wait_for_subscribers(&redis, "sseor:user:u1", "2").await;
+    wait_for_subscribers(&redis, "sseor:topic:prices", "1").await;
+
+    let published = a.manager.publish("u1", Event::new("from-a")).await.unwrap();
+    assert_eq!(published.instances, Some(2));
+    for client in [&mut on_a, &mut on_b] {
+        let event = client.next_event().await;
+        assert_eq!(
+            (event.event.as_str(), event.id.as_str()),
+            ("from-a", published.id.as_str())
+        );
+    }
+    a.manager
+        .publish_to_topic(
+            "prices",
+            Event::new("price").with_data(json!({"eur": 1.08})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(on_b.next_event().await.data, r#"{"eur":1.08}"#);
+    let everyone = b.manager.publish_to_all(Event::new("all")).await.unwrap();
+    for client in [&mut on_a, &mut on_b, &mut other] {
+        let event = client.next_event().await;
+        assert_eq!(
+            (event.event.as_str(), event.id.as_str()),
+            ("all", everyone.id.as_str())
+        );
+    }
+    // Nothing arrived twice: the next event each client sees is the next one published.
+    b.manager
+        .publish_to_all(Event::new("marker"))
+        .await
+        .unwrap();
+    for client in [&mut on_a, &mut on_b, &mut other] {
+        assert_eq!(client.next_event().await.event, "marker");
+    }
+    let first: u64 = published.id.parse().unwrap();
+    let last: u64 = everyone.id.parse().unwrap();
+    assert!(first < last, "ids increase across instances");
+}
+
+#[tokio::test]
+async fn any_redis_client_can_publish_and_bad_payloads_are_skipped() {
+    let redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let mut client = server.subscribe("user123", &[]).await;
+    wait_for_subscribers(&redis, "sseor:user:user123", "1").await;
+
+    for garbage in [
+        "not json",
+        r#"{"data": {}}"#,
+        r#"{"type": "a\nevent: forged", "data": {}}"#,
+        r#"{"type": "t", "data": "not an object"}"#,
+        r#"{"type": "t", "id": "1\r\n"}"#,
+    ] {
+        assert_eq!(redis.cli(&["PUBLISH", "sseor:user:user123", garbage]), "1");
+    }
+    redis.cli(&[
+        "PUBLISH",
+        "sseor:user:user123",
+        r#"{"id":"ext-1","type":"transaction.updated","data":{"amount":500}}"#,
+    ]);
+    let event = client.next_event().await;
+    assert_eq!(event.event, "transaction.updated");
+    assert_eq!(event.id, "ext-1");
+    assert_eq!(event.data, r#"{"amount":500}"#);
+    // The instance is still healthy and serving.
+    assert!(server.manager.readiness().is_ok());
+}
+
+#[tokio::test]
+async fn subscriptions_follow_local_connections() {
+    let redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let first = server.subscribe("carol", &["news"]).await;
+    let second = server.subscribe("carol", &[]).await;
+    wait_for_subscribers(&redis, "sseor:user:carol", "1").await;
+    wait_for_subscribers(&redis, "sseor:topic:news", "1").await;
+    assert_eq!(
+        redis.cli(&["PUBSUB", "NUMPAT"]),
+        "0",
+        "no pattern subscriptions"
+    );
+    drop(first);
+    wait_for_subscribers(&redis, "sseor:topic:news", "0").await;
+    wait_for_subscribers(&redis, "sseor:user:carol", "1").await;
+    drop(second);
+    wait_for_subscribers(&redis, "sseor:user:carol", "0").await;
+    wait_for_subscribers(&redis, "sseor:all", "0").await;
+    // Two connections to Redis in all: commands and subscriptions.
+    let clients = redis.cli(&["CLIENT", "LIST"]);
+    assert_eq!(clients.lines().count(), 2 + 1, "{clients}"); // + this redis-cli
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_users_subscribe_in_batches() {
+    let redis = RedisServer::start();
+    let manager = redis_builder(&redis)
+        .handle_signals(false)
+        .build()
+        .await
+        .unwrap();
+    wait_ready(&manager).await;
+    let request = http::Request::new(());
+    let users = 100_000;
+    let started = Instant::now();
+    let mut streams: Vec<_> = (0..users)
+        .map(|n| manager.handle_sse(&request, &format!("user{n}")).unwrap())
+        .collect();
+    guard(async {
+        while redis
+            .cli(&["PUBSUB", "NUMSUB", "sseor:user:user99999"])
+            .lines()
+            .nth(1)
+            != Some("1")
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    eprintln!("{users} users subscribed in {:?}", started.elapsed());
+    let channels = redis.cli(&["PUBSUB", "CHANNELS", "sseor:user:*"]);
+    assert_eq!(channels.lines().count(), users);
+
+    manager
+        .publish("user99999", Event::new("found"))
+        .await
+        .unwrap();
+    let body = streams.pop().unwrap().into_body();
+    let mut body = std::pin::pin!(body);
+    let mut seen = Vec::new();
+    guard(async {
+        while !String::from_utf8_lossy(&seen).contains("event: found") {
+            let frame = body.frame().await.unwrap().unwrap();
+            seen.extend_from_slice(frame.data_ref().unwrap());
+        }
+    })
+    .await;
+    drop(streams);
+    guard(async {
+        while redis
+            .cli(&["PUBSUB", "NUMSUB", "sseor:user:user5"])
+            .lines()
+            .nth(1)
+            != Some("0")
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    manager.close().await;
+}
+
+#[tokio::test]
+async fn a_redis_crash_is_survived_without_any_action() {
+    let mut redis = RedisServer::start();
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let mut client = b.subscribe("dave", &[]).await;
+    wait_for_subscribers(&redis, "sseor:user:dave", "1").await;
+
+    redis.kill();
+    let reason = wait_unready(&a.manager).await;
+    eprintln!("not ready: {reason}");
+    let refused = a.manager.publish("dave", Event::new("lost")).await;
+    assert!(matches!(refused, Err(Error::Broker(_))), "{refused:?}");
+    assert_eq!(b.manager.total_connections(), 1, "clients stay connected");
+
+    let restarted = Instant::now();
+    redis.restart();
+    wait_ready(&a.manager).await;
+    wait_ready(&b.manager).await;
+    eprintln!(
+        "both instances ready {:?} after Redis restarted",
+        restarted.elapsed()
+    );
+    wait_for_subscribers(&redis, "sseor:user:dave", "1").await;
+    a.manager
+        .publish("dave", Event::new("after"))
+        .await
+        .unwrap();
+    assert_eq!(client.next_event().await.event, "after");
+}
+
+#[tokio::test]
+async fn starts_before_redis_and_becomes_ready_when_it_appears() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let manager = Manager::builder()
+        .broker_url(format!("redis://127.0.0.1:{port}/0"))
+        .redis_probe_interval(Duration::from_millis(100))
+        .redis_timeout(Duration::from_millis(300))
+        .handle_signals(false)
+        .build()
+        .await
+        .expect("an unreachable Redis does not stop the start");
+    assert!(manager.readiness().is_err());
+    assert!(manager.publish("u", Event::new("early")).await.is_err());
+
+    let redis = RedisServer::start_on(port);
+    wait_ready(&manager).await;
+    manager.publish("u", Event::new("on time")).await.unwrap();
+    drop(redis);
+    manager.close().await;
+}
+
+#[tokio::test]
+async fn a_frozen_redis_is_noticed_and_recovered_from() {
+    let redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let mut client = server.subscribe("erin", &[]).await;
+    wait_for_subscribers(&redis, "sseor:user:erin", "1").await;
+    redis.pause();
+    let reason = wait_unready(&server.manager).await;
+    eprintln!("frozen Redis noticed: {reason}");
+    redis.resume();
+    wait_ready(&server.manager).await;
+    wait_for_subscribers(&redis, "sseor:user:erin", "1").await;
+    server
+        .manager
+        .publish("erin", Event::new("thawed"))
+        .await
+        .unwrap();
+    assert_eq!(client.next_event().await.event, "thawed");
+}
+
+#[tokio::test]
+async fn credentials_and_urls() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret-pass"]);
+    redis.cli(&[
+        "-a",
+        "s3cret-pass",
+        "--no-auth-warning",
+        "ACL",
+        "SETUSER",
+        "alice",
+        "on",
+        ">alice-pass",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let port = redis.port;
+
+    for url in [
+        format!("redis://127.0.0.1:{port}/0"),
+        format!("redis://:wrong-pass@127.0.0.1:{port}/0"),
+        format!("redis://alice:not-hers@127.0.0.1:{port}/0"),
+    ] {
+        let err = Manager::new(&url).await.unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, Error::Broker(_)), "{url}: {message}");
+        assert!(!message.contains("pass"), "a password leaked: {message}");
+        eprintln!("{message}");
+    }
+    for url in [
+        format!("redis://:s3cret-pass@127.0.0.1:{port}/0"),
+        format!("redis://alice:alice-pass@127.0.0.1:{port}/3"),
+    ] {
+        let manager = Manager::builder()
+            .broker_url(&url)
+            .redis_probe_interval(Duration::from_millis(50))
+            .handle_signals(false)
+            .build()
+            .await
+            .unwrap();
+        wait_ready(&manager).await;
+        manager.close().await;
+    }
+    for url in [
+        "redis://",
+        "redis://127.0.0.1:notaport/0",
+        "redis://host/notadb",
+    ] {
+        let err = Manager::new(url).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidUrl(_)), "{url}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn unix_socket_urls() {
+    let redis = RedisServer::start();
+    let url = format!("redis+unix://{}", redis.unix_socket().display());
+    let server = Server::with(
+        Manager::builder()
+            .broker_url(url)
+            .redis_probe_interval(Duration::from_millis(50)),
+    )
+    .await;
+    wait_ready(&server.manager).await;
+    let mut client: Client = server.subscribe("frank", &[]).await;
+    wait_for_subscribers(&redis, "sseor:user:frank", "1").await;
+    server
+        .manager
+        .publish("frank", Event::new("via-socket"))
+        .await
+        .unwrap();
+    assert_eq!(client.next_event().await.event, "via-socket");
+}
