@@ -40,6 +40,8 @@ pub mod encode;
 mod error;
 mod event;
 mod manager;
+#[cfg(feature = "redis")]
+mod publisher;
 mod registry;
 mod serve;
 mod stream;
@@ -49,5 +51,7 @@ pub use broker::{Broker, MemoryBroker, Published};
 pub use error::{Error, Result};
 pub use event::{Event, MAX_FIELD_LEN};
 pub use manager::{Builder, Manager, Subscription};
+#[cfg(feature = "redis")]
+pub use publisher::Publisher;
 pub use registry::{Fanout, Interest};
 pub use target::{MAX_NAME_LEN, Target};

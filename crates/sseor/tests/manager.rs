@@ -254,7 +254,11 @@ async fn listen_and_serve_takes_the_spec_address_forms() {
 async fn broker_urls_are_checked() {
     assert!(Manager::new("").await.is_ok());
     assert!(Manager::new("memory://").await.is_ok());
-    for url in ["foo://user:s3cret@bar", "http://:s3cret@localhost:6379/5", "not a url"] {
+    for url in [
+        "foo://user:s3cret@bar",
+        "http://:s3cret@localhost:6379/5",
+        "not a url",
+    ] {
         let err = Manager::new(url).await.unwrap_err();
         assert!(matches!(err, Error::InvalidUrl(_)), "{url}: {err}");
         assert!(!err.to_string().contains("s3cret"), "{err}");

@@ -368,3 +368,39 @@ async fn unix_socket_urls() {
         .unwrap();
     assert_eq!(client.next_event().await.event, "via-socket");
 }
+
+#[tokio::test]
+async fn a_publisher_only_service_reaches_every_instance() {
+    let redis = RedisServer::start();
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let mut on_a = a.subscribe("gina", &[]).await;
+    let mut on_b = b.subscribe("hank", &["alerts"]).await;
+    wait_for_subscribers(&redis, "sseor:user:gina", "1").await;
+    wait_for_subscribers(&redis, "sseor:topic:alerts", "1").await;
+
+    let publisher = sseor::Publisher::new(&redis.url()).await.unwrap();
+    let to_gina = publisher
+        .publish("gina", Event::new("direct"))
+        .await
+        .unwrap();
+    assert_eq!(to_gina.instances, Some(1));
+    publisher
+        .publish_to_topic("alerts", Event::new("alert"))
+        .await
+        .unwrap();
+    publisher.publish_to_all(Event::new("all")).await.unwrap();
+    assert_eq!(on_a.next_event().await.id, to_gina.id);
+    assert_eq!(on_a.next_event().await.event, "all");
+    assert_eq!(on_b.next_event().await.event, "alert");
+    assert_eq!(on_b.next_event().await.event, "all");
+
+    assert!(matches!(
+        publisher.publish("gina", Event::new("bad\n")).await,
+        Err(Error::InvalidEvent(_))
+    ));
+    assert!(matches!(
+        sseor::Publisher::new("memory://").await,
+        Err(Error::InvalidUrl(_))
+    ));
+}

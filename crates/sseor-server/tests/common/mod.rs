@@ -2,7 +2,6 @@
 //! real sockets.
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
@@ -87,10 +86,8 @@ pub async fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> Finished {
 pub struct Server {
     child: Child,
     pid: u32,
-    /// Where the server accepts connections.
+    /// Where the server accepts connections, as its "listening" log line says.
     pub addr: SocketAddr,
-    /// The address the server named in its "listening" log line.
-    pub logged_addr: SocketAddr,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
@@ -132,20 +129,15 @@ impl Server {
                 stderr.lock().unwrap().join("\n"),
             );
         };
-        // With `--port 0` the server logs the port it was asked for rather than the one
-        // the system chose (see `logs_the_port_it_actually_listens_on`); until that is
-        // fixed, find the listening socket of the process itself.
-        let addr = if logged_addr.port() == 0 {
-            let port = listening_port_of(pid).expect("cannot find the server's listening port");
-            SocketAddr::new(logged_addr.ip(), port)
-        } else {
-            logged_addr
-        };
+        assert_ne!(
+            logged_addr.port(),
+            0,
+            "with `--port 0` the server must log the port the system chose"
+        );
         Self {
             child,
             pid,
-            addr,
-            logged_addr,
+            addr: logged_addr,
             stdout,
             stderr,
         }
@@ -265,10 +257,10 @@ async fn collect_lines(
 ) {
     let mut lines = BufReader::new(from).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(addr) = listening_address(&line) {
-            if let Some(tx) = listening.take() {
-                let _ = tx.send(addr);
-            }
+        if let Some(addr) = listening_address(&line)
+            && let Some(tx) = listening.take()
+        {
+            let _ = tx.send(addr);
         }
         into.lock().unwrap().push(line);
     }
@@ -280,34 +272,6 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
     let message = log["fields"]["message"].as_str()?;
     let url = message.strip_prefix("sseor listening on http://")?;
     url.trim_end_matches('/').parse().ok()
-}
-
-/// The port of the (one) listening TCP socket that process `pid` holds, from `/proc`.
-pub fn listening_port_of(pid: u32) -> Option<u16> {
-    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter_map(|link| {
-            let link = link.to_string_lossy().into_owned();
-            let inode = link.strip_prefix("socket:[")?.strip_suffix(']')?;
-            Some(inode.to_owned())
-        })
-        .collect();
-    for table in ["tcp", "tcp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-            const LISTEN: &str = "0A";
-            if fields.len() > 9 && fields[3] == LISTEN && inodes.contains(fields[9]) {
-                let port = fields[1].rsplit(':').next()?;
-                return u16::from_str_radix(port, 16).ok();
-            }
-        }
-    }
-    None
 }
 
 /// A client that opens a new connection for every request.
@@ -365,16 +329,6 @@ impl Client {
             Ok(events)
         })
         .await
-    }
-
-    /// The next event, if one arrives within `wait`.
-    pub async fn event_within(&mut self, wait: Duration) -> Option<SseEvent> {
-        match tokio::time::timeout(wait, self.events.next()).await {
-            Ok(Some(Ok(event))) => Some(event),
-            Ok(Some(Err(e))) => panic!("the stream failed: {e}"),
-            Ok(None) => panic!("the stream ended"),
-            Err(_) => None,
-        }
     }
 }
 

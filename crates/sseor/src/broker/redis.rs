@@ -138,11 +138,100 @@ impl Shared {
     }
 }
 
+/// The publishing half of the Redis broker: a multiplexed command connection that
+/// reconnects by itself. [`Publisher`](crate::Publisher) wraps it for services that serve
+/// no streams.
+#[derive(Clone)]
+pub struct RedisPublisher {
+    commands: ConnectionManager,
+    names: Names,
+    publish_script: Script,
+}
+
+impl std::fmt::Debug for RedisPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPublisher")
+            .field("prefix", &self.names.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisPublisher {
+    /// Opens the client for `url` and its command connection.
+    ///
+    /// # Errors
+    /// As [`RedisBroker::connect`].
+    pub async fn connect(url: &str, options: &RedisOptions) -> Result<Self> {
+        Self::open(url, options)
+            .await
+            .map(|(_, publisher)| publisher)
+    }
+
+    async fn open(url: &str, options: &RedisOptions) -> Result<(Client, Self)> {
+        let client = Client::open(url).map_err(|e| Error::InvalidUrl(describe(&e)))?;
+        check_credentials(&client, options.timeout).await?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let commands = client
+            .get_connection_manager_lazy(config)
+            .map_err(|e| Error::Broker(describe(&e)))?;
+        let publisher = Self {
+            commands,
+            names: Names {
+                prefix: options.prefix.clone(),
+            },
+            publish_script: Script::new(PUBLISH_WITH_ID),
+        };
+        Ok((client, publisher))
+    }
+
+    /// Publishes `event` to `target` on every instance; an event without an id gets the
+    /// next id of the shared sequence.
+    ///
+    /// # Errors
+    /// [`Error::Broker`] when Redis cannot be reached or does not answer in time.
+    pub async fn publish(&self, target: &Target, event: &Event) -> Result<Published> {
+        let channel = self.names.channel(target);
+        let json = serde_json::to_string(event)
+            .map_err(|e| Error::InvalidEvent(format!("cannot be serialized: {e}")))?;
+        let mut commands = self.commands.clone();
+        let (id, instances) = match &event.id {
+            Some(id) => {
+                let receivers: usize = redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(json)
+                    .query_async(&mut commands)
+                    .await
+                    .map_err(unavailable)?;
+                (id.clone(), receivers)
+            }
+            None => {
+                let (id, receivers): (u64, usize) = self
+                    .publish_script
+                    .key(self.names.sequence())
+                    .key(&channel)
+                    .arg(json)
+                    .invoke_async(&mut commands)
+                    .await
+                    .map_err(unavailable)?;
+                (id.to_string(), receivers)
+            }
+        };
+        Ok(Published {
+            id,
+            delivered_locally: None,
+            instances: Some(instances),
+        })
+    }
+}
+
 /// Carries events between instances through Redis.
 pub struct RedisBroker {
-    commands: ConnectionManager,
+    publisher: RedisPublisher,
     shared: Arc<Shared>,
-    publish_script: Script,
     stop: CancellationToken,
 }
 
@@ -171,20 +260,9 @@ impl RedisBroker {
         interest: mpsc::UnboundedReceiver<Interest>,
         options: RedisOptions,
     ) -> Result<Self> {
-        let client = Client::open(url).map_err(|e| Error::InvalidUrl(describe(&e)))?;
-        check_credentials(&client, options.timeout).await?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let commands = client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| Error::Broker(describe(&e)))?;
+        let (client, publisher) = RedisPublisher::open(url, &options).await?;
         let shared = Arc::new(Shared {
-            names: Names {
-                prefix: options.prefix.clone(),
-            },
+            names: publisher.names.clone(),
             options,
             health: Mutex::default(),
             instance: instance_id(),
@@ -192,7 +270,7 @@ impl RedisBroker {
         let stop = CancellationToken::new();
         let subscriber = Subscriber {
             client,
-            commands: commands.clone(),
+            commands: publisher.commands.clone(),
             shared: shared.clone(),
             fanout,
             interest,
@@ -201,51 +279,16 @@ impl RedisBroker {
         };
         tokio::spawn(subscriber.run());
         Ok(Self {
-            commands,
+            publisher,
             shared,
-            publish_script: Script::new(PUBLISH_WITH_ID),
             stop,
-        })
-    }
-
-    async fn publish_now(&self, target: Target, event: Event) -> Result<Published> {
-        let channel = self.shared.names.channel(&target);
-        let json = serde_json::to_string(&event)
-            .map_err(|e| Error::InvalidEvent(format!("cannot be serialized: {e}")))?;
-        let mut commands = self.commands.clone();
-        let (id, instances) = match &event.id {
-            Some(id) => {
-                let receivers: usize = redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(json)
-                    .query_async(&mut commands)
-                    .await
-                    .map_err(unavailable)?;
-                (id.clone(), receivers)
-            }
-            None => {
-                let (id, receivers): (u64, usize) = self
-                    .publish_script
-                    .key(self.shared.names.sequence())
-                    .key(&channel)
-                    .arg(json)
-                    .invoke_async(&mut commands)
-                    .await
-                    .map_err(unavailable)?;
-                (id.to_string(), receivers)
-            }
-        };
-        Ok(Published {
-            id,
-            delivered_locally: None,
-            instances: Some(instances),
         })
     }
 }
 
 impl Broker for RedisBroker {
     fn publish(&self, target: Target, event: Event) -> BoxFuture<'_, Result<Published>> {
-        Box::pin(self.publish_now(target, event))
+        Box::pin(async move { self.publisher.publish(&target, &event).await })
     }
 
     fn readiness(&self) -> std::result::Result<(), String> {

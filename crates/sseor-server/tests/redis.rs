@@ -1,0 +1,131 @@
+//! Two `sseor` processes sharing one real Redis.
+
+#[path = "../../sseor/tests/common/redis.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod redis_server;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use redis_server::RedisServer;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const HANG_GUARD: Duration = Duration::from_secs(20);
+
+async fn guard<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(HANG_GUARD, future)
+        .await
+        .expect("the test hung")
+}
+
+/// Starts `sseor` on `redis_url` and returns it with its base URL, once it is ready.
+async fn start(redis_url: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sseor"))
+        .args([
+            "--port",
+            "0",
+            "--log-format",
+            "json",
+            "--probe-interval",
+            "100ms",
+        ])
+        .env("REDIS_URL", redis_url)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = guard(async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("sseor exited");
+            let log: Value = serde_json::from_str(&line).unwrap();
+            if let Some(address) = log["fields"]["address"].as_str() {
+                assert_eq!(log["fields"]["broker"], "redis");
+                return format!("http://{address}");
+            }
+        }
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    guard(async {
+        while reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status()
+            != 200
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    (child, base)
+}
+
+async fn subscribe(
+    base: &str,
+    user: &str,
+) -> impl futures_util::Stream<Item = eventsource_stream::Event> + Unpin {
+    let response = reqwest::get(format!("{base}/api/v1/sse?user_id={user}"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    Box::pin(
+        response
+            .bytes_stream()
+            .eventsource()
+            .filter_map(|event| async move { event.ok().filter(|e| !e.data.is_empty()) }),
+    )
+}
+
+async fn publish(base: &str, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/publish"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    response.json().await.unwrap()
+}
+
+async fn wait_for_subscribers(redis: &RedisServer, channel: &str, expected: &str) {
+    guard(async {
+        while redis.cli(&["PUBSUB", "NUMSUB", channel]).lines().nth(1) != Some(expected) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_servers_and_redis_cli_deliver_exactly_once() {
+    let redis = RedisServer::start();
+    let (_a, a) = start(&redis.url()).await;
+    let (_b, b) = start(&redis.url()).await;
+    let mut alice_on_a = subscribe(&a, "alice").await;
+    let mut alice_on_b = subscribe(&b, "alice").await;
+    let mut bob_on_b = subscribe(&b, "bob").await;
+    wait_for_subscribers(&redis, "sseor:user:alice", "2").await;
+    wait_for_subscribers(&redis, "sseor:user:bob", "1").await;
+
+    let via_a = publish(&a, json!({"user_id": "alice", "event": {"type": "via-a"}})).await;
+    assert_eq!(via_a["instances"], 2);
+    publish(&b, json!({"user_id": "bob", "event": {"type": "via-b"}})).await;
+    redis.cli(&[
+        "PUBLISH",
+        "sseor:user:alice",
+        r#"{"id":"cli-1","type":"via-cli","data":{"from":"redis-cli"}}"#,
+    ]);
+    publish(&a, json!({"event": {"type": "everyone"}})).await;
+
+    for alice in [&mut alice_on_a, &mut alice_on_b] {
+        let received: Vec<String> = guard(alice.by_ref().take(3).map(|e| e.event).collect()).await;
+        assert_eq!(received, ["via-a", "via-cli", "everyone"]);
+    }
+    let received: Vec<String> = guard(bob_on_b.by_ref().take(2).map(|e| e.event).collect()).await;
+    assert_eq!(received, ["via-b", "everyone"]);
+}
