@@ -15,6 +15,13 @@
 //!   default.
 //! * [`encode`] writes the `text/event-stream` wire format.
 //! * [`api`] is the standard JSON-over-HTTP API the `sseor` server exposes.
+//! * [`Publisher`] publishes through Redis from services that serve no streams.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `redis` | yes | the Redis broker (`redis://`, `redis+unix://` URLs) and [`Publisher`] |
 //!
 //! ```no_run
 //! use axum::extract::Request;
