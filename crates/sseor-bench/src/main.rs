@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// Two servers on one Redis: streams on the second, one user each; publishes to random
+    /// users through the first's HTTP API; measures publishes and deliveries per second.
+    Redis {
+        /// Streams to open on the receiving server.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Events to publish.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Publish requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        publishers: usize,
+    },
     /// Opens idle streams, measures the server's memory per connection, then stops the
     /// server with SIGTERM and measures how long it takes to end every stream and exit.
     Idle {
@@ -48,6 +63,11 @@ async fn main() -> Result<(), String> {
             connections,
             concurrency,
         } => idle(&cli.server, connections, concurrency.max(1)).await,
+        Scenario::Redis {
+            connections,
+            events,
+            publishers,
+        } => through_redis(&cli.server, connections, events, publishers.max(1)).await,
     }
 }
 
@@ -100,10 +120,142 @@ async fn idle(server: &PathBuf, connections: usize, concurrency: usize) -> Resul
     Ok(())
 }
 
+async fn through_redis(
+    server: &PathBuf,
+    connections: usize,
+    events: usize,
+    publishers: usize,
+) -> Result<(), String> {
+    let redis_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &redis_port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start redis-server (apt-get install redis-server): {e}"))?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let redis_url = format!("redis://127.0.0.1:{redis_port}/0");
+    let (_publishing, publish_port) =
+        start_server_with(server, &[("REDIS_URL", &redis_url)]).await?;
+    let (_receiving, receive_port) =
+        start_server_with(server, &[("REDIS_URL", &redis_url)]).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let mut streams = Vec::with_capacity(connections);
+    while streams.len() < connections {
+        let first = streams.len();
+        let batch = 200.min(connections - first);
+        for stream in futures_join((0..batch).map(|i| open_stream(receive_port, first + i))).await {
+            streams.push(stream?);
+        }
+    }
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|socket| tokio::spawn(count_events(socket, received.clone())))
+        .collect();
+    // Let the receiving instance's subscriptions reach Redis.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{publish_port}/api/v1/publish");
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..publishers)
+        .map(|_| {
+            let (http, url, next) = (http.clone(), url.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut failed = 0usize;
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= events {
+                        return failed;
+                    }
+                    let user = (n * 7919) % connections;
+                    let body = json!({"user_id": format!("user{user}"), "event": {"type": "bench", "data": {"n": n}}});
+                    match http.post(&url).json(&body).send().await {
+                        Ok(response) if response.status() == 202 => {}
+                        _ => failed += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for worker in workers {
+        failed += worker.await.map_err(|e| e.to_string())?;
+    }
+    let publish_seconds = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.load(Ordering::Relaxed) < events - failed && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let delivered_seconds = started.elapsed().as_secs_f64();
+    let delivered = received.load(Ordering::Relaxed);
+    for reader in readers {
+        reader.abort();
+    }
+    let _ = redis.kill().await;
+    println!(
+        "{}",
+        json!({
+            "scenario": "redis",
+            "connections": connections,
+            "events": events,
+            "failed_publishes": failed,
+            "delivered": delivered,
+            "lost": (events - failed).saturating_sub(delivered),
+            "publish_seconds": round(publish_seconds),
+            "publishes_per_second": round((events - failed) as f64 / publish_seconds),
+            "all_delivered_seconds": round(delivered_seconds),
+            "deliveries_per_second": round(delivered as f64 / delivered_seconds),
+        })
+    );
+    Ok(())
+}
+
+/// Counts the events a stream receives, by their `event:` lines.
+async fn count_events(mut socket: TcpStream, received: Arc<AtomicUsize>) {
+    const MARK: &[u8] = b"event: bench\n";
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut carry = 0;
+    loop {
+        match socket.read(&mut buf[carry..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let filled = carry + n;
+                let found = buf[..filled]
+                    .windows(MARK.len())
+                    .filter(|w| *w == MARK)
+                    .count();
+                received.fetch_add(found, Ordering::Relaxed);
+                // Keep a partial mark that may finish in the next read.
+                carry = (MARK.len() - 1).min(filled);
+                buf.copy_within(filled - carry..filled, 0);
+            }
+        }
+    }
+}
+
 /// Starts the server on an ephemeral port and reads the port from its log.
 async fn start_server(binary: &PathBuf) -> Result<(Child, u16), String> {
+    start_server_with(binary, &[]).await
+}
+
+async fn start_server_with(binary: &PathBuf, env: &[(&str, &str)]) -> Result<(Child, u16), String> {
     let mut child = Command::new(binary)
         .args(["--port", "0", "--log-format", "json"])
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

@@ -543,16 +543,28 @@ async fn shutdown_cuts_off_a_client_that_stopped_reading_at_the_deadline() {
     );
     stalled.write_all(request.as_bytes()).await.unwrap();
     server.wait_for_connections("stalled", (1, 1)).await;
-    let big =
-        json!({"user_id": "stalled", "event": {"type": "t", "data": {"pad": "x".repeat(1 << 20)}}});
-    for _ in 0..48 {
-        let (status, body) = server.publish(&big).await;
+    // 48 MiB queued: more than the kernel's largest socket buffers (tcp_rmem/wmem max)
+    // can absorb, whatever they are tuned to here.
+    let big = json!({
+        "user_id": "stalled",
+        "event": {"type": "t", "data": {"pad": "x".repeat(1 << 20)}},
+    });
+    let big = big.to_string().into_bytes();
+    let publishes = (0..48).map(|_| server.post_raw(big.clone()));
+    for (status, body) in guard(futures_util::future::join_all(publishes)).await {
         assert_eq!(status, 202, "{body}");
+        assert_eq!(body["delivered_locally"], 1, "{body}");
     }
 
     server.signal("TERM");
     let status = server.wait_exit().await;
     assert!(status.success(), "{status:?}\n{}", server.output());
+    // The stalled stream did hold shutdown up until the deadline, which cut it off.
+    assert!(
+        server.output().contains("\"level\":\"WARN\""),
+        "shutdown should have reached its deadline:\n{}",
+        server.output()
+    );
 
     // The connection was closed: reading drains what was buffered, then ends.
     let mut sink = vec![0; 1 << 16];

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// How long any wait may last before the test is declared hung: a guard, not a measure.
 pub const HANG_GUARD: Duration = Duration::from_secs(20);
@@ -31,6 +32,9 @@ const SERVER_ENV: &[&str] = &[
     "SSEOR_QUEUE_CAPACITY",
     "SSEOR_MAX_BODY_BYTES",
     "SSEOR_SHUTDOWN_TIMEOUT",
+    "SSEOR_REDIS_PREFIX",
+    "SSEOR_REDIS_TIMEOUT",
+    "SSEOR_PROBE_INTERVAL",
     "RUST_LOG",
     "NO_COLOR",
 ];
@@ -90,6 +94,8 @@ pub struct Server {
     pub addr: SocketAddr,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The tasks reading stdout and stderr; they end when the process closes them.
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -110,18 +116,23 @@ impl Server {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (listening_tx, listening_rx) = oneshot::channel();
-        tokio::spawn(collect_lines(
-            child.stdout.take().unwrap(),
-            stdout.clone(),
-            Some(listening_tx),
-        ));
-        tokio::spawn(collect_lines(
-            child.stderr.take().unwrap(),
-            stderr.clone(),
-            None,
-        ));
+        let readers = vec![
+            tokio::spawn(collect_lines(
+                child.stdout.take().unwrap(),
+                stdout.clone(),
+                Some(listening_tx),
+            )),
+            tokio::spawn(collect_lines(
+                child.stderr.take().unwrap(),
+                stderr.clone(),
+                None,
+            )),
+        ];
         let Ok(logged_addr) = guard(listening_rx).await else {
             let status = guard(child.wait()).await;
+            for reader in readers {
+                let _ = guard(reader).await;
+            }
             panic!(
                 "sseor ended ({status:?}) without logging that it listens\n\
                  --- stdout ---\n{}\n--- stderr ---\n{}",
@@ -140,6 +151,7 @@ impl Server {
             addr: logged_addr,
             stdout,
             stderr,
+            readers,
         }
     }
 
@@ -217,9 +229,13 @@ impl Server {
         assert!(status.success(), "kill -s {name} {} failed", self.pid);
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit, and for everything it printed to be read.
     pub async fn wait_exit(&mut self) -> ExitStatus {
-        guard(self.child.wait()).await.unwrap()
+        let status = guard(self.child.wait()).await.unwrap();
+        for reader in self.readers.drain(..) {
+            guard(reader).await.unwrap();
+        }
+        status
     }
 
     /// Everything logged so far, stdout then stderr.
