@@ -78,7 +78,9 @@ impl Config {
         let filter = EnvFilter::builder()
             .parse(&self.log_level)
             .map_err(|e| format!("invalid LOG_LEVEL `{}`: {e}", self.log_level))?;
-        let logs = tracing_subscriber::fmt().with_env_filter(filter);
+        let logs = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
         match self.log_format {
             LogFormat::Text => logs.init(),
             LogFormat::Json => logs.json().init(),

@@ -24,6 +24,8 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
+            // Also where an operator looks first, whatever the log filter.
+            eprintln!("sseor: {message}");
             ExitCode::FAILURE
         }
     }

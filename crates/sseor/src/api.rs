@@ -39,6 +39,7 @@ pub fn router(manager: &Manager) -> Router {
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(manager.max_body_bytes()))
         .with_state(manager.clone())
 }
@@ -170,6 +171,13 @@ async fn ready(State(manager): State<Manager>) -> Response {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, reason),
     }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
