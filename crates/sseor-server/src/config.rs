@@ -61,6 +61,11 @@ pub(crate) struct Config {
     #[arg(long, env = "SSEOR_PROBE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     probe_interval: Duration,
 
+    /// How long an instance's presence in Redis outlives its last refresh: how long a
+    /// crashed instance still counts in the cluster-wide counts.
+    #[arg(long, env = "SSEOR_PRESENCE_TTL", default_value = "15s", value_parser = parse_duration)]
+    presence_ttl: Duration,
+
     /// How long shutdown waits for streams to end before closing their connections.
     #[arg(long, env = "SSEOR_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
@@ -110,6 +115,7 @@ impl Config {
             .redis_prefix(self.redis_prefix.clone())
             .redis_timeout(self.redis_timeout)
             .redis_probe_interval(self.probe_interval)
+            .redis_presence_ttl(self.presence_ttl)
     }
 
     /// The broker's kind, for the logs; never the URL, which may hold a password.

@@ -24,6 +24,10 @@ async fn guard<F: std::future::Future>(future: F) -> F::Output {
 
 /// Starts `sseor` on `redis_url` and returns it with its base URL, once it is ready.
 async fn start(redis_url: &str) -> (Child, String) {
+    start_with(redis_url, &[]).await
+}
+
+async fn start_with(redis_url: &str, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sseor"))
         .args([
             "--port",
@@ -33,6 +37,7 @@ async fn start(redis_url: &str) -> (Child, String) {
             "--probe-interval",
             "100ms",
         ])
+        .args(args)
         .env("REDIS_URL", redis_url)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -128,4 +133,44 @@ async fn two_servers_and_redis_cli_deliver_exactly_once() {
     }
     let received: Vec<String> = guard(bob_on_b.by_ref().take(2).map(|e| e.event).collect()).await;
     assert_eq!(received, ["via-b", "everyone"]);
+}
+
+async fn counts(base: &str, user: &str) -> Value {
+    reqwest::get(format!("{base}/api/v1/connections?user_id={user}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_killed_instance_drops_out_of_the_cluster_counts() {
+    let redis = RedisServer::start();
+    let fast = ["--presence-ttl", "900ms"];
+    let (_a, a) = start_with(&redis.url(), &fast).await;
+    let (mut b, b_base) = start_with(&redis.url(), &fast).await;
+    let _on_a = subscribe(&a, "zed").await;
+    let _on_b = subscribe(&b_base, "zed").await;
+    guard(async {
+        while counts(&a, "zed").await["cluster_user"] != 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let seen = counts(&a, "zed").await;
+    assert_eq!(
+        (seen["user"].clone(), seen["cluster_total"].clone()),
+        (json!(1), json!(2))
+    );
+
+    b.start_kill().unwrap(); // SIGKILL: no goodbye
+    b.wait().await.unwrap();
+    guard(async {
+        while counts(&a, "zed").await["cluster_user"] != 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(counts(&a, "zed").await["cluster_total"], 1);
 }

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /api/v1/sse?user_id=U&topic=T` | the event stream of user `U`, its topics (`topic` repeats) and broadcasts |
 //! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` (embedded broker) or `{"id", "instances"}` (Redis) |
-//! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total"}`: open connections of `U` and in all, on this instance |
+//! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open connections of `U` and in all, on this instance and on every instance |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
 //!
@@ -146,16 +146,17 @@ struct CountQuery {
 }
 
 async fn connections(State(manager): State<Manager>, Query(query): Query<CountQuery>) -> Response {
-    let total = manager.total_connections();
-    match query.user_id {
-        Some(user_id) => Json(json!({
-            "user_id": user_id,
-            "user": manager.connection_count(&user_id),
-            "total": total,
-        })),
-        None => Json(json!({ "total": total })),
+    // Cluster-wide counts are null while Redis cannot be read; local ones always answer.
+    let mut counts = json!({
+        "total": manager.total_connections(),
+        "cluster_total": manager.cluster_total_connections().await.ok(),
+    });
+    if let Some(user_id) = query.user_id {
+        counts["user"] = manager.connection_count(&user_id).into();
+        counts["cluster_user"] = manager.cluster_connection_count(&user_id).await.ok().into();
+        counts["user_id"] = user_id.into();
     }
-    .into_response()
+    Json(counts).into_response()
 }
 
 async fn health(State(manager): State<Manager>) -> Response {

@@ -168,6 +168,14 @@ impl Builder {
         self
     }
 
+    /// How long an instance's presence in Redis outlives its last refresh (default 15 s):
+    /// how long a crashed instance still counts in the cluster-wide counts.
+    #[cfg(feature = "redis")]
+    pub fn redis_presence_ttl(mut self, ttl: Duration) -> Self {
+        self.redis.presence_ttl = ttl;
+        self
+    }
+
     /// Starts the manager and its broker.
     ///
     /// A Redis that is not reachable yet does not stop the start: the manager reports it in
@@ -200,7 +208,18 @@ impl Builder {
 impl Builder {
     async fn start_broker(&self) -> Result<(Box<dyn Broker>, Arc<Registry>)> {
         let url = self.broker_url.as_str();
-        let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+        let scheme = match url.split_once("://") {
+            Some((scheme, _)) => scheme,
+            None if url.is_empty() => "",
+            // Never echo it: without a scheme, there is no telling where a password is.
+            None => {
+                return Err(Error::InvalidUrl(
+                    "the broker URL has no scheme; expected `memory://`, `redis://`, \
+                     `rediss://` or `redis+unix://`"
+                        .into(),
+                ));
+            }
+        };
         match scheme {
             "" | "memory" => {
                 let registry = Arc::new(Registry::new(None));
@@ -507,6 +526,31 @@ impl Manager {
     /// Open connections on this instance.
     pub fn total_connections(&self) -> usize {
         self.inner.registry.total()
+    }
+
+    /// Open connections of `user_id` on every instance (with Redis: from the presence each
+    /// instance keeps there, which expires when an instance dies; on the embedded broker:
+    /// this instance's count).
+    ///
+    /// # Errors
+    /// [`Error::Broker`] when Redis cannot be reached.
+    pub async fn cluster_connection_count(&self, user_id: &str) -> Result<usize> {
+        let cluster = self
+            .inner
+            .broker
+            .cluster_connections(Some(user_id.to_owned()))
+            .await?;
+        Ok(cluster.unwrap_or_else(|| self.connection_count(user_id)))
+    }
+
+    /// Open connections on every instance; see
+    /// [`cluster_connection_count`](Self::cluster_connection_count).
+    ///
+    /// # Errors
+    /// [`Error::Broker`] when Redis cannot be reached.
+    pub async fn cluster_total_connections(&self) -> Result<usize> {
+        let cluster = self.inner.broker.cluster_connections(None).await?;
+        Ok(cluster.unwrap_or_else(|| self.total_connections()))
     }
 
     /// The largest request body the HTTP API accepts.

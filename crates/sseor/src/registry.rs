@@ -46,6 +46,17 @@ struct Tables {
     closed: bool,
     connections: HashMap<u64, Entry>,
     by_target: HashMap<Target, HashMap<u64, Sink>>,
+    /// Users whose number of connections changed since the broker last asked, kept only
+    /// for brokers that publish presence.
+    changed_users: std::collections::HashSet<Arc<str>>,
+}
+
+impl Tables {
+    fn note_change(&mut self, tracked: bool, target: &Target) {
+        if let (true, Target::User(user)) = (tracked, target) {
+            self.changed_users.insert(user.clone());
+        }
+    }
 }
 
 /// The registry of local connections.
@@ -76,6 +87,7 @@ impl Registry {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         for target in &targets {
+            tables.note_change(self.interest.is_some(), target);
             let slot = tables.by_target.entry(target.clone()).or_default();
             if slot.is_empty() {
                 self.report(Interest::Subscribe(target.clone()));
@@ -131,6 +143,33 @@ impl Registry {
         self.read().by_target.get(target).map_or(0, HashMap::len)
     }
 
+    /// The users whose connection counts changed since the last call, with their counts now
+    /// (0 for users who left); every user with connections when `everyone` is set.
+    pub(crate) fn user_counts(&self, everyone: bool) -> Vec<(Arc<str>, usize)> {
+        let mut tables = self.write();
+        let changed = std::mem::take(&mut tables.changed_users);
+        let count = |user: &Arc<str>| {
+            tables
+                .by_target
+                .get(&Target::User(user.clone()))
+                .map_or(0, HashMap::len)
+        };
+        if everyone {
+            return tables
+                .by_target
+                .iter()
+                .filter_map(|(target, slot)| match target {
+                    Target::User(user) => Some((user.clone(), slot.len())),
+                    _ => None,
+                })
+                .collect();
+        }
+        changed
+            .iter()
+            .map(|user| (user.clone(), count(user)))
+            .collect()
+    }
+
     /// All local connections.
     pub(crate) fn total(&self) -> usize {
         self.total.load(Ordering::Relaxed)
@@ -161,6 +200,7 @@ impl Registry {
 
     fn detach(&self, tables: &mut Tables, id: u64, targets: &[Target]) {
         for target in targets {
+            tables.note_change(self.interest.is_some(), target);
             let Some(slot) = tables.by_target.get_mut(target) else {
                 continue;
             };
@@ -218,6 +258,18 @@ impl Fanout {
     /// Local connections of `target`.
     pub fn count(&self, target: &Target) -> usize {
         self.registry.count(target)
+    }
+
+    /// All local connections.
+    pub fn total(&self) -> usize {
+        self.registry.total()
+    }
+
+    /// Users whose local connection counts changed since the last call, with their counts
+    /// now (0 for users who left); with `everyone`, every connected user instead. Tracked
+    /// only for brokers that receive [`Interest`].
+    pub fn user_counts(&self, everyone: bool) -> Vec<(Arc<str>, usize)> {
+        self.registry.user_counts(everyone)
     }
 }
 

@@ -130,7 +130,10 @@ async fn counts_follow_connections() {
         .json()
         .await
         .unwrap();
-    assert_eq!(counts, json!({"user_id": "user123", "user": 2, "total": 3}));
+    assert_eq!(
+        counts,
+        json!({"user_id": "user123", "user": 2, "total": 3, "cluster_user": 2, "cluster_total": 3})
+    );
 
     drop((first, second));
     server.wait_for_total(1).await;

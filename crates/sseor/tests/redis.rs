@@ -404,3 +404,39 @@ async fn a_publisher_only_service_reaches_every_instance() {
         Err(Error::InvalidUrl(_))
     ));
 }
+
+#[tokio::test]
+async fn counts_span_instances_and_forget_the_dead() {
+    let redis = RedisServer::start();
+    let quick =
+        |redis: &RedisServer| redis_builder(redis).redis_presence_ttl(Duration::from_millis(600));
+    let a = Server::with(quick(&redis)).await;
+    let b = Server::with(quick(&redis)).await;
+    wait_ready(&a.manager).await;
+    wait_ready(&b.manager).await;
+    let _ivy_a = a.subscribe("ivy", &[]).await;
+    let ivy_b = b.subscribe("ivy", &[]).await;
+    let _jo_b = b.subscribe("jo", &[]).await;
+    b.wait_for_total(2).await;
+
+    let settle = |manager: Manager, user: &'static str, expected: usize| async move {
+        guard(async {
+            while manager.cluster_connection_count(user).await.ok() != Some(expected) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    };
+    settle(a.manager.clone(), "ivy", 2).await;
+    settle(a.manager.clone(), "jo", 1).await;
+    assert_eq!(a.manager.connection_count("ivy"), 1);
+    assert_eq!(a.manager.cluster_total_connections().await.unwrap(), 3);
+
+    drop(ivy_b);
+    settle(b.manager.clone(), "ivy", 1).await;
+
+    // An instance that closes says goodbye at once.
+    b.manager.close().await;
+    settle(a.manager.clone(), "jo", 0).await;
+    assert_eq!(a.manager.cluster_total_connections().await.unwrap(), 1);
+}

@@ -54,6 +54,16 @@ pub trait Broker: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Connections across every instance: of `user_id`, or in all when `None`. `None`
+    /// when the broker spans no other instance (then the local counts are the answer).
+    ///
+    /// # Errors
+    /// [`Error::Broker`](crate::Error::Broker) when the shared state cannot be read.
+    fn cluster_connections(&self, user_id: Option<String>) -> BoxFuture<'_, Result<Option<usize>>> {
+        let _ = user_id;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Stops the broker; called once by [`Manager::close`](crate::Manager::close).
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})

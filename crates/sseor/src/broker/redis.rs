@@ -43,6 +43,10 @@ pub struct RedisOptions {
     pub probe_interval: Duration,
     /// How long a Redis command or connection attempt may take (default 2 s).
     pub timeout: Duration,
+    /// How long an instance's presence (its connection counts) outlives its last refresh
+    /// (default 15 s); refreshed every third of that. An instance that dies without
+    /// saying goodbye drops out of the cluster-wide counts after this long.
+    pub presence_ttl: Duration,
 }
 
 impl Default for RedisOptions {
@@ -51,6 +55,7 @@ impl Default for RedisOptions {
             prefix: "sseor".into(),
             probe_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
+            presence_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -89,6 +94,25 @@ impl Names {
     fn probe(&self, instance: &str) -> String {
         format!("{}:probe:{instance}", self.prefix)
     }
+
+    /// A hash of one instance's connections: user id -> count, and `""` -> total.
+    fn presence(&self, instance: &str) -> String {
+        format!("{}:presence:{instance}", self.prefix)
+    }
+
+    /// A sorted set of live instances, scored by when their presence expires (Unix ms).
+    fn instances(&self) -> String {
+        format!("{}:instances", self.prefix)
+    }
+}
+
+/// The presence field that holds an instance's total: no user id is empty.
+const TOTAL_FIELD: &str = "";
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What the instance knows of its subscription path.
@@ -228,11 +252,41 @@ impl RedisPublisher {
     }
 }
 
+impl RedisPublisher {
+    /// Connections across every live instance: of `user_id`, or in all when `None`.
+    ///
+    /// # Errors
+    /// [`Error::Broker`] when Redis cannot be reached.
+    pub async fn cluster_connections(&self, user_id: Option<&str>) -> Result<usize> {
+        let mut commands = self.commands.clone();
+        let live: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.names.instances())
+            .arg(unix_millis())
+            .arg("+inf")
+            .query_async(&mut commands)
+            .await
+            .map_err(unavailable)?;
+        let mut counts = redis::pipe();
+        for instance in &live {
+            counts.hget(
+                self.names.presence(instance),
+                user_id.unwrap_or(TOTAL_FIELD),
+            );
+        }
+        let counts: Vec<Option<usize>> = counts
+            .query_async(&mut commands)
+            .await
+            .map_err(unavailable)?;
+        Ok(counts.into_iter().flatten().sum())
+    }
+}
+
 /// Carries events between instances through Redis.
 pub struct RedisBroker {
     publisher: RedisPublisher,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    presence: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -268,6 +322,12 @@ impl RedisBroker {
             instance: instance_id(),
         });
         let stop = CancellationToken::new();
+        let presence = Presence {
+            commands: publisher.commands.clone(),
+            shared: shared.clone(),
+            fanout: fanout.clone(),
+        };
+        let presence = tokio::spawn(presence.run(stop.clone()));
         let subscriber = Subscriber {
             client,
             commands: publisher.commands.clone(),
@@ -282,7 +342,102 @@ impl RedisBroker {
             publisher,
             shared,
             stop,
+            presence: Mutex::new(Some(presence)),
         })
+    }
+
+    /// Stops publishing presence and removes it, so that the cluster-wide counts drop this
+    /// instance at once rather than when its presence expires.
+    async fn say_goodbye(&self) {
+        let task = self
+            .presence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(task) = task else { return };
+        let _ = task.await;
+        let instance = &self.shared.instance;
+        let mut goodbye = redis::pipe();
+        goodbye
+            .del(self.shared.names.presence(instance))
+            .ignore()
+            .zrem(self.shared.names.instances(), instance)
+            .ignore();
+        let mut commands = self.publisher.commands.clone();
+        let sent = tokio::time::timeout(
+            self.shared.options.timeout,
+            goodbye.query_async::<()>(&mut commands),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!("presence not removed; it expires by itself");
+        }
+    }
+}
+
+/// Keeps this instance's connection counts in Redis, with an expiry, so that every
+/// instance can count connections cluster-wide.
+struct Presence {
+    commands: ConnectionManager,
+    shared: Arc<Shared>,
+    fanout: Fanout,
+}
+
+impl Presence {
+    async fn run(self, stop: CancellationToken) {
+        let ttl = self
+            .shared
+            .options
+            .presence_ttl
+            .max(Duration::from_millis(30));
+        let mut ticks = tokio::time::interval(ttl / 3);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut whole = true;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let refreshed =
+                tokio::time::timeout(self.shared.options.timeout, self.refresh(whole, ttl)).await;
+            // After any failure, Redis may have lost the hash: write it whole next time.
+            whole = !matches!(refreshed, Ok(Ok(())));
+        }
+    }
+
+    async fn refresh(&self, whole: bool, ttl: Duration) -> redis::RedisResult<()> {
+        let names = &self.shared.names;
+        let key = names.presence(&self.shared.instance);
+        let mut commands = self.commands.clone();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut commands)
+            .await?;
+        let whole = whole || !exists;
+        let mut update = redis::pipe();
+        update.atomic();
+        if whole {
+            update.del(&key).ignore();
+        }
+        for (user, count) in self.fanout.user_counts(whole) {
+            if count == 0 {
+                update.hdel(&key, &*user).ignore();
+            } else {
+                update.hset(&key, &*user, count).ignore();
+            }
+        }
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let now = unix_millis();
+        update
+            .hset(&key, TOTAL_FIELD, self.fanout.total())
+            .ignore()
+            .pexpire(&key, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+            .ignore()
+            .zadd(names.instances(), &self.shared.instance, now + ttl_ms)
+            .ignore()
+            .zrembyscore(names.instances(), "-inf", now)
+            .ignore();
+        update.query_async(&mut commands).await
     }
 }
 
@@ -295,9 +450,18 @@ impl Broker for RedisBroker {
         self.shared.readiness()
     }
 
+    fn cluster_connections(&self, user_id: Option<String>) -> BoxFuture<'_, Result<Option<usize>>> {
+        Box::pin(async move {
+            self.publisher
+                .cluster_connections(user_id.as_deref())
+                .await
+                .map(Some)
+        })
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
         self.stop.cancel();
-        Box::pin(async {})
+        Box::pin(self.say_goodbye())
     }
 }
 
