@@ -61,6 +61,11 @@ pub(crate) struct Config {
     #[arg(long, env = "SSEOR_PROBE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     probe_interval: Duration,
 
+    /// PEM file of the certificate authority of the Redis server, for `rediss://` with a
+    /// private CA (default: the system's roots).
+    #[arg(long, env = "SSEOR_REDIS_CA_FILE")]
+    redis_ca_file: Option<std::path::PathBuf>,
+
     /// How long an instance's presence in Redis outlives its last refresh: how long a
     /// crashed instance still counts in the cluster-wide counts.
     #[arg(long, env = "SSEOR_PRESENCE_TTL", default_value = "15s", value_parser = parse_duration)]
@@ -105,7 +110,11 @@ impl Config {
     }
 
     pub(crate) fn manager(&self) -> sseor::Builder {
-        sseor::Manager::builder()
+        let builder = match &self.redis_ca_file {
+            Some(path) => sseor::Manager::builder().redis_ca_file(path),
+            None => sseor::Manager::builder(),
+        };
+        builder
             .broker_url(self.redis_url.clone().unwrap_or_default())
             .heartbeat(self.heartbeat)
             .retry(Some(self.retry).filter(|d| !d.is_zero()))

@@ -168,6 +168,14 @@ impl Builder {
         self
     }
 
+    /// The certificate authority (a PEM file) that signed the Redis server's certificate,
+    /// for `rediss://` URLs with a private CA.
+    #[cfg(feature = "redis")]
+    pub fn redis_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.redis.ca_file = Some(path.into());
+        self
+    }
+
     /// How long an instance's presence in Redis outlives its last refresh (default 15 s):
     /// how long a crashed instance still counts in the cluster-wide counts.
     #[cfg(feature = "redis")]

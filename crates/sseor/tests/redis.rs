@@ -440,3 +440,49 @@ async fn counts_span_instances_and_forget_the_dead() {
     settle(a.manager.clone(), "jo", 0).await;
     assert_eq!(a.manager.cluster_total_connections().await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn tls_with_a_private_ca_and_a_wrong_certificate() {
+    let (redis, tls_port, ca) = RedisServer::start_tls();
+    let url = format!("rediss://127.0.0.1:{tls_port}/0");
+    let server = Server::with(
+        Manager::builder()
+            .broker_url(&url)
+            .redis_ca_file(&ca)
+            .redis_probe_interval(Duration::from_millis(50)),
+    )
+    .await;
+    wait_ready(&server.manager).await;
+    let mut client = server.subscribe("tls-user", &[]).await;
+    wait_for_subscribers(&redis, "sseor:user:tls-user", "1").await;
+    server
+        .manager
+        .publish("tls-user", Event::new("encrypted"))
+        .await
+        .unwrap();
+    assert_eq!(client.next_event().await.event, "encrypted");
+
+    let other_ca = common::redis::make_ca(ca.parent().unwrap(), "other-ca");
+    for builder in [
+        Manager::builder().broker_url(&url).redis_ca_file(&other_ca),
+        Manager::builder().broker_url(&url),
+    ] {
+        let err = builder.handle_signals(false).build().await.unwrap_err();
+        eprintln!("{err}");
+        assert!(matches!(err, Error::Broker(_)), "{err}");
+        assert!(
+            err.to_string().contains("certificate") || err.to_string().contains("Issuer"),
+            "{err}"
+        );
+    }
+    let missing = Manager::builder()
+        .broker_url(&url)
+        .redis_ca_file("/nonexistent/ca.pem")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("/nonexistent/ca.pem"),
+        "{missing}"
+    );
+}

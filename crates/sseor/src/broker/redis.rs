@@ -47,6 +47,9 @@ pub struct RedisOptions {
     /// (default 15 s); refreshed every third of that. An instance that dies without
     /// saying goodbye drops out of the cluster-wide counts after this long.
     pub presence_ttl: Duration,
+    /// A PEM file of the certificate authority that signed the Redis server's
+    /// certificate, for `rediss://` with a private CA (default: the system's roots).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisOptions {
@@ -56,6 +59,7 @@ impl Default for RedisOptions {
             probe_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(15),
+            ca_file: None,
         }
     }
 }
@@ -192,7 +196,7 @@ impl RedisPublisher {
     }
 
     async fn open(url: &str, options: &RedisOptions) -> Result<(Client, Self)> {
-        let client = Client::open(url).map_err(|e| Error::InvalidUrl(describe(&e)))?;
+        let client = client_for(url, options)?;
         check_credentials(&client, options.timeout).await?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.timeout))
@@ -471,6 +475,28 @@ impl Drop for RedisBroker {
     }
 }
 
+fn client_for(url: &str, options: &RedisOptions) -> Result<Client> {
+    if url.starts_with("rediss://") {
+        // rustls needs one process-wide crypto provider; another part of the program may
+        // have installed one already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let Some(ca_file) = &options.ca_file else {
+        return Client::open(url).map_err(|e| Error::InvalidUrl(describe(&e)));
+    };
+    let root_cert = std::fs::read(ca_file).map_err(|e| {
+        Error::Broker(format!(
+            "cannot read the Redis CA file {}: {e}",
+            ca_file.display()
+        ))
+    })?;
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    };
+    Client::build_with_tls(url, certificates).map_err(|e| Error::InvalidUrl(describe(&e)))
+}
+
 /// Fails fast on what retrying cannot mend (credentials, database); lets an unreachable
 /// Redis through, since it may come up later.
 async fn check_credentials(client: &Client, timeout: Duration) -> Result<()> {
@@ -497,12 +523,19 @@ async fn check_credentials(client: &Client, timeout: Duration) -> Result<()> {
 }
 
 fn is_fatal(error: &RedisError) -> bool {
+    let text = error.to_string();
     matches!(
         error.kind(),
         ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig
-    ) || error.to_string().contains("WRONGPASS")
-        || error.to_string().contains("NOAUTH")
-        || error.to_string().contains("DB index is out of range")
+    ) || [
+        "WRONGPASS",
+        "NOAUTH",
+        "DB index is out of range",
+        "certificate",
+        "UnknownIssuer",
+    ]
+    .iter()
+    .any(|sign| text.contains(sign))
 }
 
 /// The error's own words: redis-rs never puts the URL's password in them.

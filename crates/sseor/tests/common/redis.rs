@@ -37,7 +37,7 @@ impl RedisServer {
     }
 
     fn start_on_with(port: u16, extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("sseor-redis-{}-{port}", std::process::id()));
+        let dir = data_dir(port);
         std::fs::create_dir_all(&dir).unwrap();
         let mut server = Self {
             port,
@@ -47,6 +47,77 @@ impl RedisServer {
         };
         server.spawn();
         server
+    }
+
+    /// A new server that also listens with TLS, with a certificate for 127.0.0.1 and
+    /// localhost signed by a CA made for it. Returns the server, its TLS port, and the CA's
+    /// PEM file.
+    pub fn start_tls() -> (Self, u16, PathBuf) {
+        // The certificates live in the server's own folder, removed with it.
+        let port = free_port();
+        let dir = data_dir(port);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+        make_ca(&dir, "ca");
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &file("server.key"),
+            "-out",
+            &file("server.csr"),
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &file("server.csr"),
+            "-CA",
+            &file("ca.crt"),
+            "-CAkey",
+            &file("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &file("server.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &file("ext.cnf"),
+        ]);
+        let tls_port = free_port();
+        let server = Self::start_on_with(
+            port,
+            &[
+                "--tls-port",
+                &tls_port.to_string(),
+                "--tls-cert-file",
+                &file("server.crt"),
+                "--tls-key-file",
+                &file("server.key"),
+                "--tls-ca-cert-file",
+                &file("ca.crt"),
+                "--tls-auth-clients",
+                "no",
+            ],
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not open its TLS port"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (server, tls_port, dir.join("ca.crt"))
     }
 
     pub fn url(&self) -> String {
@@ -139,4 +210,42 @@ impl RedisServer {
                 .status();
         }
     }
+}
+
+fn data_dir(port: u16) -> PathBuf {
+    std::env::temp_dir().join(format!("sseor-redis-{}-{port}", std::process::id()))
+}
+
+/// Makes a self-signed CA `NAME.crt` / `NAME.key` in `dir`; returns the certificate's path.
+pub fn make_ca(dir: &std::path::Path, name: &str) -> PathBuf {
+    let crt = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        crt.to_str().unwrap(),
+        "-subj",
+        &format!("/CN=sseor test {name}"),
+    ]);
+    crt
+}
+
+fn openssl(args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
