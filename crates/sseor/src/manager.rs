@@ -235,7 +235,7 @@ impl Builder {
                 Ok((Box::new(broker), registry))
             }
             #[cfg(feature = "redis")]
-            "redis" | "rediss" | "redis+unix" | "unix" => {
+            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" => {
                 let (interest_tx, interest_rx) = mpsc::unbounded_channel();
                 let registry = Arc::new(Registry::new(Some(interest_tx)));
                 let broker = crate::broker::redis::RedisBroker::connect(
@@ -248,8 +248,8 @@ impl Builder {
                 Ok((Box::new(broker), registry))
             }
             _ => Err(Error::InvalidUrl(format!(
-                "unsupported scheme `{scheme}`; expected `memory://`, `redis://`, `rediss://` \
-                 or `redis+unix://`"
+                "unsupported scheme `{scheme}`; expected `memory://`, `redis://`, `rediss://`, \
+                 `redis+unix://` or `redis+sentinel://`"
             ))),
         }
     }

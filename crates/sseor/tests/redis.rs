@@ -486,3 +486,84 @@ async fn tls_with_a_private_ca_and_a_wrong_certificate() {
         "{missing}"
     );
 }
+
+#[tokio::test]
+async fn sentinel_failover_is_followed_by_publishes_and_subscriptions() {
+    let master = RedisServer::start();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let sentinel = common::redis::Sentinel::start(master.port);
+    // The sentinel must know the replica before it can fail over to it.
+    guard(async {
+        while !sentinel
+            .cli(&["SENTINEL", "REPLICAS", "mymaster"])
+            .contains(&replica.port.to_string())
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster/0", sentinel.port);
+    let server = Server::with(
+        Manager::builder()
+            .broker_url(url)
+            .redis_probe_interval(Duration::from_millis(100))
+            .redis_timeout(Duration::from_millis(500)),
+    )
+    .await;
+    wait_ready(&server.manager).await;
+    let mut client = server.subscribe("sam", &[]).await;
+    wait_for_subscribers(&master, "sseor:user:sam", "1").await;
+    server
+        .manager
+        .publish("sam", Event::new("before"))
+        .await
+        .unwrap();
+    assert_eq!(client.next_event().await.event, "before");
+
+    // Refused (NOGOODSLAVE) until the sentinel has seen the replica healthy for a while.
+    guard(async {
+        while sentinel.cli(&["SENTINEL", "FAILOVER", "mymaster"]) != "OK" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let promoted = replica.port.to_string();
+    guard(async {
+        while sentinel.master_port() != promoted {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let failed_over = Instant::now();
+    // Publishes fail while the instance finds the new master, then succeed there.
+    guard(async {
+        while server
+            .manager
+            .publish("sam", Event::new("after"))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    eprintln!(
+        "publishing again {:?} after the failover",
+        failed_over.elapsed()
+    );
+    assert_eq!(client.next_event().await.event, "after");
+    assert_eq!(replica.cli(&["ROLE"]).lines().next(), Some("master"));
+
+    // The old master, now a replica, goes away: the subscription follows to the new one.
+    let mut master = master;
+    master.kill();
+    wait_for_subscribers(&replica, "sseor:user:sam", "1").await;
+    wait_ready(&server.manager).await;
+    server
+        .manager
+        .publish("sam", Event::new("settled"))
+        .await
+        .unwrap();
+    assert_eq!(client.next_event().await.event, "settled");
+}

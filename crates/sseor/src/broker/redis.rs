@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
-use redis::{Client, ErrorKind, RedisError, Script};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{Client, ConnectionAddr, ErrorKind, RedisError, Script};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -171,7 +172,7 @@ impl Shared {
 /// no streams.
 #[derive(Clone)]
 pub struct RedisPublisher {
-    commands: ConnectionManager,
+    commands: Commands,
     names: Names,
     publish_script: Script,
 }
@@ -195,25 +196,22 @@ impl RedisPublisher {
             .map(|(_, publisher)| publisher)
     }
 
-    async fn open(url: &str, options: &RedisOptions) -> Result<(Client, Self)> {
-        let client = client_for(url, options)?;
-        check_credentials(&client, options.timeout).await?;
+    async fn open(url: &str, options: &RedisOptions) -> Result<(Arc<Endpoint>, Self)> {
+        let endpoint = Arc::new(endpoint_for(url, options)?);
+        check_credentials(&endpoint, options.timeout).await?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.timeout))
             .set_response_timeout(Some(options.timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let commands = client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| Error::Broker(describe(&e)))?;
         let publisher = Self {
-            commands,
+            commands: Commands::new(endpoint.clone(), config),
             names: Names {
                 prefix: options.prefix.clone(),
             },
             publish_script: Script::new(PUBLISH_WITH_ID),
         };
-        Ok((client, publisher))
+        Ok((endpoint, publisher))
     }
 
     /// Publishes `event` to `target` on every instance; an event without an id gets the
@@ -225,26 +223,27 @@ impl RedisPublisher {
         let channel = self.names.channel(target);
         let json = serde_json::to_string(event)
             .map_err(|e| Error::InvalidEvent(format!("cannot be serialized: {e}")))?;
-        let mut commands = self.commands.clone();
         let (id, instances) = match &event.id {
             Some(id) => {
-                let receivers: usize = redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(json)
-                    .query_async(&mut commands)
-                    .await
-                    .map_err(unavailable)?;
+                let mut publish = redis::cmd("PUBLISH");
+                publish.arg(&channel).arg(json);
+                let receivers: usize = self.commands.query(&publish).await.map_err(unavailable)?;
                 (id.clone(), receivers)
             }
             None => {
-                let (id, receivers): (u64, usize) = self
-                    .publish_script
+                let mut invocation = self.publish_script.prepare_invoke();
+                invocation
                     .key(self.names.sequence())
                     .key(&channel)
-                    .arg(json)
-                    .invoke_async(&mut commands)
-                    .await
-                    .map_err(unavailable)?;
+                    .arg(json);
+                let invocation = &invocation;
+                let (id, receivers): (u64, usize) =
+                    self.commands
+                        .run(|mut connection| async move {
+                            invocation.invoke_async(&mut connection).await
+                        })
+                        .await
+                        .map_err(unavailable)?;
                 (id.to_string(), receivers)
             }
         };
@@ -262,14 +261,11 @@ impl RedisPublisher {
     /// # Errors
     /// [`Error::Broker`] when Redis cannot be reached.
     pub async fn cluster_connections(&self, user_id: Option<&str>) -> Result<usize> {
-        let mut commands = self.commands.clone();
-        let live: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.names.instances())
+        let mut live = redis::cmd("ZRANGEBYSCORE");
+        live.arg(self.names.instances())
             .arg(unix_millis())
-            .arg("+inf")
-            .query_async(&mut commands)
-            .await
-            .map_err(unavailable)?;
+            .arg("+inf");
+        let live: Vec<String> = self.commands.query(&live).await.map_err(unavailable)?;
         let mut counts = redis::pipe();
         for instance in &live {
             counts.hget(
@@ -277,10 +273,8 @@ impl RedisPublisher {
                 user_id.unwrap_or(TOTAL_FIELD),
             );
         }
-        let counts: Vec<Option<usize>> = counts
-            .query_async(&mut commands)
-            .await
-            .map_err(unavailable)?;
+        let counts: Vec<Option<usize>> =
+            self.commands.pipeline(&counts).await.map_err(unavailable)?;
         Ok(counts.into_iter().flatten().sum())
     }
 }
@@ -318,7 +312,7 @@ impl RedisBroker {
         interest: mpsc::UnboundedReceiver<Interest>,
         options: RedisOptions,
     ) -> Result<Self> {
-        let (client, publisher) = RedisPublisher::open(url, &options).await?;
+        let (endpoint, publisher) = RedisPublisher::open(url, &options).await?;
         let shared = Arc::new(Shared {
             names: publisher.names.clone(),
             options,
@@ -333,7 +327,7 @@ impl RedisBroker {
         };
         let presence = tokio::spawn(presence.run(stop.clone()));
         let subscriber = Subscriber {
-            client,
+            endpoint,
             commands: publisher.commands.clone(),
             shared: shared.clone(),
             fanout,
@@ -367,10 +361,9 @@ impl RedisBroker {
             .ignore()
             .zrem(self.shared.names.instances(), instance)
             .ignore();
-        let mut commands = self.publisher.commands.clone();
         let sent = tokio::time::timeout(
             self.shared.options.timeout,
-            goodbye.query_async::<()>(&mut commands),
+            self.publisher.commands.pipeline::<()>(&goodbye),
         )
         .await;
         if !matches!(sent, Ok(Ok(()))) {
@@ -382,7 +375,7 @@ impl RedisBroker {
 /// Keeps this instance's connection counts in Redis, with an expiry, so that every
 /// instance can count connections cluster-wide.
 struct Presence {
-    commands: ConnectionManager,
+    commands: Commands,
     shared: Arc<Shared>,
     fanout: Fanout,
 }
@@ -412,11 +405,9 @@ impl Presence {
     async fn refresh(&self, whole: bool, ttl: Duration) -> redis::RedisResult<()> {
         let names = &self.shared.names;
         let key = names.presence(&self.shared.instance);
-        let mut commands = self.commands.clone();
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(&key)
-            .query_async(&mut commands)
-            .await?;
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(&key);
+        let exists: bool = self.commands.query(&exists).await?;
         let whole = whole || !exists;
         let mut update = redis::pipe();
         update.atomic();
@@ -441,7 +432,7 @@ impl Presence {
             .ignore()
             .zrembyscore(names.instances(), "-inf", now)
             .ignore();
-        update.query_async(&mut commands).await
+        self.commands.pipeline(&update).await
     }
 }
 
@@ -475,14 +466,34 @@ impl Drop for RedisBroker {
     }
 }
 
-fn client_for(url: &str, options: &RedisOptions) -> Result<Client> {
+/// Where the Redis master is: at a fixed address, or wherever Sentinel says it is now.
+enum Endpoint {
+    Fixed(Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+impl Endpoint {
+    async fn client(&self) -> redis::RedisResult<Client> {
+        match self {
+            Self::Fixed(client) => Ok(client.clone()),
+            Self::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+        }
+    }
+}
+
+fn endpoint_for(url: &str, options: &RedisOptions) -> Result<Endpoint> {
     if url.starts_with("rediss://") {
         // rustls needs one process-wide crypto provider; another part of the program may
         // have installed one already, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
+    if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+        return sentinel_endpoint(rest);
+    }
     let Some(ca_file) = &options.ca_file else {
-        return Client::open(url).map_err(|e| Error::InvalidUrl(describe(&e)));
+        return Client::open(url)
+            .map(Endpoint::Fixed)
+            .map_err(|e| Error::InvalidUrl(describe(&e)));
     };
     let root_cert = std::fs::read(ca_file).map_err(|e| {
         Error::Broker(format!(
@@ -494,13 +505,135 @@ fn client_for(url: &str, options: &RedisOptions) -> Result<Client> {
         client_tls: None,
         root_cert: Some(root_cert),
     };
-    Client::build_with_tls(url, certificates).map_err(|e| Error::InvalidUrl(describe(&e)))
+    Client::build_with_tls(url, certificates)
+        .map(Endpoint::Fixed)
+        .map_err(|e| Error::InvalidUrl(describe(&e)))
+}
+
+/// Parses what follows `redis+sentinel://`:
+/// `[[user]:password@]host[:port][,host[:port]...]/service[/db]`. The credentials are the
+/// master's; sentinels listen on 26379 unless told otherwise.
+fn sentinel_endpoint(rest: &str) -> Result<Endpoint> {
+    let invalid = |why: &str| Error::InvalidUrl(format!("redis+sentinel:// URL: {why}"));
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((credentials, rest)) => (Some(credentials), rest),
+        None => (None, rest),
+    };
+    let (hosts, path) = rest
+        .split_once('/')
+        .ok_or_else(|| invalid("expected /SERVICE after the sentinel addresses"))?;
+    let mut path = path.split('/');
+    let service = path
+        .next()
+        .filter(|service| !service.is_empty())
+        .ok_or_else(|| invalid("the service (master) name is missing"))?;
+    let db = match path.next() {
+        None | Some("") => 0,
+        Some(db) => db
+            .parse()
+            .map_err(|_| invalid("the database is not a number"))?,
+    };
+    let sentinels = hosts
+        .split(',')
+        .map(|address| {
+            let (host, port) = address.rsplit_once(':').unwrap_or((address, "26379"));
+            let port = port
+                .parse()
+                .map_err(|_| invalid("a sentinel port is not a number"))?;
+            if host.is_empty() {
+                return Err(invalid("a sentinel host is empty"));
+            }
+            Ok(ConnectionAddr::Tcp(host.to_owned(), port))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut builder = SentinelClientBuilder::new(sentinels, service, SentinelServerType::Master)
+        .map_err(|e| Error::InvalidUrl(describe(&e)))?
+        .set_client_to_redis_db(db);
+    if let Some((user, password)) = credentials.map(|c| c.split_once(':').unwrap_or((c, ""))) {
+        if !user.is_empty() {
+            builder = builder.set_client_to_redis_username(user);
+        }
+        if !password.is_empty() {
+            builder = builder.set_client_to_redis_password(password);
+        }
+    }
+    let sentinel = builder
+        .build()
+        .map_err(|e| Error::InvalidUrl(describe(&e)))?;
+    Ok(Endpoint::Sentinel(tokio::sync::Mutex::new(sentinel)))
+}
+
+/// The multiplexed command connection. With Sentinel, a connection that fails or finds
+/// itself on a replica is dropped, and the next command asks Sentinel for the master.
+#[derive(Clone)]
+struct Commands {
+    endpoint: Arc<Endpoint>,
+    config: ConnectionManagerConfig,
+    current: Arc<tokio::sync::Mutex<Option<ConnectionManager>>>,
+}
+
+impl Commands {
+    fn new(endpoint: Arc<Endpoint>, config: ConnectionManagerConfig) -> Self {
+        Self {
+            endpoint,
+            config,
+            current: Arc::default(),
+        }
+    }
+
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        let mut current = self.current.lock().await;
+        if let Some(connection) = &*current {
+            return Ok(connection.clone());
+        }
+        let client = self.endpoint.client().await?;
+        let connection = client.get_connection_manager_lazy(self.config.clone())?;
+        *current = Some(connection.clone());
+        Ok(connection)
+    }
+
+    async fn run<T, F, Fut>(&self, command: F) -> redis::RedisResult<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let result = command(self.connection().await?).await;
+        if let Err(error) = &result
+            && matches!(*self.endpoint, Endpoint::Sentinel(_))
+            && master_may_have_moved(error)
+        {
+            *self.current.lock().await = None;
+        }
+        result
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> redis::RedisResult<T> {
+        self.run(|mut connection| async move { command.query_async(&mut connection).await })
+            .await
+    }
+
+    async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        pipeline: &redis::Pipeline,
+    ) -> redis::RedisResult<T> {
+        self.run(|mut connection| async move { pipeline.query_async(&mut connection).await })
+            .await
+    }
+}
+
+fn master_may_have_moved(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.to_string().contains("READONLY")
 }
 
 /// Fails fast on what retrying cannot mend (credentials, database); lets an unreachable
 /// Redis through, since it may come up later.
-async fn check_credentials(client: &Client, timeout: Duration) -> Result<()> {
+async fn check_credentials(endpoint: &Endpoint, timeout: Duration) -> Result<()> {
     let attempt = tokio::time::timeout(timeout, async {
+        let client = endpoint.client().await?;
         let mut connection = client.get_multiplexed_async_connection().await?;
         // Without a password, connecting succeeds and only commands fail: ask one.
         redis::cmd("PING")
@@ -561,8 +694,8 @@ fn instance_id() -> String {
 
 /// The task that owns the subscription connection.
 struct Subscriber {
-    client: Client,
-    commands: ConnectionManager,
+    endpoint: Arc<Endpoint>,
+    commands: Commands,
     shared: Arc<Shared>,
     fanout: Fanout,
     interest: mpsc::UnboundedReceiver<Interest>,
@@ -652,10 +785,12 @@ impl Subscriber {
 
     async fn open(&self) -> std::result::Result<(PubSubSink, redis::aio::PubSubStream), String> {
         let timeout = self.shared.options.timeout;
-        let pubsub = tokio::time::timeout(timeout, self.client.get_async_pubsub())
-            .await
-            .map_err(|_| "Redis did not answer in time".to_owned())?
-            .map_err(|e| describe(&e))?;
+        let pubsub = tokio::time::timeout(timeout, async {
+            self.endpoint.client().await?.get_async_pubsub().await
+        })
+        .await
+        .map_err(|_| "Redis did not answer in time".to_owned())?
+        .map_err(|e| describe(&e))?;
         let (mut sink, stream) = pubsub.split();
         let mut channels: Vec<String> = self.wanted.iter().cloned().collect();
         channels.push(self.shared.names.probe(&self.shared.instance));
@@ -772,14 +907,11 @@ impl Subscriber {
             let mut health = self.shared.health();
             health.waiting_since.get_or_insert_with(Instant::now);
         }
-        let mut commands = self.commands.clone();
-        let channel = channel.to_owned();
+        let commands = self.commands.clone();
+        let mut probe = redis::cmd("PUBLISH");
+        probe.arg(channel).arg("probe");
         tokio::spawn(async move {
-            let sent: redis::RedisResult<usize> = redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg("probe")
-                .query_async(&mut commands)
-                .await;
+            let sent: redis::RedisResult<usize> = commands.query(&probe).await;
             if let Err(e) = sent {
                 tracing::debug!(error = %describe(&e), "probe not sent");
             }
