@@ -16,18 +16,7 @@ use tokio::net::TcpStream;
 async fn help_lists_every_setting_with_its_default() {
     let help = run_to_exit(&["--help"], &[]).await;
     assert!(help.status.success(), "{}", help.all_output());
-    for name in [
-        "REDIS_URL",
-        "SERVER_PORT",
-        "SERVER_HOST",
-        "LOG_LEVEL",
-        "LOG_FORMAT",
-        "SSEOR_HEARTBEAT",
-        "SSEOR_RETRY",
-        "SSEOR_QUEUE_CAPACITY",
-        "SSEOR_MAX_BODY_BYTES",
-        "SSEOR_SHUTDOWN_TIMEOUT",
-    ] {
+    for name in common::SERVER_ENV {
         assert!(
             help.stdout.contains(name),
             "--help does not name {name}:\n{}",

@@ -21,7 +21,7 @@ pub const HANG_GUARD: Duration = Duration::from_secs(20);
 
 /// The environment variables the server reads; removed from every child so that the
 /// environment the tests run in cannot change what they see.
-const SERVER_ENV: &[&str] = &[
+pub const SERVER_ENV: &[&str] = &[
     "REDIS_URL",
     "SERVER_PORT",
     "SERVER_HOST",
@@ -35,9 +35,12 @@ const SERVER_ENV: &[&str] = &[
     "SSEOR_REDIS_PREFIX",
     "SSEOR_REDIS_TIMEOUT",
     "SSEOR_PROBE_INTERVAL",
-    "RUST_LOG",
-    "NO_COLOR",
+    "SSEOR_PRESENCE_TTL",
+    "SSEOR_REDIS_CA_FILE",
 ];
+
+/// Variables that change how any program logs; removed from every child too.
+const LOGGING_ENV: &[&str] = &["RUST_LOG", "NO_COLOR"];
 
 /// Awaits `future`, panicking if it hangs.
 pub async fn guard<F: std::future::Future>(future: F) -> F::Output {
@@ -49,7 +52,7 @@ pub async fn guard<F: std::future::Future>(future: F) -> F::Output {
 /// A `sseor` command with a clean environment.
 pub fn command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sseor"));
-    for name in SERVER_ENV {
+    for name in SERVER_ENV.iter().chain(LOGGING_ENV) {
         command.env_remove(name);
     }
     command.stdin(Stdio::null()).kill_on_drop(true);
