@@ -5,11 +5,6 @@
 set -u
 P=17100; SP=17101
 redis-server --port $P --save "" --appendonly no --daemonize yes --logfile /tmp/rec-redis.log --dir /tmp
-target/release/sseor --port $SP --log-format json > /tmp/rec-sseor.log 2>&1 &
-S=$!
-export REDIS_URL=redis://127.0.0.1:$P/0
-sleep 0.2
-kill $S; wait $S 2>/dev/null
 REDIS_URL=redis://127.0.0.1:$P/0 target/release/sseor --port $SP --log-format json > /tmp/rec-sseor.log 2>&1 &
 S=$!
 until curl -sf http://127.0.0.1:$SP/readyz >/dev/null; do sleep 0.05; done
