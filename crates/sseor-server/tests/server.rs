@@ -224,13 +224,17 @@ async fn readme_walkthrough_reaches_the_user_the_topic_and_everyone() {
         assert_eq!(data_of(&event), json!({"in": "5m"}));
     }
 
-    // An id given by the publisher is the one clients see.
-    let (status, published) = server
-        .publish(&json!({"user_id": "user123", "event": {"id": "custom-7", "type": "t"}}))
-        .await;
-    assert_eq!((status, &published["id"]), (202, &json!("custom-7")));
+    // An id given by the publisher deduplicates: clients see a position, once.
+    let body = json!({"user_id": "user123", "event": {"id": "custom-7", "type": "t"}});
+    let (status, published) = server.publish(&body).await;
+    assert_eq!(status, 202);
+    assert_ne!(published["id"], "custom-7");
+    let (status, repeated) = server.publish(&body).await;
+    assert_eq!((status, &repeated["duplicate"]), (202, &json!(true)));
+    assert_eq!(repeated["id"], published["id"]);
     let event = user123.next_event().await;
-    assert_eq!((event.id.as_str(), event.data.as_str()), ("custom-7", "{}"));
+    assert_eq!(event.id, published["id"].as_str().unwrap());
+    assert_eq!(event.data, "{}");
 }
 
 #[tokio::test]

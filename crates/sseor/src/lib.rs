@@ -47,6 +47,7 @@ pub mod encode;
 mod error;
 mod event;
 mod manager;
+mod position;
 #[cfg(feature = "redis")]
 mod publisher;
 mod registry;
@@ -54,10 +55,11 @@ mod serve;
 mod stream;
 mod target;
 
-pub use broker::{Broker, MemoryBroker, Published};
+pub use broker::{Broker, History, MemoryBroker, Published, Retention};
 pub use error::{Error, Result};
 pub use event::{Event, MAX_FIELD_LEN};
-pub use manager::{Builder, Manager, Subscription};
+pub use manager::{Builder, Manager, RESET_EVENT, Subscription};
+pub use position::{InvalidPosition, Position};
 #[cfg(feature = "redis")]
 pub use publisher::Publisher;
 pub use registry::{Fanout, Interest};

@@ -14,11 +14,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{Broker, MemoryBroker, Published};
+use crate::broker::{Broker, History, MemoryBroker, Published, Retention};
 use crate::registry::{Fanout, Registry, Sink};
 use crate::serve::{ConnectionAbort, bind, serve};
-use crate::stream::EventBody;
-use crate::{Error, Event, Result, Target, encode};
+use crate::stream::{EventBody, Replay};
+use crate::{Error, Event, Position, Result, Target, encode};
 
 type RouteHandler = Arc<dyn Fn(Request, Manager) -> BoxFuture<'static, Response> + Send + Sync>;
 
@@ -46,6 +46,7 @@ pub struct Builder {
     shutdown_timeout: Duration,
     max_body_bytes: usize,
     handle_signals: bool,
+    retention: Retention,
     #[cfg(feature = "redis")]
     redis: crate::broker::redis::RedisOptions,
 }
@@ -89,6 +90,7 @@ impl Default for Builder {
             shutdown_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             handle_signals: true,
+            retention: Retention::default(),
             #[cfg(feature = "redis")]
             redis: crate::broker::redis::RedisOptions::default(),
         }
@@ -135,6 +137,16 @@ impl Builder {
     /// The largest request body the HTTP API accepts (default 64 KiB); larger ones get 413.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
+        self
+    }
+
+    /// How many events per target are kept for clients that resume with `Last-Event-ID`
+    /// (default 1,000), and for how long (default 1 hour).
+    pub fn history(mut self, max_events: usize, max_age: Duration) -> Self {
+        self.retention = Retention {
+            max_events,
+            max_age,
+        };
         self
     }
 
@@ -214,7 +226,7 @@ impl Builder {
 }
 
 impl Builder {
-    async fn start_broker(&self) -> Result<(Box<dyn Broker>, Arc<Registry>)> {
+    async fn start_broker(&self) -> Result<(Arc<dyn Broker>, Arc<Registry>)> {
         let url = self.broker_url.as_str();
         let scheme = match url.split_once("://") {
             Some((scheme, _)) => scheme,
@@ -231,8 +243,8 @@ impl Builder {
         match scheme {
             "" | "memory" => {
                 let registry = Arc::new(Registry::new(None));
-                let broker = MemoryBroker::new(Fanout::new(registry.clone()));
-                Ok((Box::new(broker), registry))
+                let broker = MemoryBroker::new(Fanout::new(registry.clone()), self.retention);
+                Ok((Arc::new(broker), registry))
             }
             #[cfg(feature = "redis")]
             "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" => {
@@ -245,7 +257,7 @@ impl Builder {
                     self.redis.clone(),
                 )
                 .await?;
-                Ok((Box::new(broker), registry))
+                Ok((Arc::new(broker), registry))
             }
             _ => Err(Error::InvalidUrl(format!(
                 "unsupported scheme `{scheme}`; expected `memory://`, `redis://`, `rediss://`, \
@@ -261,7 +273,7 @@ async fn heartbeat(registry: Arc<Registry>, every: Duration, shutdown: Cancellat
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = ticks.tick() => { registry.deliver(&Target::All, &encode::HEARTBEAT); }
+            _ = ticks.tick() => { registry.deliver(&Target::All, 0, &encode::HEARTBEAT); }
         }
     }
 }
@@ -295,7 +307,7 @@ pub struct Manager {
 struct Inner {
     config: Builder,
     registry: Arc<Registry>,
-    broker: Box<dyn Broker>,
+    broker: Arc<dyn Broker>,
     routes: Mutex<Vec<(String, RouteHandler)>>,
     shutdown: CancellationToken,
     /// The running [`Manager::serve`] loops, which [`Manager::close`] waits for.
@@ -456,21 +468,52 @@ impl Manager {
         subscription: Subscription,
     ) -> Result<Response> {
         let (tx, rx) = mpsc::channel(self.inner.config.queue_capacity);
-        let retry = self.inner.config.retry;
-        let opening = retry.map_or_else(
+        let opening = self.inner.config.retry.map_or_else(
             || encode::comment("ok"),
             |delay| encode::retry(delay.as_millis().try_into().unwrap_or(u64::MAX)),
         );
-        tx.try_send(opening).expect("a new queue has room");
         let abort = request
             .extensions()
             .get::<ConnectionAbort>()
             .map(|abort| abort.0.clone());
+        let targets = subscription.into_targets();
         let registry = &self.inner.registry;
+        // Registered first, so that nothing published while the history is read is lost;
+        // the stream drops what the replay already covered.
         let id = registry
-            .register(Sink::new(tx, abort), subscription.into_targets())
+            .register(Sink::new(tx, abort), targets.clone())
             .ok_or(Error::Closed)?;
-        Ok(EventBody::new(rx, registry.clone(), id).into_response())
+        let replay = last_event_id(request).map(|last| self.replay(targets, &last));
+        Ok(EventBody::new(opening, replay, rx, registry.clone(), id).into_response())
+    }
+
+    /// What a client that last saw `last` missed, encoded: the events, or a reset.
+    fn replay(&self, targets: Vec<Target>, last: &str) -> BoxFuture<'static, Replay> {
+        let broker = self.inner.broker.clone();
+        let after = last.parse::<Position>().ok();
+        Box::pin(async move {
+            match broker.history(targets, after).await {
+                History::Events(events) => {
+                    let through = events.last().map_or(0, |(seq, _)| *seq);
+                    let frames = events
+                        .iter()
+                        .filter_map(|(_, event)| encode::event(event).ok())
+                        .collect();
+                    Replay { frames, through }
+                }
+                History::Reset { reason, current } => {
+                    tracing::debug!(%reason, "a resuming client gets a reset");
+                    let mut reset = Event::new(RESET_EVENT).with_data(serde_json::json!({
+                        "reason": reason,
+                    }));
+                    reset.id = current.as_ref().map(ToString::to_string);
+                    Replay {
+                        frames: encode::event(&reset).into_iter().collect(),
+                        through: current.map_or(0, |position| position.seq()),
+                    }
+                }
+            }
+        })
     }
 
     /// Sends `event` to every connection of `user_id`, on every instance.
@@ -606,6 +649,25 @@ impl Manager {
         self.inner.registry.close();
         self.inner.broker.close().await;
     }
+}
+
+/// The type of the event a resuming client receives when its position cannot be resumed
+/// from: it must reload its state, then continues live.
+pub const RESET_EVENT: &str = "sseor.reset";
+
+/// The client's last event id: the `Last-Event-ID` header a browser sends when it
+/// reconnects, or `?last_event_id=` for clients that cannot set headers.
+fn last_event_id<B>(request: &http::Request<B>) -> Option<String> {
+    if let Some(header) = request.headers().get("last-event-id") {
+        return Some(String::from_utf8_lossy(header.as_bytes()).into_owned());
+    }
+    let query = request.uri().query()?;
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(request.uri())
+        .ok()
+        .filter(|_| !query.is_empty())?
+        .0
+        .into_iter()
+        .find_map(|(key, value)| (key == "last_event_id").then_some(value))
 }
 
 fn build_router(routes: &[(String, RouteHandler)], manager: &Manager) -> Router {

@@ -22,16 +22,25 @@ pub enum Interest {
     Unsubscribe(Target),
 }
 
+/// Encoded bytes queued for one stream, with the sequence number of the event they carry
+/// (0 for comments and heartbeats), so that a resuming stream can skip what its replay
+/// already sent.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    pub(crate) seq: u64,
+    pub(crate) bytes: Bytes,
+}
+
 /// One open stream as the registry sees it: where its bytes go, and how to cut it off.
 #[derive(Clone)]
 pub(crate) struct Sink {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Queued>,
     /// Closes the underlying HTTP connection, for a client that stopped reading.
     abort: Option<CancellationToken>,
 }
 
 impl Sink {
-    pub(crate) fn new(tx: mpsc::Sender<Bytes>, abort: Option<CancellationToken>) -> Self {
+    pub(crate) fn new(tx: mpsc::Sender<Queued>, abort: Option<CancellationToken>) -> Self {
         Self { tx, abort }
     }
 }
@@ -111,7 +120,7 @@ impl Registry {
     ///
     /// A connection whose queue is full is a slow consumer: it is removed and its HTTP
     /// connection closed, so that it cannot hold memory or slow the others.
-    pub(crate) fn deliver(&self, target: &Target, frame: &Bytes) -> usize {
+    pub(crate) fn deliver(&self, target: &Target, seq: u64, frame: &Bytes) -> usize {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
         {
@@ -120,7 +129,11 @@ impl Registry {
                 return 0;
             };
             for (&id, sink) in slot {
-                match sink.tx.try_send(frame.clone()) {
+                let queued = Queued {
+                    seq,
+                    bytes: frame.clone(),
+                };
+                match sink.tx.try_send(queued) {
                     Ok(()) => delivered += 1,
                     Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(id),
                     // The stream is gone; its guard is removing it.
@@ -245,14 +258,16 @@ impl Fanout {
     }
 
     /// Encodes `event` once and queues it for every local connection of `target`; returns
-    /// how many connections it was queued for.
+    /// how many connections it was queued for. `seq` is the event's sequence number (its
+    /// [`Position`](crate::Position) within the broker's epoch), or 0 for an event that has
+    /// none.
     ///
     /// # Errors
     /// [`Error::InvalidEvent`](crate::Error::InvalidEvent) when the event cannot be encoded;
     /// nothing is delivered then.
-    pub fn deliver(&self, target: &Target, event: &crate::Event) -> crate::Result<usize> {
+    pub fn deliver(&self, target: &Target, seq: u64, event: &crate::Event) -> crate::Result<usize> {
         let frame = crate::encode::event(event)?;
-        Ok(self.registry.deliver(target, &frame))
+        Ok(self.registry.deliver(target, seq, &frame))
     }
 
     /// Local connections of `target`.
@@ -285,7 +300,7 @@ impl std::fmt::Debug for Fanout {
 mod tests {
     use super::*;
 
-    fn sink(capacity: usize) -> (Sink, mpsc::Receiver<Bytes>) {
+    fn sink(capacity: usize) -> (Sink, mpsc::Receiver<Queued>) {
         let (tx, rx) = mpsc::channel(capacity);
         (Sink::new(tx, None), rx)
     }
@@ -325,11 +340,11 @@ mod tests {
         registry.register(slow, vec![all.clone()]).unwrap();
         registry.register(fast, vec![all.clone()]).unwrap();
         let frame = Bytes::from_static(b"data: x\n\n");
-        assert_eq!(registry.deliver(&all, &frame), 2);
-        assert_eq!(registry.deliver(&all, &frame), 1);
+        assert_eq!(registry.deliver(&all, 1, &frame), 2);
+        assert_eq!(registry.deliver(&all, 2, &frame), 1);
         assert_eq!(registry.total(), 1);
-        assert_eq!(fast_rx.try_recv().unwrap(), frame);
-        assert_eq!(fast_rx.try_recv().unwrap(), frame);
+        assert_eq!(fast_rx.try_recv().unwrap().seq, 1);
+        assert_eq!(fast_rx.try_recv().unwrap().bytes, frame);
     }
 
     #[test]

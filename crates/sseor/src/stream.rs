@@ -6,17 +6,33 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::{HeaderValue, Response, header};
 use http_body::{Body, Frame};
 use tokio::sync::mpsc;
 
-use crate::registry::Registry;
+use crate::registry::{Queued, Registry};
+
+/// What a resuming stream sends before it goes live: the frames of the events the client
+/// missed (or of a reset), and the last sequence number they cover, so that live events
+/// queued meanwhile are not sent twice.
+pub(crate) struct Replay {
+    pub(crate) frames: Vec<Bytes>,
+    pub(crate) through: u64,
+}
 
 /// Streams a connection's queue; unregisters the connection when dropped, which is when
 /// the client goes away or the response ends.
 pub(crate) struct EventBody {
-    queue: mpsc::Receiver<Bytes>,
+    /// Frames to send before anything else: the opening `retry:`, then the replay.
+    pending: VecDeque<Bytes>,
+    replay: Option<BoxFuture<'static, Replay>>,
+    /// Live events numbered up to this were part of the replay.
+    skip_through: u64,
+    queue: mpsc::Receiver<Queued>,
     registration: Registration,
 }
 
@@ -32,8 +48,17 @@ impl Drop for Registration {
 }
 
 impl EventBody {
-    pub(crate) fn new(queue: mpsc::Receiver<Bytes>, registry: Arc<Registry>, id: u64) -> Self {
+    pub(crate) fn new(
+        opening: Bytes,
+        replay: Option<BoxFuture<'static, Replay>>,
+        queue: mpsc::Receiver<Queued>,
+        registry: Arc<Registry>,
+        id: u64,
+    ) -> Self {
         Self {
+            pending: VecDeque::from([opening]),
+            replay,
+            skip_through: 0,
             queue,
             registration: Registration { registry, id },
         }
@@ -64,9 +89,24 @@ impl Body for EventBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.queue
-            .poll_recv(cx)
-            .map(|frame| frame.map(|bytes| Ok(Frame::data(bytes))))
+        let this = &mut *self;
+        loop {
+            if let Some(bytes) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if let Some(replay) = &mut this.replay {
+                let replay = std::task::ready!(replay.as_mut().poll(cx));
+                this.replay = None;
+                this.pending.extend(replay.frames);
+                this.skip_through = replay.through;
+                continue;
+            }
+            match std::task::ready!(this.queue.poll_recv(cx)) {
+                None => return Poll::Ready(None),
+                Some(queued) if queued.seq != 0 && queued.seq <= this.skip_through => {}
+                Some(queued) => return Poll::Ready(Some(Ok(Frame::data(queued.bytes)))),
+            }
+        }
     }
 }
 

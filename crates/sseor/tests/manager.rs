@@ -82,7 +82,7 @@ async fn topics_and_broadcasts_reach_their_audience() {
 }
 
 #[tokio::test]
-async fn ids_increase_and_application_ids_are_kept() {
+async fn ids_are_increasing_positions_and_publisher_ids_deduplicate() {
     let server = Server::start().await;
     let mut client = server.subscribe("u", &[]).await;
     server.wait_for_total(1).await;
@@ -93,20 +93,42 @@ async fn ids_increase_and_application_ids_are_kept() {
             .publish("u", Event::new("tick"))
             .await
             .unwrap();
-        let id: u64 = published.id.parse().unwrap();
-        assert!(id > last, "{id} after {last}");
-        last = id;
+        let position: sseor::Position = published.id.parse().unwrap();
+        assert!(position.seq() > last, "{position} after {last}");
+        last = position.seq();
         assert_eq!(client.next_event().await.id, published.id);
     }
-    let own = server
+    // A publisher's own id is not the wire id (that must stay a position, to resume from)
+    // but makes a repeated publish of the same event harmless.
+    let first = server
         .manager
-        .publish("u", Event::new("tick").with_id("order-7").with_retry(1234))
+        .publish("u", Event::new("order").with_id("order-7").with_retry(1234))
         .await
         .unwrap();
-    assert_eq!(own.id, "order-7");
+    assert!(!first.duplicate);
     let event = client.next_event().await;
-    assert_eq!(event.id, "order-7");
+    assert_eq!(event.id, first.id);
     assert_eq!(event.retry, Some(std::time::Duration::from_millis(1234)));
+    let again = server
+        .manager
+        .publish("u", Event::new("order").with_id("order-7"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.id, first.id);
+    // The same id for another target is another event.
+    let elsewhere = server
+        .manager
+        .publish("v", Event::new("order").with_id("order-7"))
+        .await
+        .unwrap();
+    assert!(!elsewhere.duplicate);
+    server
+        .manager
+        .publish("u", Event::new("next"))
+        .await
+        .unwrap();
+    assert_eq!(client.next_event().await.event, "next");
 }
 
 #[tokio::test]
@@ -323,5 +345,10 @@ async fn library_input_errors_change_nothing() {
     manager.publish("u", Event::new("good")).await.unwrap();
     let first = client.next_event().await;
     assert_eq!(first.event, "good");
-    assert_eq!(first.id, "1", "rejected events must not use up ids");
+    let position: sseor::Position = first.id.parse().unwrap();
+    assert_eq!(
+        position.seq(),
+        1,
+        "rejected events must not use up positions"
+    );
 }

@@ -15,7 +15,9 @@ pub use memory::MemoryBroker;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use crate::{Event, Result, Target};
+use std::time::Duration;
+
+use crate::{Event, Position, Result, Target};
 
 /// What a successful publish reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,6 +32,46 @@ pub struct Published {
     /// How many instances received the event, when the broker spans instances (Redis).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instances: Option<usize>,
+    /// The event repeated an earlier publish to the same target with the same
+    /// publisher-given id, still in the history: it was not delivered again, and `id` is
+    /// the earlier event's position.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// How much history a broker keeps per target, for clients that resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retention {
+    /// The most events kept per target (default 1,000).
+    pub max_events: usize,
+    /// The oldest event kept (default 1 hour).
+    pub max_age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_events: 1000,
+            max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What a resuming client missed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum History {
+    /// Every event of the targets after the position, in order, with its sequence number.
+    Events(Vec<(u64, Event)>),
+    /// The position cannot be resumed from (unknown, too old, from another epoch): the
+    /// client must reload its state. `current` is the position to continue from.
+    Reset {
+        /// Why, for the client and the logs.
+        reason: String,
+        /// The broker's latest position, when known.
+        current: Option<Position>,
+    },
 }
 
 /// Carries published events to the connections of every instance.
@@ -44,6 +86,18 @@ pub trait Broker: Send + Sync + 'static {
     /// [`Error::Broker`](crate::Error::Broker) when the event could not be carried; then
     /// it reached no one.
     fn publish(&self, target: Target, event: Event) -> BoxFuture<'_, Result<Published>>;
+
+    /// The events of `targets` after `after`, for a client that resumes; `after` is `None`
+    /// when the client's last event id is not a position at all.
+    fn history(&self, targets: Vec<Target>, after: Option<Position>) -> BoxFuture<'_, History> {
+        let _ = (targets, after);
+        Box::pin(async {
+            History::Reset {
+                reason: "this broker keeps no history".into(),
+                current: None,
+            }
+        })
+    }
 
     /// Whether events published now would reach this instance's connections; the error
     /// says why not. Serves `/readyz`.

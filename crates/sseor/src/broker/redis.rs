@@ -251,6 +251,7 @@ impl RedisPublisher {
             id,
             delivered_locally: None,
             instances: Some(instances),
+            duplicate: false,
         })
     }
 }
@@ -891,7 +892,13 @@ impl Subscriber {
                 return;
             }
         };
-        if let Err(e) = self.fanout.deliver(&target, &event) {
+        // Positions on Redis are plain sequence numbers for now; foreign ids carry none.
+        let seq = event
+            .id
+            .as_deref()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(0);
+        if let Err(e) = self.fanout.deliver(&target, seq, &event) {
             tracing::warn!(channel, error = %e, "invalid event skipped");
         }
     }

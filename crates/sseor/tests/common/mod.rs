@@ -85,7 +85,16 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Self {
-        let response = guard(http().get(url).send()).await.unwrap();
+        Self::resume(url, None).await
+    }
+
+    /// Connects as a browser that reconnects does, with `Last-Event-ID`.
+    pub async fn resume(url: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = http().get(url);
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last);
+        }
+        let response = guard(request.send()).await.unwrap();
         assert_eq!(response.status(), 200, "subscribing to {url}");
         let response_headers = response.headers().clone();
         Self {
