@@ -94,11 +94,12 @@ async fn positions_that_cannot_be_resumed_get_one_reset_then_live() {
         server.manager.publish("u", numbered(n)).await.unwrap();
     }
     let mut current = server.manager.publish("other", numbered(0)).await.unwrap();
-    let future = Position::new(current.id.parse::<Position>().unwrap().epoch(), 10_000);
+    let now: Position = current.id.parse().unwrap();
+    let future = Position::new(now.epoch(), now.ms(), 10_000);
     for (last, why) in [
         (old.id.clone(), "older than the history kept"),
         ("not-a-position".to_owned(), "not a position"),
-        ("zz99-3".to_owned(), "gone"),
+        (format!("zz99-{}-3", now.ms()), "gone"),
         (future.to_string(), "not been reached"),
         ("9".repeat(5000), "not a position"),
         ("-1".to_owned(), "not a position"),

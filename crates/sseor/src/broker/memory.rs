@@ -5,7 +5,7 @@ use std::time::Instant;
 use futures_util::future::BoxFuture;
 
 use super::{Broker, History, Published, Retention};
-use crate::position::new_epoch;
+use crate::position::{new_epoch, unix_millis};
 use crate::{Event, Fanout, Position, Result, Target};
 
 /// The embedded broker: events go straight to this instance's connections, and the last
@@ -27,6 +27,8 @@ pub struct MemoryBroker {
 #[derive(Debug, Default)]
 struct State {
     seq: u64,
+    /// When the last event was published (Unix ms).
+    ms: u64,
     histories: HashMap<Target, TargetHistory>,
     /// The highest position of any history dropped whole (all its events too old).
     forgotten_through: u64,
@@ -43,6 +45,7 @@ struct TargetHistory {
 #[derive(Debug)]
 struct Stored {
     seq: u64,
+    ms: u64,
     at: Instant,
     /// The id the publisher gave, kept to recognize a publish that is repeated.
     publisher_id: Option<String>,
@@ -91,7 +94,7 @@ impl MemoryBroker {
             })
         {
             return Ok(Published {
-                id: Position::new(self.epoch.clone(), earlier.seq).to_string(),
+                id: Position::new(self.epoch.clone(), earlier.ms, earlier.seq).to_string(),
                 delivered_locally: Some(0),
                 instances: None,
                 duplicate: true,
@@ -99,12 +102,16 @@ impl MemoryBroker {
         }
         state.seq += 1;
         let seq = state.seq;
-        let id = Position::new(self.epoch.clone(), seq).to_string();
+        // Never earlier than the previous event, whatever the wall clock does.
+        let ms = unix_millis().max(state.ms);
+        state.ms = ms;
+        let id = Position::new(self.epoch.clone(), ms, seq).to_string();
         event.id = Some(id.clone());
         let delivered_locally = self.fanout.deliver(&target, seq, &event)?;
         let history = state.histories.entry(target).or_default();
         history.events.push_back(Stored {
             seq,
+            ms,
             at: Instant::now(),
             publisher_id,
             event,
@@ -141,7 +148,7 @@ impl MemoryBroker {
 
     fn history_now(&self, targets: &[Target], after: Option<&Position>) -> History {
         let mut state = self.state();
-        let current = Position::new(self.epoch.clone(), state.seq);
+        let current = Position::new(self.epoch.clone(), state.ms, state.seq);
         let reset = |reason: &str| History::Reset {
             reason: reason.to_owned(),
             current: Some(current.clone()),
@@ -154,6 +161,10 @@ impl MemoryBroker {
         }
         if after.seq() > state.seq {
             return reset("that position has not been reached yet");
+        }
+        if u128::from(unix_millis().saturating_sub(after.ms())) > self.retention.max_age.as_millis()
+        {
+            return reset("that position is older than the history kept");
         }
         let forgotten_through = state.forgotten_through;
         let mut missed = Vec::new();
