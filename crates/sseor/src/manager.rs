@@ -250,11 +250,13 @@ impl Builder {
             "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" => {
                 let (interest_tx, interest_rx) = mpsc::unbounded_channel();
                 let registry = Arc::new(Registry::new(Some(interest_tx)));
+                let mut options = self.redis.clone();
+                options.retention = self.retention;
                 let broker = crate::broker::redis::RedisBroker::connect(
                     url,
                     Fanout::new(registry.clone()),
                     interest_rx,
-                    self.redis.clone(),
+                    options,
                 )
                 .await?;
                 Ok((Arc::new(broker), registry))

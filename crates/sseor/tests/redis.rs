@@ -102,9 +102,13 @@ async fn events_cross_instances_exactly_once() {
     for client in [&mut on_a, &mut on_b, &mut other] {
         assert_eq!(client.next_event().await.event, "marker");
     }
-    let first: u64 = published.id.parse().unwrap();
-    let last: u64 = everyone.id.parse().unwrap();
-    assert!(first < last, "ids increase across instances");
+    let first: sseor::Position = published.id.parse().unwrap();
+    let last: sseor::Position = everyone.id.parse().unwrap();
+    assert!(
+        first.seq() < last.seq(),
+        "positions increase across instances"
+    );
+    assert_eq!(first.epoch(), last.epoch());
 }
 
 #[tokio::test]
@@ -164,6 +168,8 @@ async fn subscriptions_follow_local_connections() {
 async fn a_hundred_thousand_users_subscribe_in_batches() {
     let redis = RedisServer::start();
     let manager = redis_builder(&redis)
+        // 100,000 subscriptions keep this Redis busy: give commands more time.
+        .redis_timeout(Duration::from_secs(5))
         .handle_signals(false)
         .build()
         .await
@@ -566,4 +572,119 @@ async fn sentinel_failover_is_followed_by_publishes_and_subscriptions() {
         .await
         .unwrap();
     assert_eq!(client.next_event().await.event, "settled");
+}
+
+fn numbered(n: u64) -> Event {
+    Event::new("n").with_data(json!({ "n": n }))
+}
+
+fn n_of(event: &eventsource_stream::Event) -> u64 {
+    serde_json::from_str::<serde_json::Value>(&event.data).unwrap()["n"]
+        .as_u64()
+        .unwrap()
+}
+
+fn n_of_or_reason(event: &eventsource_stream::Event) -> String {
+    let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+    data.get("n")
+        .map_or_else(|| data["reason"].to_string(), ToString::to_string)
+}
+
+/// Receives events 0..count on `user` through `server`, and returns the last id.
+async fn receive_some(server: &Server, redis: &RedisServer, user: &str, count: u64) -> String {
+    let mut client = server.subscribe(user, &[]).await;
+    wait_for_subscribers(redis, &format!("sseor:user:{user}"), "1").await;
+    let mut last = String::new();
+    for n in 0..count {
+        server.manager.publish(user, numbered(n)).await.unwrap();
+        let event = client.next_event().await;
+        assert_eq!(n_of(&event), n);
+        last = event.id;
+    }
+    last
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_instance_with_nothing_missing_or_twice() {
+    let redis = RedisServer::start();
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let last = receive_some(&a, &redis, "rita", 3).await;
+    wait_for_subscribers(&redis, "sseor:user:rita", "0").await;
+    for n in 3..53 {
+        a.manager.publish("rita", numbered(n)).await.unwrap();
+    }
+    b.manager.publish("other", numbered(999)).await.unwrap();
+    let url = b.url("/api/v1/sse?user_id=rita");
+    let mut client = Client::resume(&url, Some(&last)).await;
+    for n in 3..53 {
+        assert_eq!(n_of(&client.next_event().await), n);
+    }
+    wait_for_subscribers(&redis, "sseor:user:rita", "1").await;
+    a.manager.publish("rita", numbered(53)).await.unwrap();
+    assert_eq!(n_of(&client.next_event().await), 53);
+}
+
+#[tokio::test]
+async fn history_survives_a_redis_restart_with_append_only_persistence() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let server = instance(&redis).await;
+    let last = receive_some(&server, &redis, "paul", 2).await;
+    wait_for_subscribers(&redis, "sseor:user:paul", "0").await;
+    for n in 2..12 {
+        server.manager.publish("paul", numbered(n)).await.unwrap();
+    }
+    redis.restart();
+    wait_ready(&server.manager).await;
+    let mut client = Client::resume(&server.url("/api/v1/sse?user_id=paul"), Some(&last)).await;
+    let first = client.next_event().await;
+    assert_eq!(
+        (first.event.as_str(), n_of_or_reason(&first)),
+        ("n", "2".to_owned())
+    );
+    for n in 3..12 {
+        assert_eq!(n_of(&client.next_event().await), n);
+    }
+}
+
+#[tokio::test]
+async fn an_emptied_redis_means_a_reset_then_live() {
+    let mut redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let last = receive_some(&server, &redis, "quinn", 2).await;
+    redis.restart();
+    wait_ready(&server.manager).await;
+    let mut client = Client::resume(&server.url("/api/v1/sse?user_id=quinn"), Some(&last)).await;
+    let reset = client.next_event().await;
+    assert_eq!(reset.event, sseor::RESET_EVENT);
+    wait_for_subscribers(&redis, "sseor:user:quinn", "1").await;
+    server.manager.publish("quinn", numbered(7)).await.unwrap();
+    assert_eq!(n_of(&client.next_event().await), 7);
+}
+
+#[tokio::test]
+async fn redis_history_keeps_what_retention_says() {
+    let redis = RedisServer::start();
+    let server = Server::with(redis_builder(&redis).history(5, Duration::from_secs(3600))).await;
+    wait_ready(&server.manager).await;
+    let last = receive_some(&server, &redis, "tess", 1).await;
+    wait_for_subscribers(&redis, "sseor:user:tess", "0").await;
+    // Approximate trimming keeps at least 5; 300 more are well past any slack.
+    for n in 1..301 {
+        server.manager.publish("tess", numbered(n)).await.unwrap();
+    }
+    let url = server.url("/api/v1/sse?user_id=tess");
+    let mut client = Client::resume(&url, Some(&last)).await;
+    assert_eq!(client.next_event().await.event, sseor::RESET_EVENT);
+    let length: usize = redis
+        .cli(&["XLEN", "sseor:history:user:tess"])
+        .parse()
+        .unwrap();
+    assert!(length < 300, "the stream is trimmed: {length}");
+
+    // A recent position still resumes exactly.
+    let recent = server.manager.publish("tess", numbered(301)).await.unwrap();
+    server.manager.publish("tess", numbered(302)).await.unwrap();
+    let mut client = Client::resume(&url, Some(&recent.id)).await;
+    assert_eq!(n_of(&client.next_event().await), 302);
 }

@@ -18,19 +18,67 @@ use redis::{Client, ConnectionAddr, ErrorKind, RedisError, Script};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Broker, Published};
-use crate::{Error, Event, Fanout, Interest, Result, Target};
+use super::{Broker, History, Published, Retention};
+use crate::position::new_epoch;
+use crate::{Error, Event, Fanout, Interest, Position, Result, Target};
 
 /// Channels subscribed or unsubscribed in one command, at most.
 const SUBSCRIBE_BATCH: usize = 1000;
 
-/// Gives an event the next id of the instance-wide sequence and publishes it, atomically,
-/// so that ids reach every subscriber in increasing order. `ARGV[1]` is the event's JSON
-/// without an id; the id is spliced in as its first field.
-const PUBLISH_WITH_ID: &str = r#"
-local id = redis.call('INCR', KEYS[1])
-local receivers = redis.call('PUBLISH', KEYS[2], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
-return {id, receivers}
+/// Numbers an event, keeps it in its target's history and publishes it, atomically, so
+/// that positions reach every subscriber in increasing order and every event published is
+/// in the history.
+///
+/// KEYS: the clock (hash `ms`, `seq`), the epoch, the target's history stream, the key
+/// that remembers a publisher's id (the stream again when there is none), and the key
+/// that remembers the newest event trimmed from the stream.
+/// ARGV: the event's JSON without an id (the position is spliced in as its first field),
+/// the channel, an epoch to use if there is none yet, the most events kept, the longest
+/// time kept (ms), the publisher's id (or empty).
+/// Returns the position and the number of instances that received it, or the earlier
+/// position and -1 for a publisher id seen before.
+const PUBLISH: &str = r#"
+redis.call('SET', KEYS[2], ARGV[3], 'NX')
+local epoch = redis.call('GET', KEYS[2])
+if ARGV[6] ~= '' then
+  local earlier = redis.call('GET', KEYS[4])
+  if earlier then return {earlier, -1} end
+end
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local last = tonumber(redis.call('HGET', KEYS[1], 'ms') or '0')
+if ms < last then ms = last end
+redis.call('HSET', KEYS[1], 'ms', string.format('%d', ms))
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local position = epoch .. '-' .. string.format('%d', ms) .. '-' .. seq
+local payload = '{"id":"' .. position .. '",' .. string.sub(ARGV[1], 2)
+redis.call('XADD', KEYS[3], string.format('%d', ms) .. '-' .. seq, 'e', payload)
+-- Trim exactly, and remember the newest event trimmed, so that a client whose position
+-- is older than that is told it missed events.
+local trimmed = nil
+local excess = redis.call('XLEN', KEYS[3]) - tonumber(ARGV[4])
+if excess > 0 then
+  local gone = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', excess)
+  trimmed = gone[#gone][1]
+end
+local oldest = ms - tonumber(ARGV[5])
+if oldest > 0 then
+  local old = redis.call('XREVRANGE', KEYS[3], '(' .. string.format('%d', oldest) .. '-0', '-', 'COUNT', 1)
+  if #old > 0 then
+    local seq_of = function(id) return tonumber(string.match(id, '-(%d+)$')) end
+    if trimmed == nil or seq_of(old[1][1]) > seq_of(trimmed) then trimmed = old[1][1] end
+  end
+end
+if trimmed then
+  local trimmed_ms, trimmed_seq = string.match(trimmed, '^(%d+)-(%d+)$')
+  redis.call('XTRIM', KEYS[3], 'MINID', trimmed_ms .. '-' .. (tonumber(trimmed_seq) + 1))
+  redis.call('SET', KEYS[5], trimmed, 'PX', ARGV[5])
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[4], position, 'PX', ARGV[5])
+end
+return {position, redis.call('PUBLISH', ARGV[2], payload)}
 "#;
 
 /// Options of the Redis broker; see [`Builder`](crate::Builder) for how they are set.
@@ -51,6 +99,8 @@ pub struct RedisOptions {
     /// A PEM file of the certificate authority that signed the Redis server's
     /// certificate, for `rediss://` with a private CA (default: the system's roots).
     pub ca_file: Option<std::path::PathBuf>,
+    /// How much history is kept per target.
+    pub retention: Retention,
 }
 
 impl Default for RedisOptions {
@@ -61,6 +111,7 @@ impl Default for RedisOptions {
             timeout: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(15),
             ca_file: None,
+            retention: Retention::default(),
         }
     }
 }
@@ -92,8 +143,35 @@ impl Names {
         Target::topic(rest.strip_prefix("topic:")?).ok()
     }
 
-    fn sequence(&self) -> String {
-        format!("{}:seq", self.prefix)
+    /// The hash that numbers events: `ms` (the last time used) and `seq`.
+    fn clock(&self) -> String {
+        format!("{}:clock", self.prefix)
+    }
+
+    /// Changes when the history is lost, so that old positions are recognized.
+    fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
+    /// The stream of a target's last events.
+    fn history(&self, target: &Target) -> String {
+        let channel = self.channel(target);
+        format!("{}:history{}", self.prefix, &channel[self.prefix.len()..])
+    }
+
+    /// The id of the newest event trimmed from a target's history.
+    fn trimmed(&self, target: &Target) -> String {
+        let channel = self.channel(target);
+        format!("{}:trimmed{}", self.prefix, &channel[self.prefix.len()..])
+    }
+
+    /// Remembers that a publisher already sent the event with this id to this target.
+    fn publisher_id(&self, target: &Target, id: &str) -> String {
+        format!(
+            "{}:sent:{}:{id}",
+            self.prefix,
+            &self.channel(target)[self.prefix.len() + 1..]
+        )
     }
 
     fn probe(&self, instance: &str) -> String {
@@ -175,6 +253,9 @@ pub struct RedisPublisher {
     commands: Commands,
     names: Names,
     publish_script: Script,
+    /// The epoch this publisher starts if Redis has none (empty, or emptied).
+    epoch_candidate: String,
+    retention: Retention,
 }
 
 impl std::fmt::Debug for RedisPublisher {
@@ -209,7 +290,9 @@ impl RedisPublisher {
             names: Names {
                 prefix: options.prefix.clone(),
             },
-            publish_script: Script::new(PUBLISH_WITH_ID),
+            publish_script: Script::new(PUBLISH),
+            epoch_candidate: new_epoch(),
+            retention: options.retention,
         };
         Ok((endpoint, publisher))
     }
@@ -220,39 +303,115 @@ impl RedisPublisher {
     /// # Errors
     /// [`Error::Broker`] when Redis cannot be reached or does not answer in time.
     pub async fn publish(&self, target: &Target, event: &Event) -> Result<Published> {
-        let channel = self.names.channel(target);
-        let json = serde_json::to_string(event)
+        let mut event = event.clone();
+        let publisher_id = event.id.take();
+        let json = serde_json::to_string(&event)
             .map_err(|e| Error::InvalidEvent(format!("cannot be serialized: {e}")))?;
-        let (id, instances) = match &event.id {
-            Some(id) => {
-                let mut publish = redis::cmd("PUBLISH");
-                publish.arg(&channel).arg(json);
-                let receivers: usize = self.commands.query(&publish).await.map_err(unavailable)?;
-                (id.clone(), receivers)
-            }
-            None => {
-                let mut invocation = self.publish_script.prepare_invoke();
-                invocation
-                    .key(self.names.sequence())
-                    .key(&channel)
-                    .arg(json);
-                let invocation = &invocation;
-                let (id, receivers): (u64, usize) =
-                    self.commands
-                        .run(|mut connection| async move {
-                            invocation.invoke_async(&mut connection).await
-                        })
-                        .await
-                        .map_err(unavailable)?;
-                (id.to_string(), receivers)
-            }
-        };
+        let history = self.names.history(target);
+        let remembered = publisher_id
+            .as_deref()
+            .map_or_else(|| history.clone(), |id| self.names.publisher_id(target, id));
+        let max_age_ms = u64::try_from(self.retention.max_age.as_millis()).unwrap_or(u64::MAX);
+        let mut invocation = self.publish_script.prepare_invoke();
+        invocation
+            .key(self.names.clock())
+            .key(self.names.epoch())
+            .key(history)
+            .key(remembered)
+            .key(self.names.trimmed(target))
+            .arg(json)
+            .arg(self.names.channel(target))
+            .arg(&self.epoch_candidate)
+            .arg(self.retention.max_events)
+            .arg(max_age_ms.max(1))
+            .arg(publisher_id.unwrap_or_default());
+        let invocation = &invocation;
+        let (id, receivers): (String, i64) = self
+            .commands
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await
+            .map_err(unavailable)?;
         Ok(Published {
             id,
             delivered_locally: None,
-            instances: Some(instances),
-            duplicate: false,
+            instances: usize::try_from(receivers).ok(),
+            duplicate: receivers < 0,
         })
+    }
+
+    /// The events of `targets` after `after`, read from their history streams.
+    async fn history(&self, targets: &[Target], after: Option<&Position>) -> Result<History> {
+        let mut state = redis::pipe();
+        state
+            .get(self.names.epoch())
+            .hget(self.names.clock(), "ms")
+            .hget(self.names.clock(), "seq");
+        let (epoch, ms, seq): (Option<String>, Option<u64>, Option<u64>) =
+            self.commands.pipeline(&state).await.map_err(unavailable)?;
+        let current = epoch.map(|epoch| Position::new(epoch, ms.unwrap_or(0), seq.unwrap_or(0)));
+        let reset = |reason: &str| {
+            Ok(History::Reset {
+                reason: reason.to_owned(),
+                current: current.clone(),
+            })
+        };
+        let Some(after) = after else {
+            return reset("the last event id is not a position of this server");
+        };
+        let Some(now) = &current else {
+            return reset("the history that position belongs to is gone (Redis lost its data)");
+        };
+        if after.epoch() != now.epoch() {
+            return reset("the history that position belongs to is gone (Redis lost its data)");
+        }
+        if after.seq() > now.seq() {
+            return reset("that position has not been reached yet");
+        }
+        if u128::from(unix_millis().saturating_sub(after.ms())) > self.retention.max_age.as_millis()
+        {
+            return reset("that position is older than the history kept");
+        }
+        let mut missed = Vec::new();
+        for target in targets {
+            let stream = self.names.history(target);
+            if self.trimmed_after(target, after).await? {
+                return reset("that position is older than the history kept");
+            }
+            let mut range = redis::cmd("XRANGE");
+            range
+                .arg(&stream)
+                .arg(format!("({}-{}", after.ms(), after.seq()))
+                .arg("+");
+            let entries: Vec<(String, Vec<(String, String)>)> =
+                self.commands.query(&range).await.map_err(unavailable)?;
+            for (id, fields) in entries {
+                let seq = id.rsplit_once('-').and_then(|(_, seq)| seq.parse().ok());
+                let event = fields
+                    .iter()
+                    .find(|(name, _)| name == "e")
+                    .and_then(|(_, json)| serde_json::from_str::<Event>(json).ok());
+                if let (Some(seq), Some(event)) = (seq, event) {
+                    missed.push((seq, event));
+                }
+            }
+        }
+        missed.sort_by_key(|(seq, _)| *seq);
+        Ok(History::Events(missed))
+    }
+
+    /// Whether the history of `target` lost, to trimming, an event after `after`. A
+    /// history that expired whole lost nothing recent: it expires only when its newest
+    /// event is older than the retention, and so is any position before it.
+    async fn trimmed_after(&self, target: &Target, after: &Position) -> Result<bool> {
+        let mut trimmed = redis::cmd("GET");
+        trimmed.arg(self.names.trimmed(target));
+        let trimmed: Option<String> = self.commands.query(&trimmed).await.map_err(unavailable)?;
+        let trimmed_seq = trimmed
+            .as_deref()
+            .and_then(|id| id.rsplit_once('-'))
+            .and_then(|(_, seq)| seq.parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok(after.seq() < trimmed_seq)
     }
 }
 
@@ -444,6 +603,29 @@ impl Broker for RedisBroker {
 
     fn readiness(&self) -> std::result::Result<(), String> {
         self.shared.readiness()
+    }
+
+    fn history(&self, targets: Vec<Target>, after: Option<Position>) -> BoxFuture<'_, History> {
+        Box::pin(async move {
+            // The command connection may have just lost Redis and be reconnecting: a reset
+            // would make every resuming client reload for nothing, so try again first.
+            let mut attempt = 0;
+            loop {
+                match self.publisher.history(&targets, after.as_ref()).await {
+                    Ok(history) => return history,
+                    Err(e) if attempt >= 3 => {
+                        return History::Reset {
+                            reason: format!("the history cannot be read now ({e})"),
+                            current: None,
+                        };
+                    }
+                    Err(_) => {
+                        attempt += 1;
+                        tokio::time::sleep(self.shared.options.probe_interval / 2).await;
+                    }
+                }
+            }
+        })
     }
 
     fn cluster_connections(&self, user_id: Option<String>) -> BoxFuture<'_, Result<Option<usize>>> {
