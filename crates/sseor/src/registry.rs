@@ -191,14 +191,20 @@ impl Registry {
     /// Refuses new connections and lets every open stream end once its queue is drained.
     /// Connections that do not drain are left to the server's shutdown deadline.
     pub(crate) fn close(&self) {
+        self.write().closed = true;
+        self.release_all();
+    }
+
+    /// Lets every open stream end once its queue is drained; returns how many there were.
+    pub(crate) fn release_all(&self) -> usize {
         let mut tables = self.write();
-        tables.closed = true;
         let ids: Vec<u64> = tables.connections.keys().copied().collect();
-        for id in ids {
+        for &id in &ids {
             if let Some(entry) = tables.connections.remove(&id) {
                 self.detach(&mut tables, id, &entry.targets);
             }
         }
+        ids.len()
     }
 
     fn cut_off(&self, id: u64) {
@@ -278,6 +284,13 @@ impl Fanout {
     /// All local connections.
     pub fn total(&self) -> usize {
         self.registry.total()
+    }
+
+    /// Ends every local stream once its queue is drained, so that its client reconnects
+    /// and resumes from history; returns how many there were. For a broker that may have
+    /// missed events (its subscription was down while others published).
+    pub fn release_all(&self) -> usize {
+        self.registry.release_all()
     }
 
     /// Users whose local connection counts changed since the last call, with their counts

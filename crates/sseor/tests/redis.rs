@@ -688,3 +688,39 @@ async fn redis_history_keeps_what_retention_says() {
     let mut client = Client::resume(&url, Some(&recent.id)).await;
     assert_eq!(n_of(&client.next_event().await), 302);
 }
+
+#[tokio::test]
+async fn events_published_while_a_subscription_was_down_arrive_from_history() {
+    let redis = RedisServer::start();
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let url = a.url("/api/v1/sse?user_id=gus");
+    let mut client = Client::connect(&url).await;
+    wait_for_subscribers(&redis, "sseor:user:gus", "1").await;
+    b.manager.publish("gus", numbered(0)).await.unwrap();
+    let mut received = vec![client.next_event().await];
+
+    // Every subscription connection is cut; B publishes before A is back.
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    for n in 1..=20 {
+        b.manager.publish("gus", numbered(n)).await.unwrap();
+    }
+    // Like a browser: when the stream ends, reconnect with the last id.
+    guard(async {
+        while received.len() < 21 {
+            match client.try_next_event().await {
+                Some(event) => received.push(event),
+                None => {
+                    let last = received.last().unwrap().id.clone();
+                    client = Client::resume(&url, Some(&last)).await;
+                }
+            }
+        }
+    })
+    .await;
+    wait_for_subscribers(&redis, "sseor:user:gus", "1").await;
+    b.manager.publish("gus", numbered(21)).await.unwrap();
+    received.push(client.next_event().await);
+    let numbers: Vec<u64> = received.iter().map(n_of).collect();
+    assert_eq!(numbers, (0..=21).collect::<Vec<_>>());
+}

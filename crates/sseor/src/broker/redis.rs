@@ -494,6 +494,7 @@ impl RedisBroker {
             interest,
             stop: stop.clone(),
             wanted: HashSet::new(),
+            last_seen: 0,
         };
         tokio::spawn(subscriber.run());
         Ok(Self {
@@ -885,6 +886,9 @@ struct Subscriber {
     stop: CancellationToken,
     /// The channels this instance wants, whatever the state of the connection.
     wanted: HashSet<String>,
+    /// The highest sequence number delivered here, to tell after a loss of the
+    /// subscription whether events were published meanwhile.
+    last_seen: u64,
 }
 
 enum SessionEnd {
@@ -909,6 +913,7 @@ impl Subscriber {
                             after_seconds = since.elapsed().as_secs_f64(),
                             "resubscribed to Redis"
                         );
+                        self.release_if_missed().await;
                     } else {
                         tracing::info!(channels = self.wanted.len(), "subscribed to Redis");
                     }
@@ -931,6 +936,40 @@ impl Subscriber {
                 return;
             }
             delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// After the subscription was down: if anything was published meanwhile, this
+    /// instance's clients may have missed it, so their streams end and they resume from
+    /// history (a browser reconnects by itself, with `Last-Event-ID`).
+    async fn release_if_missed(&mut self) {
+        let mut clock = redis::cmd("HGET");
+        clock.arg(self.shared.names.clock()).arg("seq");
+        // The command connection may be reconnecting too: its first answer can be an error.
+        let mut published = Err(None);
+        for _ in 0..3 {
+            published = self
+                .commands
+                .query::<Option<u64>>(&clock)
+                .await
+                .map_err(Some);
+            if published.is_ok() {
+                break;
+            }
+            tokio::time::sleep(self.shared.options.probe_interval / 2).await;
+        }
+        let published = published.unwrap_or_else(|e| {
+            let error = e.map(|e| describe(&e)).unwrap_or_default();
+            tracing::warn!(%error, "cannot tell what was missed; ending streams");
+            Some(u64::MAX)
+        });
+        if published.unwrap_or(0) > self.last_seen {
+            let released = self.fanout.release_all();
+            tracing::info!(
+                streams = released,
+                "events may have been missed while the subscription was down; \
+                 streams end so that their clients resume from history"
+            );
         }
     }
 
@@ -1062,7 +1101,7 @@ impl Subscriber {
         Ok(())
     }
 
-    fn deliver(&self, channel: &str, payload: &[u8]) {
+    fn deliver(&mut self, channel: &str, payload: &[u8]) {
         let Some(target) = self.shared.names.target(channel) else {
             tracing::warn!(channel, "message on an unexpected channel skipped");
             return;
@@ -1074,12 +1113,13 @@ impl Subscriber {
                 return;
             }
         };
-        // Positions on Redis are plain sequence numbers for now; foreign ids carry none.
+        // Events published by other clients of Redis may carry no position.
         let seq = event
             .id
             .as_deref()
-            .and_then(|id| id.parse().ok())
-            .unwrap_or(0);
+            .and_then(|id| id.parse::<Position>().ok())
+            .map_or(0, |position| position.seq());
+        self.last_seen = self.last_seen.max(seq);
         if let Err(e) = self.fanout.deliver(&target, seq, &event) {
             tracing::warn!(channel, error = %e, "invalid event skipped");
         }
