@@ -48,6 +48,15 @@ pub(crate) struct Config {
     #[arg(long, env = "SSEOR_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     max_body_bytes: usize,
 
+    /// Events kept per user, topic and broadcast for clients that resume with
+    /// `Last-Event-ID`.
+    #[arg(long, env = "SSEOR_HISTORY_SIZE", default_value_t = 1000)]
+    history_size: usize,
+
+    /// How long events are kept for clients that resume.
+    #[arg(long, env = "SSEOR_HISTORY_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
+    history_max_age: Duration,
+
     /// Prefix of every Redis key and channel, so that applications can share a Redis.
     #[arg(long, env = "SSEOR_REDIS_PREFIX", default_value = "sseor")]
     redis_prefix: String,
@@ -121,6 +130,7 @@ impl Config {
             .queue_capacity(self.queue_capacity)
             .max_body_bytes(self.max_body_bytes)
             .shutdown_timeout(self.shutdown_timeout)
+            .history(self.history_size, self.history_max_age)
             .redis_prefix(self.redis_prefix.clone())
             .redis_timeout(self.redis_timeout)
             .redis_probe_interval(self.probe_interval)

@@ -174,3 +174,48 @@ async fn a_killed_instance_drops_out_of_the_cluster_counts() {
     .await;
     assert_eq!(counts(&a, "zed").await["cluster_total"], 1);
 }
+
+#[tokio::test]
+async fn a_client_of_a_killed_instance_resumes_on_another_with_nothing_lost_or_twice() {
+    let redis = RedisServer::start();
+    let (mut a, a_base) = start(&redis.url()).await;
+    let (_b, b) = start(&redis.url()).await;
+    let mut on_a = subscribe(&a_base, "vera").await;
+    wait_for_subscribers(&redis, "sseor:user:vera", "1").await;
+    let number = |n: u64| json!({"user_id": "vera", "event": {"type": "n", "data": {"n": n}}});
+    for n in 0..3 {
+        publish(&b, number(n)).await;
+    }
+    let mut last = String::new();
+    for n in 0..3 {
+        let event = guard(on_a.next()).await.unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["n"], n);
+        last = event.id;
+    }
+
+    a.start_kill().unwrap(); // SIGKILL
+    a.wait().await.unwrap();
+    for n in 3..40 {
+        publish(&b, number(n)).await;
+    }
+    let response = reqwest::Client::new()
+        .get(format!("{b}/api/v1/sse?user_id=vera"))
+        .header("last-event-id", &last)
+        .send()
+        .await
+        .unwrap();
+    let mut on_b = Box::pin(
+        response
+            .bytes_stream()
+            .eventsource()
+            .filter_map(|event| async move { event.ok().filter(|e| !e.data.is_empty()) }),
+    );
+    for n in 3..40 {
+        let event = guard(on_b.next()).await.unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["n"], n);
+    }
+    wait_for_subscribers(&redis, "sseor:user:vera", "1").await;
+    publish(&b, number(40)).await;
+    let event = guard(on_b.next()).await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["n"], 40);
+}
