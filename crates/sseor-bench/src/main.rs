@@ -43,6 +43,15 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         publishers: usize,
     },
+    /// The thundering herd: one instance dies; its clients all resume at once on another.
+    Herd {
+        /// Clients of the instance that dies.
+        #[arg(long, default_value_t = 5000)]
+        clients: usize,
+        /// Events each client misses while it is away.
+        #[arg(long, default_value_t = 100)]
+        missed: usize,
+    },
     /// Opens idle streams, measures the server's memory per connection, then stops the
     /// server with SIGTERM and measures how long it takes to end every stream and exit.
     Idle {
@@ -68,6 +77,7 @@ async fn main() -> Result<(), String> {
             events,
             publishers,
         } => through_redis(&cli.server, connections, events, publishers.max(1)).await,
+        Scenario::Herd { clients, missed } => herd(&cli.server, clients, missed.max(1)).await,
     }
 }
 
@@ -126,25 +136,7 @@ async fn through_redis(
     events: usize,
     publishers: usize,
 ) -> Result<(), String> {
-    let redis_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &redis_port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start redis-server (apt-get install redis-server): {e}"))?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let redis_url = format!("redis://127.0.0.1:{redis_port}/0");
+    let (mut redis, redis_url) = start_redis().await?;
     let (_publishing, publish_port) =
         start_server_with(server, &[("REDIS_URL", &redis_url)]).await?;
     let (_receiving, receive_port) =
@@ -224,6 +216,168 @@ async fn through_redis(
     Ok(())
 }
 
+/// Starts a `redis-server` without persistence on a free port.
+async fn start_redis() -> Result<(Child, String), String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start redis-server (apt-get install redis-server): {e}"))?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok((redis, format!("redis://127.0.0.1:{port}/0")))
+}
+
+/// The thundering herd: `clients` streams on one instance, which dies (SIGKILL) while
+/// `missed` events per client are published; every client reconnects at once to the other
+/// instance with its `Last-Event-ID`. Measures the time until all have caught up, and the
+/// CPU Redis used meanwhile.
+async fn herd(server: &PathBuf, clients: usize, missed: usize) -> Result<(), String> {
+    let (redis, redis_url) = start_redis().await?;
+    let redis_pid = redis.id().ok_or("redis-server exited")?;
+    let (mut dying, dying_port) = start_server_with(server, &[("REDIS_URL", &redis_url)]).await?;
+    let (_surviving, surviving_port) =
+        start_server_with(server, &[("REDIS_URL", &redis_url)]).await?;
+    let publisher = sseor::Publisher::new(&redis_url)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let mut streams = Vec::with_capacity(clients);
+    while streams.len() < clients {
+        let first = streams.len();
+        let batch = 200.min(clients - first);
+        let opened =
+            futures_join((0..batch).map(|i| open_stream_with(dying_port, first + i, None))).await;
+        for stream in opened {
+            streams.push(stream?.0);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    publish_to_each(&publisher, clients, 1).await?;
+    let last_ids = futures_join(streams.into_iter().map(first_id)).await;
+    let last_ids: Vec<String> = last_ids.into_iter().collect::<Result<_, _>>()?;
+
+    let _ = dying.start_kill();
+    let _ = dying.wait().await;
+    publish_to_each(&publisher, clients, missed).await?;
+
+    let cpu_before = cpu_ticks(redis_pid)?;
+    let started = Instant::now();
+    let caught_up = futures_join(last_ids.into_iter().enumerate().map(
+        move |(n, last)| async move {
+            let (socket, head) = open_stream_with(surviving_port, n, Some(&last)).await?;
+            count_until(socket, head, missed).await;
+            Ok::<(), String>(())
+        },
+    ))
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = (cpu_ticks(redis_pid)? - cpu_before) as f64 / 100.0;
+    let failed = caught_up.iter().filter(|r| r.is_err()).count();
+    println!(
+        "{}",
+        json!({
+            "scenario": "herd",
+            "clients": clients,
+            "missed_per_client": missed,
+            "clients_not_caught_up": failed,
+            "all_caught_up_seconds": round(seconds),
+            "redis_cpu_seconds": round(cpu_seconds),
+            "redis_cpu_percent": round(100.0 * cpu_seconds / seconds),
+        })
+    );
+    Ok(())
+}
+
+/// Publishes `count` events to each of `users` users through Redis, 256 at a time.
+async fn publish_to_each(
+    publisher: &sseor::Publisher,
+    users: usize,
+    count: usize,
+) -> Result<(), String> {
+    let jobs: Vec<(usize, usize)> = (0..count)
+        .flat_map(|k| (0..users).map(move |u| (u, k)))
+        .collect();
+    for chunk in jobs.chunks(256) {
+        let sent = futures_util::future::join_all(chunk.iter().map(|&(user, k)| {
+            let event = sseor::Event::new("bench").with_data(json!({ "k": k }));
+            publisher.publish_to(
+                sseor::Target::user(&format!("user{user}")).expect("valid"),
+                event,
+            )
+        }))
+        .await;
+        if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
+            return Err(format!("publish failed: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a stream until its first event, and returns that event's id.
+async fn first_id(mut socket: TcpStream) -> Result<String, String> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the stream ended before its first event".into());
+        }
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        if let Some(start) = text.find("\nid: ") {
+            if let Some(end) = text[start + 5..].find('\n') {
+                return Ok(text[start + 5..start + 5 + end].to_owned());
+            }
+        }
+    }
+}
+
+/// Reads until `expected` events have arrived, counting those in `head` too; false when
+/// the stream ends first.
+async fn count_until(mut socket: TcpStream, head: Vec<u8>, expected: usize) -> bool {
+    const MARK: &[u8] = b"event: bench\n";
+    let mut seen = head;
+    let mut buf = [0u8; 16 * 1024];
+    while seen.windows(MARK.len()).filter(|w| *w == MARK).count() < expected {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
+/// User and system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // After the command name: state is field 0; utime and stime are fields 11 and 12.
+    Ok(field(11) + field(12))
+}
+
 /// Counts the events a stream receives, by their `event:` lines.
 async fn count_events(mut socket: TcpStream, received: Arc<AtomicUsize>) {
     const MARK: &[u8] = b"event: bench\n";
@@ -282,28 +436,42 @@ async fn start_server_with(binary: &PathBuf, env: &[(&str, &str)]) -> Result<(Ch
 
 /// Opens one stream and reads its response head.
 async fn open_stream(port: u16, n: usize) -> Result<TcpStream, String> {
+    open_stream_with(port, n, None)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+/// Opens the stream of `user{n}`, resuming after `last_event_id`; returns the socket and
+/// what was read with the response head.
+async fn open_stream_with(
+    port: u16,
+    n: usize,
+    last_event_id: Option<&str>,
+) -> Result<(TcpStream, Vec<u8>), String> {
     let mut socket = TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    let resume = last_event_id.map_or_else(String::new, |id| format!("Last-Event-ID: {id}\r\n"));
     let request = format!(
-        "GET /api/v1/sse?user_id=user{n} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /api/v1/sse?user_id=user{n} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{resume}\r\n"
     );
     socket
         .write_all(request.as_bytes())
         .await
         .map_err(|e| format!("request: {e}"))?;
-    let mut head = [0u8; 512];
+    let mut head = vec![0u8; 4096];
     let read = socket
         .read(&mut head)
         .await
         .map_err(|e| format!("response: {e}"))?;
-    if !head[..read].starts_with(b"HTTP/1.1 200") {
+    head.truncate(read);
+    if !head.starts_with(b"HTTP/1.1 200") {
         return Err(format!(
             "unexpected response: {}",
-            String::from_utf8_lossy(&head[..read])
+            String::from_utf8_lossy(&head)
         ));
     }
-    Ok(socket)
+    Ok((socket, head))
 }
 
 /// Reads until the server ends the response; true when it ended with the chunked
