@@ -336,10 +336,10 @@ async fn first_id(mut socket: TcpStream) -> Result<String, String> {
         }
         seen.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&seen);
-        if let Some(start) = text.find("\nid: ") {
-            if let Some(end) = text[start + 5..].find('\n') {
-                return Ok(text[start + 5..start + 5 + end].to_owned());
-            }
+        if let Some(start) = text.find("\nid: ")
+            && let Some(end) = text[start + 5..].find('\n')
+        {
+            return Ok(text[start + 5..start + 5 + end].to_owned());
         }
     }
 }

@@ -62,5 +62,5 @@ pub use manager::{Builder, Manager, RESET_EVENT, Subscription};
 pub use position::{InvalidPosition, Position};
 #[cfg(feature = "redis")]
 pub use publisher::Publisher;
-pub use registry::{Fanout, Interest};
+pub use registry::{Barrier, Fanout, Interest};
 pub use target::{MAX_NAME_LEN, Target};

@@ -485,18 +485,49 @@ impl Manager {
         let id = registry
             .register(Sink::new(tx, abort), targets.clone())
             .ok_or(Error::Closed)?;
-        let replay = last_event_id(request).map(|last| self.replay(targets, &last));
+        let subscribed = registry.barrier();
+        let replay = match last_event_id(request) {
+            Some(last) => Some(self.replay(targets, &last, subscribed)),
+            None => subscribed.map(|subscribed| self.start_when_subscribed(subscribed)),
+        };
         Ok(EventBody::new(opening, replay, rx, registry.clone(), id).into_response())
     }
 
+    /// A new stream (no last id) on a broker whose subscriptions take effect later: it
+    /// starts once all its targets are subscribed, at the position of that moment, so that
+    /// it does not get some targets' events and miss others' published at the same time.
+    fn start_when_subscribed(
+        &self,
+        subscribed: tokio::sync::oneshot::Receiver<()>,
+    ) -> BoxFuture<'static, Replay> {
+        let broker = self.inner.broker.clone();
+        Box::pin(async move {
+            let _ = subscribed.await;
+            let through = broker.current().await.map_or(0, |position| position.seq());
+            Replay {
+                frames: Vec::new(),
+                through,
+            }
+        })
+    }
+
     /// What a client that last saw `last` missed, encoded: the events, or a reset.
-    fn replay(&self, targets: Vec<Target>, last: &str) -> BoxFuture<'static, Replay> {
+    fn replay(
+        &self,
+        targets: Vec<Target>,
+        last: &str,
+        subscribed: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> BoxFuture<'static, Replay> {
         let broker = self.inner.broker.clone();
         let after = last.parse::<Position>().ok();
         Box::pin(async move {
+            // History is read once the stream's subscriptions are live, so that what is
+            // published in between arrives live; the overlap is dropped by position.
+            if let Some(subscribed) = subscribed {
+                let _ = subscribed.await;
+            }
             match broker.history(targets, after).await {
-                History::Events(events) => {
-                    let through = events.last().map_or(0, |(seq, _)| *seq);
+                History::Events { events, through } => {
                     let frames = events
                         .iter()
                         .filter_map(|(_, event)| encode::event(event).ok())

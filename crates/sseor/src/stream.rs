@@ -90,16 +90,17 @@ impl Body for EventBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
+        // Nothing goes out before the replay is settled, so that a client that has seen the
+        // first bytes knows where its stream starts.
+        if let Some(replay) = &mut this.replay {
+            let replay = std::task::ready!(replay.as_mut().poll(cx));
+            this.replay = None;
+            this.pending.extend(replay.frames);
+            this.skip_through = replay.through;
+        }
         loop {
             if let Some(bytes) = this.pending.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if let Some(replay) = &mut this.replay {
-                let replay = std::task::ready!(replay.as_mut().poll(cx));
-                this.replay = None;
-                this.pending.extend(replay.frames);
-                this.skip_through = replay.through;
-                continue;
             }
             match std::task::ready!(this.queue.poll_recv(cx)) {
                 None => return Poll::Ready(None),

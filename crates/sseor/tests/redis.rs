@@ -196,13 +196,15 @@ async fn a_hundred_thousand_users_subscribe_in_batches() {
     let channels = redis.cli(&["PUBSUB", "CHANNELS", "sseor:user:*"]);
     assert_eq!(channels.lines().count(), users);
 
+    let body = streams.pop().unwrap().into_body();
+    let mut body = std::pin::pin!(body);
+    // The first bytes (the retry hint) mean the stream has started: publish now.
+    let first = guard(body.frame()).await.unwrap().unwrap();
+    let mut seen = first.into_data().unwrap().to_vec();
     manager
         .publish("user99999", Event::new("found"))
         .await
         .unwrap();
-    let body = streams.pop().unwrap().into_body();
-    let mut body = std::pin::pin!(body);
-    let mut seen = Vec::new();
     guard(async {
         while !String::from_utf8_lossy(&seen).contains("event: found") {
             let frame = body.frame().await.unwrap().unwrap();
@@ -723,4 +725,62 @@ async fn events_published_while_a_subscription_was_down_arrive_from_history() {
     received.push(client.next_event().await);
     let numbers: Vec<u64> = received.iter().map(n_of).collect();
     assert_eq!(numbers, (0..=21).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn random_comings_and_goings_across_two_instances_lose_nothing() {
+    let redis = RedisServer::start();
+    let builder = || redis_builder(&redis).history(100_000, Duration::from_secs(3600));
+    let a = Server::with(builder()).await;
+    let b = Server::with(builder()).await;
+    wait_ready(&a.manager).await;
+    wait_ready(&b.manager).await;
+    common::random_comings_and_goings(
+        vec![a.manager.clone(), b.manager.clone()],
+        vec![a.url(""), b.url("")],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_publisher_id_is_sent_once_on_redis_too() {
+    let redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let mut client = server.subscribe("uma", &[]).await;
+    wait_for_subscribers(&redis, "sseor:user:uma", "1").await;
+    let first = server
+        .manager
+        .publish("uma", Event::new("order").with_id("order-9"))
+        .await
+        .unwrap();
+    let again = server
+        .manager
+        .publish("uma", Event::new("order").with_id("order-9"))
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(again.id, first.id);
+    server
+        .manager
+        .publish("uma", Event::new("next"))
+        .await
+        .unwrap();
+    assert_eq!(client.next_event().await.id, first.id);
+    assert_eq!(client.next_event().await.event, "next");
+}
+
+#[tokio::test]
+async fn positions_older_than_the_retention_age_get_a_reset() {
+    let redis = RedisServer::start();
+    let server =
+        Server::with(redis_builder(&redis).history(1000, Duration::from_millis(300))).await;
+    wait_ready(&server.manager).await;
+    let old = server.manager.publish("val", numbered(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let url = server.url("/api/v1/sse?user_id=val");
+    let mut client = Client::resume(&url, Some(&old.id)).await;
+    let reset = client.next_event().await;
+    assert_eq!(reset.event, sseor::RESET_EVENT);
+    assert!(reset.data.contains("older"), "{}", reset.data);
 }

@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::{Client, Server};
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use sseor::{Event, Manager, Position};
 
@@ -135,88 +134,20 @@ async fn another_users_position_never_shows_their_events() {
     assert_eq!(n_of(&client.next_event().await), 3);
 }
 
-/// Publishers and clients come and go at random; every client, each time it comes back
-/// with its last id, continues every one of its targets exactly where it left off.
 #[tokio::test]
 async fn random_comings_and_goings_lose_nothing_and_repeat_nothing() {
     let server = Server::with(Manager::builder().history(100_000, Duration::from_secs(3600))).await;
-    let manager = server.manager.clone();
-    let targets = ["user:a", "user:b", "topic:x", "all"];
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let publishing_done = done.clone();
-    let publishing = tokio::spawn(async move {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut published: Vec<(String, u64)> = Vec::new();
-        for n in 0..1500u64 {
-            let target = targets[rng.random_range(0..targets.len())];
-            let event = Event::new(target).with_data(json!({ "n": n }));
-            match target {
-                "user:a" => manager.publish("a", event).await,
-                "user:b" => manager.publish("b", event).await,
-                "topic:x" => manager.publish_to_topic("x", event).await,
-                _ => manager.publish_to_all(event).await,
-            }
-            .unwrap();
-            published.push((target.to_owned(), n));
-            if n % 10 == 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
-        publishing_done.store(true, std::sync::atomic::Ordering::SeqCst);
-        published
-    });
+    common::random_comings_and_goings(vec![server.manager.clone()], vec![server.url("")]).await;
+}
 
-    let clients = [("a", &["x"][..]), ("b", &[][..]), ("a", &[][..])].map(|(user, topics)| {
-        let base = server.url(&format!(
-            "/api/v1/sse?user_id={user}{}",
-            topics
-                .iter()
-                .map(|t| format!("&topic={t}"))
-                .collect::<String>()
-        ));
-        let mut follows = vec![format!("user:{user}"), "all".to_owned()];
-        follows.extend(topics.iter().map(|t| format!("topic:{t}")));
-        let done = done.clone();
-        tokio::spawn(async move {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(base.len() as u64);
-            let mut received: Vec<(String, u64)> = Vec::new();
-            let mut last: Option<String> = None;
-            let mut first: Option<u64> = None;
-            loop {
-                let mut client = Client::resume(&base, last.as_deref()).await;
-                for _ in 0..rng.random_range(1..60) {
-                    // Quiet for a while once publishing is over: everything has arrived.
-                    let event = loop {
-                        let finished = done.load(std::sync::atomic::Ordering::SeqCst);
-                        match tokio::time::timeout(
-                            Duration::from_millis(300),
-                            client.try_next_event(),
-                        )
-                        .await
-                        {
-                            Ok(event) => break event.expect("the stream stays open"),
-                            Err(_) if finished => return (follows, first, received),
-                            Err(_) => {}
-                        }
-                    };
-                    assert_ne!(event.event, sseor::RESET_EVENT, "nothing was lost");
-                    first.get_or_insert(n_of(&event));
-                    received.push((event.event.clone(), n_of(&event)));
-                    last = Some(event.id);
-                }
-            }
-        })
-    });
-    let published = publishing.await.unwrap();
-    for client in clients {
-        let (follows, first, received) = client.await.unwrap();
-        let first = first.expect("the client received something");
-        let expected: Vec<(String, u64)> = published
-            .iter()
-            .filter(|(target, n)| follows.contains(target) && *n >= first)
-            .cloned()
-            .collect();
-        assert_eq!(received.len(), expected.len(), "{follows:?}");
-        assert_eq!(received, expected, "{follows:?}");
-    }
+#[tokio::test]
+async fn positions_older_than_the_retention_age_get_a_reset() {
+    let server = Server::with(Manager::builder().history(1000, Duration::from_millis(300))).await;
+    let old = server.manager.publish("val", numbered(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let url = server.url("/api/v1/sse?user_id=val");
+    let mut client = Client::resume(&url, Some(&old.id)).await;
+    let reset = client.next_event().await;
+    assert_eq!(reset.event, sseor::RESET_EVENT);
+    assert!(reset.data.contains("older"), "{}", reset.data);
 }

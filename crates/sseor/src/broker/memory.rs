@@ -190,7 +190,10 @@ impl MemoryBroker {
             }
         }
         missed.sort_by_key(|(seq, _)| *seq);
-        History::Events(missed)
+        History::Events {
+            events: missed,
+            through: state.seq,
+        }
     }
 }
 

@@ -62,8 +62,14 @@ impl Default for Retention {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum History {
-    /// Every event of the targets after the position, in order, with its sequence number.
-    Events(Vec<(u64, Event)>),
+    /// Every event of the targets after the position up to `through`, in order, with its
+    /// sequence number. Events after `through` come live.
+    Events {
+        /// The missed events.
+        events: Vec<(u64, Event)>,
+        /// The sequence number the history was read at.
+        through: u64,
+    },
     /// The position cannot be resumed from (unknown, too old, from another epoch): the
     /// client must reload its state. `current` is the position to continue from.
     Reset {
@@ -97,6 +103,11 @@ pub trait Broker: Send + Sync + 'static {
                 current: None,
             }
         })
+    }
+
+    /// The position of the latest event published, when the broker can tell.
+    fn current(&self) -> BoxFuture<'_, Option<Position>> {
+        Box::pin(async { None })
     }
 
     /// Whether events published now would reach this instance's connections; the error

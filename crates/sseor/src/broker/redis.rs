@@ -340,7 +340,9 @@ impl RedisPublisher {
     }
 
     /// The events of `targets` after `after`, read from their history streams.
-    async fn history(&self, targets: &[Target], after: Option<&Position>) -> Result<History> {
+    /// The position of the latest event published; `None` before the first one (or after
+    /// Redis lost its data).
+    async fn current(&self) -> Result<Option<Position>> {
         let mut state = redis::pipe();
         state
             .get(self.names.epoch())
@@ -348,7 +350,11 @@ impl RedisPublisher {
             .hget(self.names.clock(), "seq");
         let (epoch, ms, seq): (Option<String>, Option<u64>, Option<u64>) =
             self.commands.pipeline(&state).await.map_err(unavailable)?;
-        let current = epoch.map(|epoch| Position::new(epoch, ms.unwrap_or(0), seq.unwrap_or(0)));
+        Ok(epoch.map(|epoch| Position::new(epoch, ms.unwrap_or(0), seq.unwrap_or(0))))
+    }
+
+    async fn history(&self, targets: &[Target], after: Option<&Position>) -> Result<History> {
+        let current = self.current().await?;
         let reset = |reason: &str| {
             Ok(History::Reset {
                 reason: reason.to_owned(),
@@ -396,7 +402,13 @@ impl RedisPublisher {
             }
         }
         missed.sort_by_key(|(seq, _)| *seq);
-        Ok(History::Events(missed))
+        // Streams are read one after another while events keep coming: keep what the
+        // position read first covers, and let later events come live.
+        missed.retain(|(seq, _)| *seq <= now.seq());
+        Ok(History::Events {
+            events: missed,
+            through: now.seq(),
+        })
     }
 
     /// Whether the history of `target` lost, to trimming, an event after `after`. A
@@ -495,6 +507,7 @@ impl RedisBroker {
             stop: stop.clone(),
             wanted: HashSet::new(),
             last_seen: 0,
+            barriers: Vec::new(),
         };
         tokio::spawn(subscriber.run());
         Ok(Self {
@@ -604,6 +617,10 @@ impl Broker for RedisBroker {
 
     fn readiness(&self) -> std::result::Result<(), String> {
         self.shared.readiness()
+    }
+
+    fn current(&self) -> BoxFuture<'_, Option<Position>> {
+        Box::pin(async move { self.publisher.current().await.ok().flatten() })
     }
 
     fn history(&self, targets: Vec<Target>, after: Option<Position>) -> BoxFuture<'_, History> {
@@ -889,6 +906,8 @@ struct Subscriber {
     /// The highest sequence number delivered here, to tell after a loss of the
     /// subscription whether events were published meanwhile.
     last_seen: u64,
+    /// Barriers that wait for the subscription to be back.
+    barriers: Vec<crate::registry::Barrier>,
 }
 
 enum SessionEnd {
@@ -918,6 +937,8 @@ impl Subscriber {
                         tracing::info!(channels = self.wanted.len(), "subscribed to Redis");
                     }
                     delay = Duration::from_millis(100);
+                    // Everything wanted is subscribed: waiting streams may read history.
+                    self.pass_barriers();
                     match self.serve(sink, stream).await {
                         SessionEnd::Stopped => return,
                         SessionEnd::Lost(reason) => reason,
@@ -982,26 +1003,38 @@ impl Subscriber {
                 () = self.stop.cancelled() => return false,
                 () = &mut sleep => return true,
                 change = self.interest.recv() => match change {
-                    Some(change) => { self.apply(change); }
+                    Some(change) => { let _ = self.apply(change); }
                     None => return false,
                 },
             }
         }
     }
 
-    /// Records a change of interest; returns the channel and whether it is now wanted.
-    fn apply(&mut self, change: Interest) -> (String, bool) {
+    /// Records a change of interest; returns the channel and whether it is now wanted, or
+    /// `None` for a barrier, which waits in `barriers` to be passed.
+    fn apply(&mut self, change: Interest) -> Option<(String, bool)> {
         match change {
             Interest::Subscribe(target) => {
                 let channel = self.shared.names.channel(&target);
                 self.wanted.insert(channel.clone());
-                (channel, true)
+                Some((channel, true))
             }
             Interest::Unsubscribe(target) => {
                 let channel = self.shared.names.channel(&target);
                 self.wanted.remove(&channel);
-                (channel, false)
+                Some((channel, false))
             }
+            Interest::Barrier(barrier) => {
+                self.barriers.push(barrier);
+                None
+            }
+        }
+    }
+
+    /// Everything asked before the pending barriers is in effect.
+    fn pass_barriers(&mut self) {
+        for barrier in self.barriers.drain(..) {
+            barrier.pass();
         }
     }
 
@@ -1072,7 +1105,11 @@ impl Subscriber {
         let mut unsubscribe = Vec::new();
         let mut next = Some(first);
         while let Some(change) = next {
-            let (channel, wanted) = self.apply(change);
+            // A barrier waits in `barriers`: it is passed once this whole batch is sent.
+            let Some((channel, wanted)) = self.apply(change) else {
+                next = self.interest.try_recv().ok();
+                continue;
+            };
             if wanted {
                 unsubscribe.retain(|c| c != &channel);
                 subscribe.push(channel);
@@ -1098,6 +1135,7 @@ impl Subscriber {
                 .map_err(|_| "UNSUBSCRIBE timed out".to_owned())?
                 .map_err(|e| describe(&e))?;
         }
+        self.pass_barriers();
         Ok(())
     }
 
