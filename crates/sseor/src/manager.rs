@@ -453,6 +453,10 @@ impl Manager {
     /// Opens the event stream of `user_id` on this request: the user's events and
     /// broadcasts. The response streams until the client leaves or the manager closes.
     ///
+    /// A request with `Last-Event-ID` (or `?last_event_id=`) resumes: the events the
+    /// client missed come first, in order, then live ones, none twice; a position that
+    /// cannot be resumed from gets one [`RESET_EVENT`] instead.
+    ///
     /// # Errors
     /// [`Error::InvalidTarget`] for an empty or malformed user id, [`Error::Closed`] once
     /// the manager is closed. Both convert into an HTTP error response.
