@@ -143,11 +143,5 @@ async fn random_comings_and_goings_lose_nothing_and_repeat_nothing() {
 #[tokio::test]
 async fn positions_older_than_the_retention_age_get_a_reset() {
     let server = Server::with(Manager::builder().history(1000, Duration::from_millis(300))).await;
-    let old = server.manager.publish("val", numbered(1)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let url = server.url("/api/v1/sse?user_id=val");
-    let mut client = Client::resume(&url, Some(&old.id)).await;
-    let reset = client.next_event().await;
-    assert_eq!(reset.event, sseor::RESET_EVENT);
-    assert!(reset.data.contains("older"), "{}", reset.data);
+    common::an_old_position_gets_a_reset(&server).await;
 }

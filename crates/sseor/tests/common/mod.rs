@@ -280,3 +280,15 @@ pub async fn random_comings_and_goings(managers: Vec<Manager>, servers: Vec<Stri
         assert_eq!(received, expected, "{follows:?}");
     }
 }
+
+/// On a server that keeps events 300 ms: a position 400 ms old gets a reset.
+pub async fn an_old_position_gets_a_reset(server: &Server) {
+    let event = sseor::Event::new("n").with_data(serde_json::json!({ "n": 1 }));
+    let old = server.manager.publish("val", event).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let url = server.url("/api/v1/sse?user_id=val");
+    let mut client = Client::resume(&url, Some(&old.id)).await;
+    let reset = client.next_event().await;
+    assert_eq!(reset.event, sseor::RESET_EVENT);
+    assert!(reset.data.contains("older"), "{}", reset.data);
+}
