@@ -21,6 +21,9 @@ use tower::ServiceExt;
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionAbort(pub(crate) CancellationToken);
 
+/// hyper's per-connection buffer limit, in bytes (its minimum).
+const MAX_BUF_SIZE: usize = 8192;
+
 /// How many connections may wait to be accepted. A burst of reconnecting clients (after
 /// a deploy, say) overflows a small queue, and each dropped SYN costs its client a second.
 const LISTEN_BACKLOG: u32 = 4096;
@@ -62,7 +65,12 @@ pub(crate) async fn serve(
     let connections = TaskTracker::new();
     let hard_stop = CancellationToken::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
+    // hyper's smallest buffer limit: its read buffer otherwise grows to 16 KiB on every
+    // idle stream, most of an idle connection's memory. Request heads stay under 8 KiB.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(MAX_BUF_SIZE);
     builder.http2().timer(TokioTimer::new());
     tokio::pin!(stop);
 

@@ -222,3 +222,33 @@ async fn shutdown_does_not_wait_forever_for_a_client_that_reads_nothing() {
     );
     read_until_closed(&mut stalled).await;
 }
+
+#[tokio::test]
+async fn request_heads_up_to_8_kib_are_served_and_larger_ones_refused() {
+    let server = Server::start().await;
+    let url = server.url("/api/v1/sse?user_id=u");
+    let big_cookie = format!("session={}", "c".repeat(6 * 1024));
+    let response = http()
+        .get(&url)
+        .header("cookie", &big_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+
+    let huge_cookie = format!("session={}", "c".repeat(20 * 1024));
+    match http().get(&url).header("cookie", &huge_cookie).send().await {
+        Ok(response) => assert_eq!(response.status(), 431),
+        Err(e) => assert!(e.is_request() || e.is_connect(), "{e}"),
+    }
+    // The server is unharmed.
+    let mut client = server.subscribe("after", &[]).await;
+    server.wait_for_total(1).await;
+    server
+        .manager
+        .publish("after", Event::new("fine"))
+        .await
+        .unwrap();
+    assert_eq!(client.next_event().await.event, "fine");
+}
