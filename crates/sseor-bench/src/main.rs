@@ -43,6 +43,19 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         publishers: usize,
     },
+    /// Streams on one channel (broadcast): events published at a fixed rate through the
+    /// HTTP API; measures deliveries per second and publish-to-receipt latency.
+    Broadcast {
+        /// Streams to open.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Events to publish.
+        #[arg(long, default_value_t = 250)]
+        events: usize,
+        /// Events per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+    },
     /// The thundering herd: one instance dies; its clients all resume at once on another.
     Herd {
         /// Clients of the instance that dies.
@@ -78,6 +91,11 @@ async fn main() -> Result<(), String> {
             publishers,
         } => through_redis(&cli.server, connections, events, publishers.max(1)).await,
         Scenario::Herd { clients, missed } => herd(&cli.server, clients, missed.max(1)).await,
+        Scenario::Broadcast {
+            connections,
+            events,
+            rate,
+        } => broadcast(&cli.server, connections, events, rate).await,
     }
 }
 
@@ -214,6 +232,119 @@ async fn through_redis(
         })
     );
     Ok(())
+}
+
+async fn broadcast(
+    server: &PathBuf,
+    connections: usize,
+    events: usize,
+    rate: f64,
+) -> Result<(), String> {
+    let (_server, port) = start_server(server).await?;
+    let mut streams = Vec::with_capacity(connections);
+    while streams.len() < connections {
+        let first = streams.len();
+        let batch = 200.min(connections - first);
+        for stream in futures_join((0..batch).map(|i| open_stream(port, first + i))).await {
+            streams.push(stream?);
+        }
+    }
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|socket| tokio::spawn(latencies(socket, events)))
+        .collect();
+
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v1/publish");
+    let every = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(every);
+    for n in 0..events {
+        ticks.tick().await;
+        let body = json!({"event": {"type": "bench", "data": {"n": n, "t": unix_nanos()}}});
+        let sent = http.post(&url).json(&body).send().await;
+        if !matches!(&sent, Ok(response) if response.status() == 202) {
+            return Err(format!("publish {n} failed"));
+        }
+    }
+    let mut all = Vec::with_capacity(connections * events);
+    for reader in readers {
+        match tokio::time::timeout(Duration::from_secs(60), reader).await {
+            Ok(Ok(latencies)) => all.extend(latencies),
+            _ => return Err("a reader did not finish".into()),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let percentile = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |ns| *ns as f64 / 1e6)
+    };
+    println!(
+        "{}",
+        json!({
+            "scenario": "broadcast",
+            "connections": connections,
+            "events": events,
+            "rate_per_second": rate,
+            "deliveries": all.len(),
+            "lost": (connections * events).saturating_sub(all.len()),
+            "deliveries_per_second": round(all.len() as f64 / seconds),
+            "latency_ms": {
+                "p50": round(percentile(0.50)),
+                "p90": round(percentile(0.90)),
+                "p99": round(percentile(0.99)),
+                "p999": round(percentile(0.999)),
+                "max": round(all.last().map_or(0.0, |ns| *ns as f64 / 1e6)),
+            },
+        })
+    );
+    Ok(())
+}
+
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Reads `expected` bench events and returns each one's publish-to-receipt latency (ns),
+/// from the publish time it carries in `"t"`.
+async fn latencies(mut socket: TcpStream, expected: usize) -> Vec<u64> {
+    const MARK: &[u8] = b"\"t\":";
+    let mut found = Vec::with_capacity(expected);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while found.len() < expected {
+        let n = match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let now = unix_nanos();
+        pending.extend_from_slice(&buf[..n]);
+        // Whole lines only; a partial one waits for the next read.
+        let Some(end) = pending.iter().rposition(|&b| b == b'\n') else {
+            continue;
+        };
+        for line in pending[..end].split(|&b| b == b'\n') {
+            let Some(at) = line.windows(MARK.len()).position(|w| w == MARK) else {
+                continue;
+            };
+            let digits: Vec<u8> = line[at + MARK.len()..]
+                .iter()
+                .copied()
+                .take_while(u8::is_ascii_digit)
+                .collect();
+            if let Some(sent) = std::str::from_utf8(&digits)
+                .ok()
+                .and_then(|d| d.parse::<u64>().ok())
+            {
+                found.push(now.saturating_sub(sent));
+            }
+        }
+        pending.drain(..=end);
+    }
+    found
 }
 
 /// Starts a `redis-server` without persistence on a free port.
