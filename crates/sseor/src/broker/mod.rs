@@ -85,8 +85,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Sends `event` to every connection of `target`, across instances, and returns once
     /// the broker has taken it.
     ///
-    /// The event has been validated. A broker gives an event without an id the next id of
-    /// its sequence, so that ids increase for every target.
+    /// The event has been validated. The broker gives it the next [`Position`] of its
+    /// sequence as its id, keeps it in the target's history, and treats an id the publisher
+    /// gave as an idempotency key (a repeat within the history is reported `duplicate` and
+    /// not sent again).
     ///
     /// # Errors
     /// [`Error::Broker`](crate::Error::Broker) when the event could not be carried; then

@@ -117,7 +117,8 @@ impl Default for RedisOptions {
 }
 
 /// The names of channels and keys under a prefix:
-/// `PREFIX:user:ID`, `PREFIX:topic:NAME`, `PREFIX:all`, `PREFIX:seq`, `PREFIX:probe:INSTANCE`.
+/// channels `PREFIX:user:ID`, `PREFIX:topic:NAME`, `PREFIX:all`, `PREFIX:probe:INSTANCE`, and
+/// the keys documented on each method.
 #[derive(Debug, Clone)]
 struct Names {
     prefix: String,
