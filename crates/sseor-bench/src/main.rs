@@ -106,15 +106,7 @@ async fn idle(server: &PathBuf, connections: usize, concurrency: usize) -> Resul
     let rss_before = rss_kib(pid)?;
 
     let opening = Instant::now();
-    let mut streams = Vec::with_capacity(connections);
-    while streams.len() < connections {
-        let batch = concurrency.min(connections - streams.len());
-        let first = streams.len();
-        let opened = futures_join((0..batch).map(|i| open_stream(port, first + i))).await;
-        for stream in opened {
-            streams.push(stream?);
-        }
-    }
+    let streams = open_streams(port, connections, concurrency).await?;
     let open_seconds = opening.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = rss_kib(pid)?;
@@ -162,14 +154,7 @@ async fn through_redis(
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let received = Arc::new(AtomicUsize::new(0));
-    let mut streams = Vec::with_capacity(connections);
-    while streams.len() < connections {
-        let first = streams.len();
-        let batch = 200.min(connections - first);
-        for stream in futures_join((0..batch).map(|i| open_stream(receive_port, first + i))).await {
-            streams.push(stream?);
-        }
-    }
+    let streams = open_streams(receive_port, connections, 200).await?;
     let readers: Vec<_> = streams
         .into_iter()
         .map(|socket| tokio::spawn(count_events(socket, received.clone())))
@@ -241,14 +226,7 @@ async fn broadcast(
     rate: f64,
 ) -> Result<(), String> {
     let (_server, port) = start_server(server).await?;
-    let mut streams = Vec::with_capacity(connections);
-    while streams.len() < connections {
-        let first = streams.len();
-        let batch = 200.min(connections - first);
-        for stream in futures_join((0..batch).map(|i| open_stream(port, first + i))).await {
-            streams.push(stream?);
-        }
-    }
+    let streams = open_streams(port, connections, 200).await?;
     let readers: Vec<_> = streams
         .into_iter()
         .map(|socket| tokio::spawn(latencies(socket, events)))
@@ -384,16 +362,7 @@ async fn herd(server: &PathBuf, clients: usize, missed: usize) -> Result<(), Str
         .await
         .map_err(|e| e.to_string())?;
 
-    let mut streams = Vec::with_capacity(clients);
-    while streams.len() < clients {
-        let first = streams.len();
-        let batch = 200.min(clients - first);
-        let opened =
-            futures_join((0..batch).map(|i| open_stream_with(dying_port, first + i, None))).await;
-        for stream in opened {
-            streams.push(stream?.0);
-        }
-    }
+    let streams = open_streams(dying_port, clients, 200).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     publish_to_each(&publisher, clients, 1).await?;
     let last_ids = futures_join(streams.into_iter().map(first_id)).await;
@@ -563,6 +532,23 @@ async fn start_server_with(binary: &PathBuf, env: &[(&str, &str)]) -> Result<(Ch
         }
     }
     Err("the server exited before it listened".into())
+}
+
+/// Opens `count` streams (users `user0`, `user1`, ...), `concurrency` at a time.
+async fn open_streams(
+    port: u16,
+    count: usize,
+    concurrency: usize,
+) -> Result<Vec<TcpStream>, String> {
+    let mut streams = Vec::with_capacity(count);
+    while streams.len() < count {
+        let first = streams.len();
+        let batch = concurrency.min(count - first);
+        for stream in futures_join((0..batch).map(|i| open_stream(port, first + i))).await {
+            streams.push(stream?);
+        }
+    }
+    Ok(streams)
 }
 
 /// Opens one stream and reads its response head.
