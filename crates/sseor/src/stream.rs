@@ -104,10 +104,41 @@ impl Body for EventBody {
             }
             match std::task::ready!(this.queue.poll_recv(cx)) {
                 None => return Poll::Ready(None),
-                Some(queued) if queued.seq != 0 && queued.seq <= this.skip_through => {}
-                Some(queued) => return Poll::Ready(Some(Ok(Frame::data(queued.bytes)))),
+                Some(queued) if this.already_sent(&queued) => {}
+                Some(queued) => {
+                    let bytes = this.coalesce(queued.bytes);
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                }
             }
         }
+    }
+}
+
+/// Frames already waiting are joined into one write up to this size: a client that fell a
+/// little behind catches up in fewer, larger writes.
+const COALESCE_BYTES: usize = 16 * 1024;
+
+impl EventBody {
+    fn already_sent(&self, queued: &Queued) -> bool {
+        queued.seq != 0 && queued.seq <= self.skip_through
+    }
+
+    /// `first`, followed by whatever else is queued already, as one buffer; `first` itself
+    /// (shared, not copied) when nothing else waits.
+    fn coalesce(&mut self, first: Bytes) -> Bytes {
+        let mut joined: Option<bytes::BytesMut> = None;
+        while joined.as_ref().map_or(first.len(), bytes::BytesMut::len) < COALESCE_BYTES {
+            let Ok(next) = self.queue.try_recv() else {
+                break;
+            };
+            if self.already_sent(&next) {
+                continue;
+            }
+            joined
+                .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
+                .extend_from_slice(&next.bytes);
+        }
+        joined.map_or(first, bytes::BytesMut::freeze)
     }
 }
 
