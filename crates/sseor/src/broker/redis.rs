@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Broker, History, Published, Retention};
-use crate::position::new_epoch;
+use crate::position::{new_epoch, unix_millis};
 use crate::{Error, Event, Fanout, Interest, Position, Result, Target};
 
 /// Channels subscribed or unsubscribed in one command, at most.
@@ -126,10 +126,15 @@ struct Names {
 
 impl Names {
     fn channel(&self, target: &Target) -> String {
+        format!("{}:{}", self.prefix, Self::suffix(target))
+    }
+
+    /// What names a target under each kind of key: `user:ID`, `topic:NAME`, `all`.
+    fn suffix(target: &Target) -> String {
         match target {
-            Target::User(user) => format!("{}:user:{user}", self.prefix),
-            Target::Topic(topic) => format!("{}:topic:{topic}", self.prefix),
-            Target::All => format!("{}:all", self.prefix),
+            Target::User(user) => format!("user:{user}"),
+            Target::Topic(topic) => format!("topic:{topic}"),
+            Target::All => "all".to_owned(),
         }
     }
 
@@ -156,23 +161,17 @@ impl Names {
 
     /// The stream of a target's last events.
     fn history(&self, target: &Target) -> String {
-        let channel = self.channel(target);
-        format!("{}:history{}", self.prefix, &channel[self.prefix.len()..])
+        format!("{}:history:{}", self.prefix, Self::suffix(target))
     }
 
     /// The id of the newest event trimmed from a target's history.
     fn trimmed(&self, target: &Target) -> String {
-        let channel = self.channel(target);
-        format!("{}:trimmed{}", self.prefix, &channel[self.prefix.len()..])
+        format!("{}:trimmed:{}", self.prefix, Self::suffix(target))
     }
 
     /// Remembers that a publisher already sent the event with this id to this target.
     fn publisher_id(&self, target: &Target, id: &str) -> String {
-        format!(
-            "{}:sent:{}:{id}",
-            self.prefix,
-            &self.channel(target)[self.prefix.len() + 1..]
-        )
+        format!("{}:sent:{}:{id}", self.prefix, Self::suffix(target))
     }
 
     fn probe(&self, instance: &str) -> String {
@@ -190,14 +189,13 @@ impl Names {
     }
 }
 
+/// The sequence number in a history stream entry's id, `MS-SEQ`.
+fn stream_seq(id: &str) -> Option<u64> {
+    id.rsplit_once('-').and_then(|(_, seq)| seq.parse().ok())
+}
+
 /// The presence field that holds an instance's total: no user id is empty.
 const TOTAL_FIELD: &str = "";
-
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// What the instance knows of its subscription path.
 #[derive(Debug, Default)]
@@ -392,7 +390,7 @@ impl RedisPublisher {
             let entries: Vec<(String, Vec<(String, String)>)> =
                 self.commands.query(&range).await.map_err(unavailable)?;
             for (id, fields) in entries {
-                let seq = id.rsplit_once('-').and_then(|(_, seq)| seq.parse().ok());
+                let seq = stream_seq(&id);
                 let event = fields
                     .iter()
                     .find(|(name, _)| name == "e")
@@ -419,11 +417,7 @@ impl RedisPublisher {
         let mut trimmed = redis::cmd("GET");
         trimmed.arg(self.names.trimmed(target));
         let trimmed: Option<String> = self.commands.query(&trimmed).await.map_err(unavailable)?;
-        let trimmed_seq = trimmed
-            .as_deref()
-            .and_then(|id| id.rsplit_once('-'))
-            .and_then(|(_, seq)| seq.parse::<u64>().ok())
-            .unwrap_or(0);
+        let trimmed_seq = trimmed.as_deref().and_then(stream_seq).unwrap_or(0);
         Ok(after.seq() < trimmed_seq)
     }
 }
@@ -883,15 +877,7 @@ fn unavailable(error: RedisError) -> Error {
 }
 
 fn instance_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
+    format!("{:016x}", crate::position::random())
 }
 
 /// The task that owns the subscription connection.
