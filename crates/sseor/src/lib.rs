@@ -43,6 +43,7 @@
 
 pub mod api;
 pub mod broker;
+mod connection;
 pub mod encode;
 mod error;
 mod event;

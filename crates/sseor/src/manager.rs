@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::{Broker, History, MemoryBroker, Published, Retention};
+use crate::connection::ConnectionAbort;
 use crate::registry::{Fanout, Registry, Sink};
-use crate::serve::{ConnectionAbort, bind, serve};
-use crate::stream::{EventBody, Replay};
+use crate::serve::{bind, serve};
+use crate::stream::{AcceptsHandoff, EventBody, Replay};
 use crate::{Error, Event, Position, Result, Target, encode};
 
 type RouteHandler = Arc<dyn Fn(Request, Manager) -> BoxFuture<'static, Response> + Send + Sync>;
@@ -494,7 +495,8 @@ impl Manager {
             Some(last) => Some(self.replay(targets, &last, subscribed)),
             None => subscribed.map(|subscribed| self.start_when_subscribed(subscribed)),
         };
-        Ok(EventBody::new(opening, replay, rx, registry.clone(), id).into_response())
+        let handoff = request.extensions().get::<AcceptsHandoff>().is_some();
+        Ok(EventBody::new(opening, replay, rx, registry.clone(), id).into_response(handoff))
     }
 
     /// A new stream (no last id) on a broker whose subscriptions take effect later: it

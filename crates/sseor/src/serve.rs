@@ -2,24 +2,17 @@
 //! within a deadline even while streams are open.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
-/// Closes the HTTP connection a request arrived on; put in every request's extensions by
-/// the server loop, so a stream whose client stopped reading can be cut off.
-#[derive(Clone, Debug)]
-pub(crate) struct ConnectionAbort(pub(crate) CancellationToken);
+use crate::connection::{self, Server};
 
 /// hyper's per-connection buffer limit, in bytes (its minimum).
 const MAX_BUF_SIZE: usize = 8192;
@@ -61,21 +54,25 @@ pub(crate) async fn serve(
     stop: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    let connections = TaskTracker::new();
-    let hard_stop = CancellationToken::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's smallest buffer limit: its read buffer otherwise grows to 16 KiB on every
-    // idle stream, most of an idle connection's memory. Request heads stay under 8 KiB.
-    builder
+    let mut hyper = auto::Builder::new(TokioExecutor::new());
+    // hyper's smallest buffer limit: its read buffer otherwise grows to 16 KiB per
+    // connection. Request heads stay under 8 KiB.
+    hyper
         .http1()
         .timer(TokioTimer::new())
         .max_buf_size(MAX_BUF_SIZE);
-    builder.http2().timer(TokioTimer::new());
+    hyper.http2().timer(TokioTimer::new());
+    let server = Arc::new(Server {
+        router,
+        hyper,
+        stopping: CancellationToken::new(),
+        hard_stop: CancellationToken::new(),
+    });
+    let connections = TaskTracker::new();
     tokio::pin!(stop);
 
     loop {
-        let (stream, peer) = tokio::select! {
+        let (socket, peer) = tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -87,27 +84,14 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let abort = CancellationToken::new();
-        let service = connection_service(router.clone(), peer, abort.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        let hard_stop = hard_stop.clone();
-        connections.spawn(async move {
-            tokio::select! {
-                result = connection => if let Err(error) = result {
-                    tracing::debug!(%error, %peer, "connection ended with an error");
-                },
-                () = abort.cancelled() => tracing::debug!(%peer, "connection closed by the server"),
-                () = hard_stop.cancelled() => {},
-            }
-        });
+        let _ = socket.set_nodelay(true);
+        connections.spawn(connection::serve(socket, peer, server.clone()));
     }
     drop(listener);
 
-    if tokio::time::timeout(grace, graceful.shutdown())
+    server.stopping.cancel();
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
@@ -115,30 +99,7 @@ pub(crate) async fn serve(
             open = connections.len(),
             "connections still open after the shutdown deadline; closing them"
         );
-        hard_stop.cancel();
+        server.hard_stop.cancel();
+        connections.wait().await;
     }
-    connections.close();
-    connections.wait().await;
-}
-
-fn connection_service(
-    router: Router,
-    peer: SocketAddr,
-    abort: CancellationToken,
-) -> impl hyper::service::Service<
-    Request<Incoming>,
-    Response = axum::response::Response,
-    Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>>
-             + Send
-             + 'static,
-> + Clone
-+ Send
-+ 'static {
-    hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        let extensions = request.extensions_mut();
-        extensions.insert(ConnectionAbort(abort.clone()));
-        extensions.insert(ConnectInfo(peer));
-        router.clone().oneshot(request)
-    })
 }

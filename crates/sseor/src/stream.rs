@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use std::collections::VecDeque;
@@ -64,9 +64,18 @@ impl EventBody {
         }
     }
 
-    /// The streaming response, with the headers that keep proxies from buffering it.
-    pub(crate) fn into_response(self) -> axum::response::Response {
-        let mut response = Response::new(axum::body::Body::new(self));
+    /// The streaming response, with the headers that keep proxies from buffering it. With
+    /// `handoff`, the response also carries the stream as a [`Handoff`], for a server loop
+    /// that writes it to the socket itself.
+    pub(crate) fn into_response(self, handoff: bool) -> axum::response::Response {
+        let mut response = if handoff {
+            let shared = Arc::new(Mutex::new(Some(self)));
+            let mut response = Response::new(axum::body::Body::new(SharedBody(shared.clone())));
+            response.extensions_mut().insert(Handoff(shared));
+            response
+        } else {
+            Response::new(axum::body::Body::new(self))
+        };
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -81,6 +90,44 @@ impl EventBody {
     }
 }
 
+/// Marks a request whose connection's server loop can write an HTTP/1.1 event stream to
+/// the socket itself, so that the stream is handed over as a [`Handoff`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AcceptsHandoff;
+
+/// An event stream a response hands to the server loop (in its extensions), which then
+/// writes it without keeping an HTTP connection's buffers and state for it. Whoever takes
+/// it first streams it: the loop, or else the response body.
+#[derive(Clone)]
+pub(crate) struct Handoff(Arc<Mutex<Option<EventBody>>>);
+
+impl Handoff {
+    pub(crate) fn take(&self) -> Option<EventBody> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// The body of a response whose stream may be handed off: empty once it was.
+struct SharedBody(Arc<Mutex<Option<EventBody>>>);
+
+impl Body for SharedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let mut body = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match body.as_mut() {
+            Some(body) => body
+                .poll_next(cx)
+                .map(|next| next.map(|b| Ok(Frame::data(b)))),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
 impl Body for EventBody {
     type Data = Bytes;
     type Error = Infallible;
@@ -89,26 +136,31 @@ impl Body for EventBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = &mut *self;
+        self.poll_next(cx)
+            .map(|next| next.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+impl EventBody {
+    /// The next bytes to send; `None` once the registry let the stream go and its queue
+    /// is drained.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         // Nothing goes out before the replay is settled, so that a client that has seen the
         // first bytes knows where its stream starts.
-        if let Some(replay) = &mut this.replay {
+        if let Some(replay) = &mut self.replay {
             let replay = std::task::ready!(replay.as_mut().poll(cx));
-            this.replay = None;
-            this.pending.extend(replay.frames);
-            this.skip_through = replay.through;
+            self.replay = None;
+            self.pending.extend(replay.frames);
+            self.skip_through = replay.through;
         }
         loop {
-            if let Some(bytes) = this.pending.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            if let Some(bytes) = self.pending.pop_front() {
+                return Poll::Ready(Some(bytes));
             }
-            match std::task::ready!(this.queue.poll_recv(cx)) {
+            match std::task::ready!(self.queue.poll_recv(cx)) {
                 None => return Poll::Ready(None),
-                Some(queued) if this.already_sent(&queued) => {}
-                Some(queued) => {
-                    let bytes = this.coalesce(queued.bytes);
-                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
-                }
+                Some(queued) if self.already_sent(&queued) => {}
+                Some(queued) => return Poll::Ready(Some(self.coalesce(queued.bytes))),
             }
         }
     }

@@ -28,7 +28,10 @@ impl Server {
     }
 
     pub async fn with(builder: Builder) -> Self {
-        let manager = builder.handle_signals(false).build().await.unwrap();
+        Self::with_manager(builder.handle_signals(false).build().await.unwrap()).await
+    }
+
+    pub async fn with_manager(manager: Manager) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = sseor::api::router(&manager).merge(manager.router());

@@ -1,0 +1,456 @@
+//! One accepted connection. Its first request head is read here: when it is an HTTP/1.x
+//! `GET` whose response is an event stream, the stream is written straight to the socket,
+//! with no HTTP connection state kept beside it (hyper's read and write buffers were most
+//! of an idle stream's memory). Every other request, and every request after it on the
+//! same connection, is served by hyper.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::stream::{AcceptsHandoff, EventBody, Handoff};
+
+/// Closes the connection a request arrived on; put in every request's extensions, so a
+/// stream whose client stopped reading can be cut off.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionAbort(pub(crate) CancellationToken);
+
+/// What every connection of one server shares.
+pub(crate) struct Server {
+    pub(crate) router: Router,
+    pub(crate) hyper: auto::Builder<TokioExecutor>,
+    /// Cancelled when the server stops accepting: idle connections close, hyper finishes
+    /// the requests in flight.
+    pub(crate) stopping: CancellationToken,
+    /// Cancelled at the shutdown deadline: every connection closes at once.
+    pub(crate) hard_stop: CancellationToken,
+}
+
+/// The longest request head read here (hyper's own limit beyond: a longer one gets 431).
+const MAX_HEAD: usize = 8192;
+
+/// How long a new connection may take to send its first request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most request headers parsed here (hyper's default limit).
+const MAX_HEADERS: usize = 100;
+
+/// Serves one connection until it ends, its stream is cut off, or the server stops.
+pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, server: Arc<Server>) {
+    let abort = CancellationToken::new();
+    tokio::select! {
+        () = handle(socket, peer, &server, abort.clone()) => {},
+        () = abort.cancelled() => tracing::debug!(%peer, "connection closed by the server"),
+        () = server.hard_stop.cancelled() => {},
+    }
+}
+
+async fn handle(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    server: &Server,
+    abort: CancellationToken,
+) {
+    let (request, received) = match Box::pin(read_head(&mut socket, &server.stopping)).await {
+        Head::Gone => return,
+        Head::Other(received) => {
+            return Box::pin(serve_with_hyper(
+                socket, received, None, peer, server, abort,
+            ))
+            .await;
+        }
+        Head::Get(request, received) => (request, received),
+    };
+    let version = request.version();
+    let mut request = with_connection_extensions(*request, peer, &abort);
+    request.extensions_mut().insert(AcceptsHandoff);
+    let mut response = Box::pin(server.router.clone().oneshot(request))
+        .await
+        .unwrap_or_else(|never: Infallible| match never {});
+    let stream = response
+        .extensions_mut()
+        .remove::<Handoff>()
+        .and_then(|handoff| handoff.take());
+    match stream {
+        Some(stream) => {
+            let head = response_head(&response, version);
+            drop((response, received));
+            write_stream(socket, head, stream, version == Version::HTTP_11).await;
+        }
+        None => {
+            Box::pin(serve_with_hyper(
+                socket,
+                received,
+                Some(response),
+                peer,
+                server,
+                abort,
+            ))
+            .await;
+        }
+    }
+}
+
+enum Head {
+    /// The client left, or sent nothing in time, or the server is stopping.
+    Gone,
+    /// A `GET` without a body, and the bytes received so far (the head and maybe more).
+    Get(Box<Request>, Bytes),
+    /// Anything else (another method, HTTP/2, a malformed or oversized head), for hyper.
+    Other(Bytes),
+}
+
+async fn read_head(socket: &mut TcpStream, stopping: &CancellationToken) -> Head {
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    // No buffer until the first bytes arrive: an idle connection holds nothing here.
+    tokio::select! {
+        ready = socket.readable() => if ready.is_err() { return Head::Gone },
+        () = stopping.cancelled() => return Head::Gone,
+        () = tokio::time::sleep_until(deadline) => return Head::Gone,
+    }
+    let mut received = BytesMut::with_capacity(1024);
+    loop {
+        let read = tokio::select! {
+            read = socket.read_buf(&mut received) => read,
+            () = stopping.cancelled() => return Head::Gone,
+            () = tokio::time::sleep_until(deadline) => return Head::Gone,
+        };
+        match read {
+            Ok(0) if received.is_empty() => return Head::Gone,
+            Ok(0) => return Head::Other(received.freeze()),
+            Ok(_) => {}
+            Err(_) => return Head::Gone,
+        }
+        match parse_get(&received) {
+            Parsed::Get(request) => return Head::Get(request, received.freeze()),
+            Parsed::Partial if received.len() < MAX_HEAD => {
+                if received.capacity() == received.len() {
+                    received.reserve(received.len().min(MAX_HEAD - received.len()));
+                }
+            }
+            Parsed::Partial | Parsed::Other => return Head::Other(received.freeze()),
+        }
+    }
+}
+
+enum Parsed {
+    Get(Box<Request>),
+    Partial,
+    Other,
+}
+
+/// Parses a request head that is a `GET` without a body and without an upgrade.
+fn parse_get(received: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut headers);
+    match head.parse(received) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    }
+    let version = match head.version {
+        Some(1) => Version::HTTP_11,
+        Some(0) => Version::HTTP_10,
+        _ => return Parsed::Other,
+    };
+    if head.method != Some("GET") {
+        return Parsed::Other;
+    }
+    let Some(uri) = head.path.and_then(|path| http::Uri::try_from(path).ok()) else {
+        return Parsed::Other;
+    };
+    let mut map = HeaderMap::with_capacity(head.headers.len());
+    for header in head.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(header.name.as_bytes()),
+            HeaderValue::from_bytes(header.value),
+        ) else {
+            return Parsed::Other;
+        };
+        map.append(name, value);
+    }
+    let has_body = map.contains_key(http::header::TRANSFER_ENCODING)
+        || map
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|length| length != "0");
+    if has_body || map.contains_key(http::header::UPGRADE) {
+        return Parsed::Other;
+    }
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = map;
+    Parsed::Get(Box::new(request))
+}
+
+fn with_connection_extensions<B>(
+    mut request: http::Request<B>,
+    peer: SocketAddr,
+    abort: &CancellationToken,
+) -> http::Request<B> {
+    let extensions = request.extensions_mut();
+    extensions.insert(ConnectionAbort(abort.clone()));
+    extensions.insert(ConnectInfo(peer));
+    request
+}
+
+/// The status line and headers of an event stream's response.
+fn response_head(response: &Response, version: Version) -> Vec<u8> {
+    let status = response.status();
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in response.headers() {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"date: ");
+    head.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    head.extend_from_slice(b"\r\n");
+    // An HTTP/1.0 client reads the stream until the connection closes.
+    if version == Version::HTTP_11 {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    } else {
+        head.extend_from_slice(b"connection: close\r\n\r\n");
+    }
+    head
+}
+
+/// Writes the response head and then the stream, until the stream ends (then the
+/// connection closes) or the client leaves.
+async fn write_stream(mut socket: TcpStream, head: Vec<u8>, mut stream: EventBody, chunked: bool) {
+    // The head and the stream's first bytes (its `retry:`), when ready, in one write.
+    let first = std::future::poll_fn(|cx| stream.poll_next(cx)).now_or_never();
+    let mut opening = BytesMut::from(&head[..]);
+    drop(head);
+    if let Some(Some(bytes)) = &first {
+        push_chunk(&mut opening, bytes, chunked);
+    }
+    if socket.write_all(&opening).await.is_err() {
+        return;
+    }
+    drop(opening);
+    if first == Some(None) {
+        return finish(socket, chunked).await;
+    }
+    loop {
+        let next = tokio::select! {
+            next = std::future::poll_fn(|cx| stream.poll_next(cx)) => next,
+            () = client_left(&socket) => return,
+        };
+        let Some(bytes) = next else {
+            return finish(socket, chunked).await;
+        };
+        if write_chunk(&mut socket, bytes, chunked).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Ends the response (the chunked terminator) and closes the connection.
+async fn finish(mut socket: TcpStream, chunked: bool) {
+    if chunked {
+        let _ = socket.write_all(b"0\r\n\r\n").await;
+    }
+    let _ = socket.shutdown().await;
+}
+
+fn push_chunk(out: &mut BytesMut, bytes: &[u8], chunked: bool) {
+    if chunked {
+        out.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
+    }
+    out.extend_from_slice(bytes);
+    if chunked {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Writes `bytes` as one chunk: size line, the shared bytes themselves, and the line end,
+/// in one vectored write when the socket takes it all.
+async fn write_chunk(socket: &mut TcpStream, bytes: Bytes, chunked: bool) -> io::Result<()> {
+    if !chunked {
+        return socket.write_all_buf(&mut bytes.clone()).await;
+    }
+    let mut size = [0u8; 18];
+    let size_len = hex_line(bytes.len(), &mut size);
+    let mut chunk = Buf::chain(Buf::chain(&size[..size_len], bytes), &b"\r\n"[..]);
+    socket.write_all_buf(&mut chunk).await
+}
+
+/// Writes `len` in hexadecimal followed by CRLF into `out`; returns the length written.
+fn hex_line(len: usize, out: &mut [u8; 18]) -> usize {
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, slot) in out[..digits].iter_mut().enumerate() {
+        let nibble = (len >> (4 * (digits - 1 - i))) & 0xf;
+        *slot = b"0123456789abcdef"[nibble];
+    }
+    out[digits..digits + 2].copy_from_slice(b"\r\n");
+    digits + 2
+}
+
+/// Completes when the client closes its side of the connection (or it fails). Whatever
+/// the client sends meanwhile is read and ignored.
+async fn client_left(socket: &TcpStream) {
+    let mut scratch = [0u8; 64];
+    loop {
+        if socket.readable().await.is_err() {
+            return;
+        }
+        match socket.try_read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Serves the connection with hyper, first replaying the bytes already read from it. When
+/// the first request was already answered (`first`), hyper parses it again and gets that
+/// response, so that no handler runs twice.
+async fn serve_with_hyper(
+    socket: TcpStream,
+    received: Bytes,
+    first: Option<Response>,
+    peer: SocketAddr,
+    server: &Server,
+    abort: CancellationToken,
+) {
+    let first = Arc::new(Mutex::new(first));
+    let router = server.router.clone();
+    let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+        let answered = first.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let request = with_connection_extensions(request, peer, &abort);
+        let router = router.clone();
+        async move {
+            match answered {
+                Some(response) => Ok::<_, Infallible>(response),
+                None => router.oneshot(request.map(Body::new)).await,
+            }
+        }
+    });
+    let io = TokioIo::new(Rewind { received, socket });
+    let connection = server.hyper.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = server.stopping.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, %peer, "connection ended with an error");
+    }
+}
+
+/// A socket whose reads first return the bytes already taken from it.
+struct Rewind {
+    received: Bytes,
+    socket: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.received.is_empty() {
+            return Pin::new(&mut self.socket).poll_read(cx, buf);
+        }
+        let n = self.received.len().min(buf.remaining());
+        buf.put_slice(&self.received.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.socket.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_lines() {
+        let mut out = [0u8; 18];
+        for len in [0usize, 1, 15, 16, 255, 4096, 16_385, usize::MAX] {
+            let n = hex_line(len, &mut out);
+            assert_eq!(&out[..n], format!("{len:x}\r\n").as_bytes());
+        }
+    }
+
+    #[test]
+    fn takes_only_plain_gets() {
+        assert!(matches!(
+            parse_get(b"GET /sse?user_id=a HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Parsed::Get(_)
+        ));
+        assert!(matches!(
+            parse_get(b"GET /sse HTTP/1.1\r\nHost: x\r\n"),
+            Parsed::Partial
+        ));
+        for other in [
+            &b"POST /publish HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"[..],
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        ] {
+            assert!(matches!(parse_get(other), Parsed::Other), "{other:?}");
+        }
+    }
+}
