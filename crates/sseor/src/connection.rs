@@ -25,6 +25,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::stream::{AcceptsHandoff, EventBody, Handoff};
@@ -43,6 +44,8 @@ pub(crate) struct Server {
     pub(crate) stopping: CancellationToken,
     /// Cancelled at the shutdown deadline: every connection closes at once.
     pub(crate) hard_stop: CancellationToken,
+    /// Every connection's tasks, which shutdown waits for.
+    pub(crate) tracker: TaskTracker,
 }
 
 /// The longest request head read here (hyper's own limit beyond: a longer one gets 431).
@@ -54,34 +57,50 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most request headers parsed here (hyper's default limit).
 const MAX_HEADERS: usize = 100;
 
-/// Serves one connection until it ends, its stream is cut off, or the server stops.
+/// Serves one connection until it ends, its stream is cut off, or the server stops. An
+/// event stream goes on in a task of its own, which holds only what the stream needs.
 pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, server: Arc<Server>) {
-    let abort = CancellationToken::new();
-    tokio::select! {
-        () = handle(socket, peer, &server, abort.clone()) => {},
-        () = abort.cancelled() => tracing::debug!(%peer, "connection closed by the server"),
-        () = server.hard_stop.cancelled() => {},
+    // Cut off with the stream (a slow consumer) or with every connection (hard stop).
+    let abort = server.hard_stop.child_token();
+    let stream = tokio::select! {
+        stream = handle(socket, peer, &server, &abort) => stream,
+        () = abort.cancelled() => None,
+    };
+    if let Some((socket, head, stream, chunked)) = stream {
+        server.tracker.spawn(async move {
+            tokio::select! {
+                () = write_stream(socket, head, stream, chunked) => {},
+                () = abort.cancelled() => tracing::debug!(%peer, "stream cut off"),
+            }
+        });
     }
 }
 
+/// What an event stream takes over from its connection's first task: the socket, the
+/// response head, the stream, and whether it is chunked.
+type Handover = (TcpStream, Vec<u8>, EventBody, bool);
+
+/// Answers the connection's requests; returns the stream to write when the first one
+/// opened one.
 async fn handle(
     mut socket: TcpStream,
     peer: SocketAddr,
     server: &Server,
-    abort: CancellationToken,
-) {
+    abort: &CancellationToken,
+) -> Option<Handover> {
     let (request, received) = match Box::pin(read_head(&mut socket, &server.stopping)).await {
-        Head::Gone => return,
+        Head::Gone => return None,
         Head::Other(received) => {
-            return Box::pin(serve_with_hyper(
+            Box::pin(serve_with_hyper(
                 socket, received, None, peer, server, abort,
             ))
             .await;
+            return None;
         }
         Head::Get(request, received) => (request, received),
     };
     let version = request.version();
-    let mut request = with_connection_extensions(*request, peer, &abort);
+    let mut request = with_connection_extensions(*request, peer, abort);
     request.extensions_mut().insert(AcceptsHandoff);
     let mut response = Box::pin(server.router.clone().oneshot(request))
         .await
@@ -90,24 +109,16 @@ async fn handle(
         .extensions_mut()
         .remove::<Handoff>()
         .and_then(|handoff| handoff.take());
-    match stream {
-        Some(stream) => {
-            let head = response_head(&response, version);
-            drop((response, received));
-            write_stream(socket, head, stream, version == Version::HTTP_11).await;
-        }
-        None => {
-            Box::pin(serve_with_hyper(
-                socket,
-                received,
-                Some(response),
-                peer,
-                server,
-                abort,
-            ))
-            .await;
-        }
+    if let Some(stream) = stream {
+        let head = response_head(&response, version);
+        return Some((socket, head, stream, version == Version::HTTP_11));
     }
+    let first = Some(response);
+    Box::pin(serve_with_hyper(
+        socket, received, first, peer, server, abort,
+    ))
+    .await;
+    None
 }
 
 enum Head {
@@ -339,9 +350,10 @@ async fn serve_with_hyper(
     first: Option<Response>,
     peer: SocketAddr,
     server: &Server,
-    abort: CancellationToken,
+    abort: &CancellationToken,
 ) {
     let first = Arc::new(Mutex::new(first));
+    let abort = abort.clone();
     let router = server.router.clone();
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let answered = first.lock().unwrap_or_else(PoisonError::into_inner).take();

@@ -51,6 +51,7 @@ mod manager;
 mod position;
 #[cfg(feature = "redis")]
 mod publisher;
+mod queue;
 mod registry;
 mod serve;
 mod stream;

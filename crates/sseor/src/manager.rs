@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::{Broker, History, MemoryBroker, Published, Retention};
 use crate::connection::ConnectionAbort;
+use crate::queue;
 use crate::registry::{Fanout, Registry, Sink};
 use crate::serve::{bind, serve};
 use crate::stream::{AcceptsHandoff, EventBody, Replay};
@@ -474,7 +475,7 @@ impl Manager {
         request: &http::Request<B>,
         subscription: Subscription,
     ) -> Result<Response> {
-        let (tx, rx) = mpsc::channel(self.inner.config.queue_capacity);
+        let (tx, rx) = queue::bounded(self.inner.config.queue_capacity);
         let opening = self.inner.config.retry.map_or_else(
             || encode::comment("ok"),
             |delay| encode::retry(delay.as_millis().try_into().unwrap_or(u64::MAX)),

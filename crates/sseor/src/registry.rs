@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Target;
+use crate::queue::{self, Queued, SendError};
 
 /// A change in local interest in a target, which a broker that carries events between
 /// instances turns into a subscription or an unsubscription.
@@ -37,25 +38,16 @@ impl Barrier {
     }
 }
 
-/// Encoded bytes queued for one stream, with the sequence number of the event they carry
-/// (0 for comments and heartbeats), so that a resuming stream can skip what its replay
-/// already sent.
-#[derive(Debug, Clone)]
-pub(crate) struct Queued {
-    pub(crate) seq: u64,
-    pub(crate) bytes: Bytes,
-}
-
 /// One open stream as the registry sees it: where its bytes go, and how to cut it off.
 #[derive(Clone)]
 pub(crate) struct Sink {
-    tx: mpsc::Sender<Queued>,
+    tx: queue::Sender,
     /// Closes the underlying HTTP connection, for a client that stopped reading.
     abort: Option<CancellationToken>,
 }
 
 impl Sink {
-    pub(crate) fn new(tx: mpsc::Sender<Queued>, abort: Option<CancellationToken>) -> Self {
+    pub(crate) fn new(tx: queue::Sender, abort: Option<CancellationToken>) -> Self {
         Self { tx, abort }
     }
 }
@@ -150,9 +142,9 @@ impl Registry {
                 };
                 match sink.tx.try_send(queued) {
                     Ok(()) => delivered += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(id),
+                    Err(SendError::Full) => overflowed.push(id),
                     // The stream is gone; its guard is removing it.
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(SendError::Closed) => {}
                 }
             }
         }
@@ -339,8 +331,8 @@ impl std::fmt::Debug for Fanout {
 mod tests {
     use super::*;
 
-    fn sink(capacity: usize) -> (Sink, mpsc::Receiver<Queued>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    fn sink(capacity: usize) -> (Sink, queue::Receiver) {
+        let (tx, rx) = queue::bounded(capacity);
         (Sink::new(tx, None), rx)
     }
 
@@ -390,7 +382,7 @@ mod tests {
         registry.register(a, vec![Target::All]).unwrap();
         registry.close();
         assert_eq!(registry.total(), 0);
-        assert!(rx.try_recv().is_err());
+        assert!(rx.try_recv().is_none());
         let (b, _rx) = sink(1);
         assert!(registry.register(b, vec![Target::All]).is_none());
     }

@@ -67,8 +67,9 @@ pub(crate) async fn serve(
         hyper,
         stopping: CancellationToken::new(),
         hard_stop: CancellationToken::new(),
+        tracker: TaskTracker::new(),
     });
-    let connections = TaskTracker::new();
+    let connections = &server.tracker;
     tokio::pin!(stop);
 
     loop {

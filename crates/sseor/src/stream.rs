@@ -12,9 +12,9 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Response, header};
 use http_body::{Body, Frame};
-use tokio::sync::mpsc;
 
-use crate::registry::{Queued, Registry};
+use crate::queue::{self, Queued};
+use crate::registry::Registry;
 
 /// What a resuming stream sends before it goes live: the frames of the events the client
 /// missed (or of a reset), and the last sequence number they cover, so that live events
@@ -32,7 +32,7 @@ pub(crate) struct EventBody {
     replay: Option<BoxFuture<'static, Replay>>,
     /// Live events numbered up to this were part of the replay.
     skip_through: u64,
-    queue: mpsc::Receiver<Queued>,
+    queue: queue::Receiver,
     registration: Registration,
 }
 
@@ -51,7 +51,7 @@ impl EventBody {
     pub(crate) fn new(
         opening: Bytes,
         replay: Option<BoxFuture<'static, Replay>>,
-        queue: mpsc::Receiver<Queued>,
+        queue: queue::Receiver,
         registry: Arc<Registry>,
         id: u64,
     ) -> Self {
@@ -180,7 +180,7 @@ impl EventBody {
     fn coalesce(&mut self, first: Bytes) -> Bytes {
         let mut joined: Option<bytes::BytesMut> = None;
         while joined.as_ref().map_or(first.len(), bytes::BytesMut::len) < COALESCE_BYTES {
-            let Ok(next) = self.queue.try_recv() else {
+            let Some(next) = self.queue.try_recv() else {
                 break;
             };
             if self.already_sent(&next) {
