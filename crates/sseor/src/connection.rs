@@ -16,19 +16,19 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
-use bytes::{Buf, Bytes, BytesMut};
-use futures_util::FutureExt;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::stream::{AcceptsHandoff, EventBody, Handoff};
+use crate::writer::StreamWriter;
 
 /// Closes the connection a request arrived on; put in every request's extensions, so a
 /// stream whose client stopped reading can be cut off.
@@ -69,7 +69,7 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, server: Arc<Serve
     if let Some((socket, head, stream, chunked)) = stream {
         server.tracker.spawn(async move {
             tokio::select! {
-                () = write_stream(socket, head, stream, chunked) => {},
+                () = StreamWriter::new(socket, head, stream, chunked) => {},
                 () = abort.cancelled() => tracing::debug!(%peer, "stream cut off"),
             }
         });
@@ -252,95 +252,6 @@ fn response_head(response: &Response, version: Version) -> Vec<u8> {
     head
 }
 
-/// Writes the response head and then the stream, until the stream ends (then the
-/// connection closes) or the client leaves.
-async fn write_stream(mut socket: TcpStream, head: Vec<u8>, mut stream: EventBody, chunked: bool) {
-    // The head and the stream's first bytes (its `retry:`), when ready, in one write.
-    let first = std::future::poll_fn(|cx| stream.poll_next(cx)).now_or_never();
-    let mut opening = BytesMut::from(&head[..]);
-    drop(head);
-    if let Some(Some(bytes)) = &first {
-        push_chunk(&mut opening, bytes, chunked);
-    }
-    if socket.write_all(&opening).await.is_err() {
-        return;
-    }
-    drop(opening);
-    if first == Some(None) {
-        return finish(socket, chunked).await;
-    }
-    loop {
-        let next = tokio::select! {
-            next = std::future::poll_fn(|cx| stream.poll_next(cx)) => next,
-            () = client_left(&socket) => return,
-        };
-        let Some(bytes) = next else {
-            return finish(socket, chunked).await;
-        };
-        if write_chunk(&mut socket, bytes, chunked).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Ends the response (the chunked terminator) and closes the connection.
-async fn finish(mut socket: TcpStream, chunked: bool) {
-    if chunked {
-        let _ = socket.write_all(b"0\r\n\r\n").await;
-    }
-    let _ = socket.shutdown().await;
-}
-
-fn push_chunk(out: &mut BytesMut, bytes: &[u8], chunked: bool) {
-    if chunked {
-        out.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
-    }
-    out.extend_from_slice(bytes);
-    if chunked {
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// Writes `bytes` as one chunk: size line, the shared bytes themselves, and the line end,
-/// in one vectored write when the socket takes it all.
-async fn write_chunk(socket: &mut TcpStream, bytes: Bytes, chunked: bool) -> io::Result<()> {
-    if !chunked {
-        return socket.write_all_buf(&mut bytes.clone()).await;
-    }
-    let mut size = [0u8; 18];
-    let size_len = hex_line(bytes.len(), &mut size);
-    let mut chunk = Buf::chain(Buf::chain(&size[..size_len], bytes), &b"\r\n"[..]);
-    socket.write_all_buf(&mut chunk).await
-}
-
-/// Writes `len` in hexadecimal followed by CRLF into `out`; returns the length written.
-fn hex_line(len: usize, out: &mut [u8; 18]) -> usize {
-    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
-    for (i, slot) in out[..digits].iter_mut().enumerate() {
-        let nibble = (len >> (4 * (digits - 1 - i))) & 0xf;
-        *slot = b"0123456789abcdef"[nibble];
-    }
-    out[digits..digits + 2].copy_from_slice(b"\r\n");
-    digits + 2
-}
-
-/// Completes when the client closes its side of the connection (or it fails). Whatever
-/// the client sends meanwhile is read and ignored.
-async fn client_left(socket: &TcpStream) {
-    let mut scratch = [0u8; 64];
-    loop {
-        if socket.readable().await.is_err() {
-            return;
-        }
-        match socket.try_read(&mut scratch) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
-        }
-    }
-}
-
 /// Serves the connection with hyper, first replaying the bytes already read from it. When
 /// the first request was already answered (`first`), hyper parses it again and gets that
 /// response, so that no handler runs twice.
@@ -435,15 +346,6 @@ impl AsyncWrite for Rewind {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_lines() {
-        let mut out = [0u8; 18];
-        for len in [0usize, 1, 15, 16, 255, 4096, 16_385, usize::MAX] {
-            let n = hex_line(len, &mut out);
-            assert_eq!(&out[..n], format!("{len:x}\r\n").as_bytes());
-        }
-    }
 
     #[test]
     fn takes_only_plain_gets() {

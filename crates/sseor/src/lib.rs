@@ -56,6 +56,7 @@ mod registry;
 mod serve;
 mod stream;
 mod target;
+mod writer;
 
 pub use broker::{Broker, History, MemoryBroker, Published, Retention};
 pub use error::{Error, Result};
