@@ -237,3 +237,44 @@ async fn garbage_gets_a_400_and_an_idle_connection_closes_on_shutdown() {
     assert_eq!(read_to_end(&mut idle).await, b"");
     guard(server.serving).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn http_2_without_tls_carries_streams_and_requests_on_one_connection() {
+    use futures_util::StreamExt;
+
+    let server = Server::start().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let health = h2.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.version(), reqwest::Version::HTTP_2);
+    assert_eq!(health.status(), 200);
+
+    let streams = futures_util::future::join_all(["a", "b"].map(|user| {
+        h2.get(server.url(&format!("/api/v1/sse?user_id={user}")))
+            .send()
+    }))
+    .await;
+    server.wait_for_total(2).await;
+    let published = h2
+        .post(server.url("/api/v1/publish"))
+        .json(&serde_json::json!({"event": {"type": "to-all"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 202);
+    for stream in streams {
+        let stream = stream.unwrap();
+        assert_eq!(stream.version(), reqwest::Version::HTTP_2);
+        let mut body = stream.bytes_stream();
+        let mut seen = Vec::new();
+        guard(async {
+            let needle = b"event: to-all\n";
+            while !seen.windows(needle.len()).any(|w| w == needle) {
+                seen.extend_from_slice(&body.next().await.unwrap().unwrap());
+            }
+        })
+        .await;
+    }
+}
