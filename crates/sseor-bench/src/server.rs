@@ -245,6 +245,11 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // Kept to read the servers' logs with SSEOR_BENCH_KEEP_DIRS=1.
+        if std::env::var_os("SSEOR_BENCH_KEEP_DIRS").is_some() {
+            eprintln!("sseor-bench: kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
