@@ -254,23 +254,23 @@ impl Drop for TempDir {
     }
 }
 
-/// A `redis-server` without persistence on a free port, and its URL.
+/// A `redis-server` without persistence on a free port of 127.0.0.1, and its URL.
 pub(crate) async fn start_redis() -> Result<(Process, String), String> {
     let port = free_port()?;
-    let redis = Process::spawn(
+    let mut redis = Process::spawn(
         Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null()),
         "redis-server (apt-get install redis-server)",
     )?;
-    wait_for_port(port, "redis-server").await?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if Instant::now() >= deadline || !matches!(redis.child().try_wait(), Ok(None)) {
+            return Err(format!("redis-server did not start on port {port}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok((redis, format!("redis://127.0.0.1:{port}/0")))
 }
 
