@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONNECTIONS=${CONNECTIONS:-10000}
-SERVERS=${SERVERS:-"sseor nchan pushpin"}
-REDIS_SERVERS=${REDIS_SERVERS:-"sseor-redis nchan-redis"}
+SERVERS=${SERVERS-"sseor nchan pushpin"}
+REDIS_SERVERS=${REDIS_SERVERS-"sseor-redis nchan-redis"}
 SCALE=${SCALE:-0}
 
 # Peers and Redis, from Debian's packages, when missing.
