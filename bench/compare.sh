@@ -67,7 +67,7 @@ for target in $REDIS_SERVERS; do
   scenarios "$target" 2
 done
 if [ "$SCALE" = 1 ]; then
-  run scale --connections 50000 --instances 3 --clients 3 --events 20 --rate 5
+  run scale --connections 50000 --instances 3 --clients 3 --events 20 --rate 5 --settle 2
 fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')

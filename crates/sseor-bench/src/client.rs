@@ -40,9 +40,21 @@ pub(crate) struct Stream {
     early: Vec<u8>,
 }
 
-/// Opens `GET path` on 127.0.0.1:`port` from 127.0.0.`source`, and reads the response head;
-/// an answer other than 200 is an error.
-pub(crate) async fn open(port: u16, path: &str, source: u8) -> Result<Stream, String> {
+impl Stream {
+    /// The socket, and the body bytes read with the response head.
+    pub(crate) fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.socket, self.early)
+    }
+}
+
+/// Opens `GET path` on 127.0.0.1:`port` from 127.0.0.`source`, with more `headers` (each
+/// ending with CRLF), and reads the response head; an answer other than 200 is an error.
+pub(crate) async fn open(
+    port: u16,
+    path: &str,
+    source: u8,
+    headers: &str,
+) -> Result<Stream, String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     socket
         .bind(SocketAddr::from((
@@ -55,7 +67,7 @@ pub(crate) async fn open(port: u16, path: &str, source: u8) -> Result<Stream, St
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n{headers}\r\n"
     );
     socket
         .write_all(request.as_bytes())
@@ -119,7 +131,7 @@ pub(crate) async fn open_all(streams: Vec<(usize, u16, String)>, options: &OpenO
                     }
                     let source =
                         (next_source.fetch_add(1, Ordering::Relaxed) % sources as usize) as u8 + 1;
-                    match tokio::time::timeout(timeout, open(port, &path, source)).await {
+                    match tokio::time::timeout(timeout, open(port, &path, source, "")).await {
                         Ok(Ok(stream)) => return (index, Some(stream), errors),
                         Ok(Err(e)) => errors.push(e),
                         Err(_) => errors.push(format!("no answer within {timeout:?}")),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::server::{start_redis, start_sseor};
@@ -267,36 +267,17 @@ async fn open_stream(port: u16, n: usize) -> Result<TcpStream, String> {
 }
 
 /// Opens the stream of `user{n}`, resuming after `last_event_id`; returns the socket and
-/// what was read with the response head.
+/// the body bytes read with the response head.
 async fn open_stream_with(
     port: u16,
     n: usize,
     last_event_id: Option<&str>,
 ) -> Result<(TcpStream, Vec<u8>), String> {
-    let mut socket = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
     let resume = last_event_id.map_or_else(String::new, |id| format!("Last-Event-ID: {id}\r\n"));
-    let request = format!(
-        "GET /api/v1/sse?user_id=user{n} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{resume}\r\n"
-    );
-    socket
-        .write_all(request.as_bytes())
+    let path = format!("/api/v1/sse?user_id=user{n}");
+    crate::client::open(port, &path, 1, &resume)
         .await
-        .map_err(|e| format!("request: {e}"))?;
-    let mut head = vec![0u8; 4096];
-    let read = socket
-        .read(&mut head)
-        .await
-        .map_err(|e| format!("response: {e}"))?;
-    head.truncate(read);
-    if !head.starts_with(b"HTTP/1.1 200") {
-        return Err(format!(
-            "unexpected response: {}",
-            String::from_utf8_lossy(&head)
-        ));
-    }
-    Ok((socket, head))
+        .map(crate::client::Stream::into_parts)
 }
 
 async fn futures_join<F: std::future::Future + Send + 'static>(

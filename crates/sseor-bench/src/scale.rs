@@ -16,6 +16,7 @@ use tokio::process::{ChildStdout, Command};
 
 use crate::client::{OpenOptions, Readers, open_all};
 use crate::publish::Publisher;
+use crate::scenario::Waits;
 use crate::server::{Channel, Process, PublishApi, ServerOptions, start_redis, start_sseor};
 use crate::stats::{Histogram, round, unix_nanos};
 
@@ -38,7 +39,7 @@ pub(crate) struct ClientArgs {
     #[arg(long, default_value_t = 0)]
     pub(crate) events: u64,
     /// Seconds without any delivery after which what has not arrived counts as lost.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 5.0)]
     pub(crate) quiet: f64,
     #[command(flatten)]
     pub(crate) open: OpenOptions,
@@ -112,12 +113,8 @@ pub(crate) struct ScaleArgs {
     /// Events per second.
     #[arg(long, default_value_t = 5.0)]
     pub(crate) rate: f64,
-    /// Seconds between the last stream opened and the first publish.
-    #[arg(long, default_value_t = 2.0)]
-    pub(crate) settle: f64,
-    /// Seconds without any delivery after which what has not arrived counts as lost.
-    #[arg(long, default_value_t = 10.0)]
-    pub(crate) quiet: f64,
+    #[command(flatten)]
+    pub(crate) wait: Waits,
     #[command(flatten)]
     pub(crate) open: OpenOptions,
 }
@@ -165,7 +162,7 @@ pub(crate) async fn scale(args: &ScaleArgs, options: &ServerOptions) -> Result<(
             .args(["--first", &first.to_string()])
             .args(["--connections", &count.to_string()])
             .args(["--events", &args.events.to_string()])
-            .args(["--quiet", &args.quiet.to_string()])
+            .args(["--quiet", &args.wait.quiet.to_string()])
             .args(["--concurrency", &args.open.concurrency.to_string()])
             .args(["--open-timeout", &args.open.open_timeout.to_string()])
             .args(["--attempts", &args.open.attempts.to_string()])
@@ -185,7 +182,7 @@ pub(crate) async fn scale(args: &ScaleArgs, options: &ServerOptions) -> Result<(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = rss(&instances);
-    tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
+    tokio::time::sleep(args.wait.settle()).await;
 
     let publisher = Publisher::new(16)?;
     let started = unix_nanos();

@@ -462,7 +462,7 @@ impl Server {
             let path = self.stream_path(Channel::Own(usize::MAX), usize::MAX);
             let attempt = tokio::time::timeout(
                 Duration::from_secs(2),
-                crate::client::open(self.stream_port, &path, 0),
+                crate::client::open(self.stream_port, &path, 1, ""),
             )
             .await;
             match attempt {

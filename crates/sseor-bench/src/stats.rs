@@ -81,6 +81,14 @@ impl Histogram {
             .fetch_max(other["max_us"].as_u64().unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// How many values are below `micros` (to the histogram's resolution).
+    pub(crate) fn count_below(&self, micros: u64) -> u64 {
+        self.counts[..bucket(micros)]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// p50, p90, p99, p99.9 and max, in milliseconds.
     pub(crate) fn percentiles_ms(&self) -> Value {
         let counts: Vec<u64> = self
@@ -169,6 +177,7 @@ mod tests {
         let p50 = p["p50"].as_f64().unwrap();
         assert!((49.0..=51.0).contains(&p50), "{p}");
         assert_eq!(p["max"], json!(100.0));
+        assert_eq!(h.count_below(50_000), 49);
         let copy = Histogram::default();
         copy.add_json(&h.to_json());
         assert_eq!(copy.percentiles_ms(), p);

@@ -12,6 +12,9 @@ struct Figure {
     lower_is_better: bool,
     /// Decimals shown.
     decimals: usize,
+    /// Whether the cell says what was lost or duplicated in the run (not for a sweep,
+    /// whose last step may fail by losses and whose steps say what each lost).
+    losses: bool,
 }
 
 const FIGURES: &[Figure] = &[
@@ -22,6 +25,7 @@ const FIGURES: &[Figure] = &[
         pointer: "/kib_per_connection",
         lower_is_better: true,
         decimals: 2,
+        losses: true,
     },
     Figure {
         name: "time to open {connections} connections, s",
@@ -30,6 +34,7 @@ const FIGURES: &[Figure] = &[
         pointer: "/open_seconds",
         lower_is_better: true,
         decimals: 2,
+        losses: true,
     },
     Figure {
         name: "broadcast deliveries/s at saturation ({rate} events/s offered)",
@@ -38,6 +43,7 @@ const FIGURES: &[Figure] = &[
         pointer: "/deliveries_per_second",
         lower_is_better: false,
         decimals: 0,
+        losses: true,
     },
     Figure {
         name: "broadcast p99 latency at {rate} events/s, ms",
@@ -46,6 +52,7 @@ const FIGURES: &[Figure] = &[
         pointer: "/latency_ms/p99",
         lower_is_better: true,
         decimals: 1,
+        losses: true,
     },
     Figure {
         name: "targeted p99 latency at {rate} events/s, ms",
@@ -54,6 +61,7 @@ const FIGURES: &[Figure] = &[
         pointer: "/latency_ms/p99",
         lower_is_better: true,
         decimals: 1,
+        losses: true,
     },
     Figure {
         name: "highest targeted rate with p99 < {p99_limit_ms} ms, events/s",
@@ -62,6 +70,7 @@ const FIGURES: &[Figure] = &[
         pointer: "/max_rate_achieved",
         lower_is_better: false,
         decimals: 0,
+        losses: false,
     },
 ];
 
@@ -100,7 +109,7 @@ pub(crate) fn table(text: &str) -> String {
                 .iter()
                 .zip(&values)
                 .zip(columns)
-                .map(|((run, value), server)| cell(server, *run, *value, figure.decimals))
+                .map(|((run, value), server)| cell(server, *run, *value, figure))
                 .collect();
             let best_peer = values[1..].iter().flatten().copied().reduce(|a, b| {
                 if figure.lower_is_better == (a < b) {
@@ -146,14 +155,18 @@ fn name(template: &str, run: &Value) -> String {
 }
 
 /// One cell: the value, with what went wrong next to it.
-fn cell(server: &str, run: Option<&Value>, value: Option<f64>, decimals: usize) -> String {
+fn cell(server: &str, run: Option<&Value>, value: Option<f64>, figure: &Figure) -> String {
     let Some(run) = run else {
         return if server.is_empty() { "" } else { "not run" }.into();
     };
     if let Some(error) = run["error"].as_str() {
         return format!("failed: {}", error.chars().take(60).collect::<String>());
     }
+    let decimals = figure.decimals;
     let mut text = value.map_or("-".into(), |v| format!("{v:.decimals$}"));
+    if !figure.losses {
+        return text;
+    }
     for (key, what) in [
         ("lost", "lost"),
         ("duplicated", "duplicated"),
