@@ -38,14 +38,18 @@ mkdir -p target/bench
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 out="target/bench/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 bench=target/release/sseor-bench
-# sseor-bench stops every process it started on SIGINT and SIGTERM; then stop here too.
-trap 'echo "interrupted; partial results in $out" >&2; exit 130' INT TERM
+# sseor-bench stops every process it started on SIGINT and SIGTERM: pass them on, then stop.
+child=
+trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait; echo "interrupted; partial results in $out" >&2; exit 130' INT TERM
 
 # One scenario against one server: its JSON line to the file and to stderr. A failed run
 # writes a line with "error" and the comparison goes on.
 run() {
   echo "== $*" >&2
-  "$bench" "$@" | tee -a "$out" >&2 || true
+  "$bench" "$@" > >(tee -a "$out" >&2) &
+  child=$!
+  wait "$child" || true
+  child=
 }
 
 scenarios() {
