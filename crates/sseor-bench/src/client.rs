@@ -1,0 +1,286 @@
+//! The client side, the same for every server: raw-TCP HTTP/1.1 event streams from several
+//! loopback source addresses, opened a few at a time, read with an incremental SSE parser.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::sse::{Decoder, json_number};
+use crate::stats::{Histogram, Received, unix_nanos};
+
+/// How streams are opened.
+#[derive(Clone, Debug, clap::Args)]
+pub(crate) struct OpenOptions {
+    /// Streams being opened at once.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) concurrency: usize,
+    /// Seconds one attempt to open a stream may take.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) open_timeout: u64,
+    /// Attempts per stream before it counts as not opened.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) attempts: usize,
+    /// Loopback source addresses the streams are spread over (127.0.0.1 to 127.0.0.N), so
+    /// that many connections do not exhaust the ephemeral ports of one address.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) sources: u8,
+}
+
+/// An open event stream: its socket and what followed the response head.
+pub(crate) struct Stream {
+    socket: TcpStream,
+    decoder: Decoder,
+    early: Vec<u8>,
+}
+
+impl Stream {
+    /// The socket, and the body bytes read with the response head.
+    pub(crate) fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.socket, self.early)
+    }
+}
+
+/// Opens `GET path` on 127.0.0.1:`port` from 127.0.0.`source`, with more `headers` (each
+/// ending with CRLF), and reads the response head; an answer other than 200 is an error.
+pub(crate) async fn open(
+    port: u16,
+    path: &str,
+    source: u8,
+    headers: &str,
+) -> Result<Stream, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    socket
+        .bind(SocketAddr::from((
+            Ipv4Addr::new(127, 0, 0, source.max(1)),
+            0,
+        )))
+        .map_err(|e| format!("bind: {e}"))?;
+    let mut socket = socket
+        .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n{headers}\r\n"
+    );
+    socket
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let mut head = Vec::with_capacity(1024);
+    let end = loop {
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        if head.len() > 16 * 1024 {
+            return Err("response head over 16 KiB".into());
+        }
+        let mut buf = [0u8; 2048];
+        match socket.read(&mut buf).await {
+            Ok(0) => return Err("closed before the response head".into()),
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("response: {e}")),
+        }
+    };
+    let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+    if !text.starts_with("http/1.1 200") && !text.starts_with("http/1.0 200") {
+        let status = text.lines().next().unwrap_or_default().to_owned();
+        return Err(format!("answered {status}"));
+    }
+    let chunked = text
+        .lines()
+        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+    Ok(Stream {
+        socket,
+        decoder: Decoder::new(chunked),
+        early: head[end + 4..].to_vec(),
+    })
+}
+
+/// The streams that opened, by index, and what it took.
+pub(crate) struct Opened {
+    pub(crate) streams: Vec<(usize, Stream)>,
+    /// Attempts that failed (retried or not).
+    pub(crate) failed_attempts: usize,
+    pub(crate) not_opened: usize,
+    pub(crate) seconds: f64,
+    pub(crate) first_error: Option<String>,
+}
+
+/// Opens the stream of each `(index, port, path)`, `options.concurrency` at a time.
+pub(crate) async fn open_all(streams: Vec<(usize, u16, String)>, options: &OpenOptions) -> Opened {
+    let sources = options.sources.max(1);
+    let next_source = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let timeout = Duration::from_secs(options.open_timeout.max(1));
+    let attempts = options.attempts.max(1);
+    let results: Vec<_> = futures_util::stream::iter(streams)
+        .map(|(index, port, path)| {
+            let next_source = next_source.clone();
+            async move {
+                let mut errors = Vec::new();
+                for attempt in 0..attempts {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                    }
+                    let source =
+                        (next_source.fetch_add(1, Ordering::Relaxed) % sources as usize) as u8 + 1;
+                    match tokio::time::timeout(timeout, open(port, &path, source, "")).await {
+                        Ok(Ok(stream)) => return (index, Some(stream), errors),
+                        Ok(Err(e)) => errors.push(e),
+                        Err(_) => errors.push(format!("no answer within {timeout:?}")),
+                    }
+                }
+                (index, None, errors)
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut opened = Opened {
+        streams: Vec::with_capacity(results.len()),
+        failed_attempts: 0,
+        not_opened: 0,
+        seconds,
+        first_error: None,
+    };
+    for (index, stream, errors) in results {
+        opened.failed_attempts += errors.len();
+        if opened.first_error.is_none() {
+            opened.first_error = errors.into_iter().next();
+        }
+        match stream {
+            Some(stream) => opened.streams.push((index, stream)),
+            None => opened.not_opened += 1,
+        }
+    }
+    opened.streams.sort_unstable_by_key(|(index, _)| *index);
+    opened
+}
+
+/// What every stream of this process received, counted as it arrives.
+#[derive(Default)]
+pub(crate) struct Tally {
+    /// `bench` events received, duplicates included.
+    pub(crate) received: AtomicU64,
+    /// Publish-to-receipt latencies.
+    pub(crate) latency: Histogram,
+    /// Unix time (ns) of the last receipt.
+    pub(crate) last_receipt: AtomicU64,
+    /// Streams the server ended or broke.
+    pub(crate) ended: AtomicUsize,
+}
+
+impl Tally {
+    /// Waits until `expected` events were received, or until none arrived for `quiet`;
+    /// true when all arrived.
+    pub(crate) async fn wait_for(&self, expected: u64, quiet: Duration) -> bool {
+        let mut last = self.received.load(Ordering::Relaxed);
+        let mut since = Instant::now();
+        loop {
+            let now = self.received.load(Ordering::Relaxed);
+            if now >= expected {
+                return true;
+            }
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= quiet {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Readers of open streams, one task each, until stopped.
+pub(crate) struct Readers {
+    pub(crate) tally: Arc<Tally>,
+    stop: CancellationToken,
+    tasks: Vec<(usize, JoinHandle<Vec<u32>>)>,
+}
+
+impl Readers {
+    pub(crate) fn start(streams: Vec<(usize, Stream)>) -> Self {
+        let tally = Arc::new(Tally::default());
+        let stop = CancellationToken::new();
+        let tasks = streams
+            .into_iter()
+            .map(|(index, stream)| {
+                let task = tokio::spawn(read(stream, tally.clone(), stop.clone()));
+                (index, task)
+            })
+            .collect();
+        Self { tally, stop, tasks }
+    }
+
+    /// Stops every reader; the sequence numbers each stream received, by stream index.
+    pub(crate) async fn stop(self) -> Vec<(usize, Vec<u32>)> {
+        self.stop.cancel();
+        let mut seen = Vec::with_capacity(self.tasks.len());
+        for (index, task) in self.tasks {
+            seen.push((index, task.await.unwrap_or_default()));
+        }
+        seen
+    }
+
+    /// Stops every reader and counts what they received in all.
+    pub(crate) async fn stop_and_count(self) -> Received {
+        self.stop()
+            .await
+            .into_iter()
+            .map(|(_, mut seen)| Received::of(&mut seen))
+            .fold(Received::default(), Received::add)
+    }
+}
+
+/// Reads a stream until `stop` or its end: records each `bench` event's sequence number
+/// (`n`) and latency (from its publish time `t`).
+async fn read(mut stream: Stream, tally: Arc<Tally>, stop: CancellationToken) -> Vec<u32> {
+    let mut seen = Vec::new();
+    let take = |bytes: &[u8], decoder: &mut Decoder, seen: &mut Vec<u32>| {
+        let now = unix_nanos();
+        let mut count = 0;
+        decoder.feed(bytes, &mut |kind, data| {
+            if kind != b"bench" {
+                return;
+            }
+            if let (Some(n), Some(t)) = (json_number(data, b"n"), json_number(data, b"t")) {
+                seen.push(n as u32);
+                tally.latency.record(now.saturating_sub(t));
+                count += 1;
+            }
+        });
+        if count > 0 {
+            tally.received.fetch_add(count, Ordering::Relaxed);
+            tally.last_receipt.fetch_max(now, Ordering::Relaxed);
+        }
+    };
+    let early = std::mem::take(&mut stream.early);
+    take(&early, &mut stream.decoder, &mut seen);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return seen,
+            ready = stream.socket.readable() => if ready.is_err() { break },
+        }
+        // The buffer lives only while the socket is read, never across an await: an idle
+        // stream costs the client no buffer.
+        let mut buf = [0u8; 16 * 1024];
+        match stream.socket.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => take(&buf[..n], &mut stream.decoder, &mut seen),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    tally.ended.fetch_add(1, Ordering::Relaxed);
+    seen
+}
