@@ -128,6 +128,22 @@ impl Registry {
     /// A connection whose queue is full is a slow consumer: it is removed and its HTTP
     /// connection closed, so that it cannot hold memory or slow the others.
     pub(crate) fn deliver(&self, target: &Target, seq: u64, frame: &Bytes) -> usize {
+        self.deliver_where(target, seq, frame, |_| true)
+    }
+
+    /// Queues `frame` (a comment: no sequence number) for the connections of `target` in
+    /// one of `slices` slices of them.
+    pub(crate) fn deliver_to_slice(&self, target: &Target, frame: &Bytes, slice: u64, slices: u64) {
+        self.deliver_where(target, 0, frame, |id| id % slices == slice);
+    }
+
+    fn deliver_where(
+        &self,
+        target: &Target,
+        seq: u64,
+        frame: &Bytes,
+        included: impl Fn(u64) -> bool,
+    ) -> usize {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
         {
@@ -135,7 +151,7 @@ impl Registry {
             let Some(slot) = tables.by_target.get(target) else {
                 return 0;
             };
-            for (&id, sink) in slot {
+            for (&id, sink) in slot.iter().filter(|(id, _)| included(**id)) {
                 let queued = Queued {
                     seq,
                     bytes: frame.clone(),
@@ -373,6 +389,26 @@ mod tests {
         assert_eq!(registry.total(), 1);
         assert_eq!(fast_rx.try_recv().unwrap().seq, 1);
         assert_eq!(fast_rx.try_recv().unwrap().bytes, frame);
+    }
+
+    #[test]
+    fn slices_reach_every_connection_once() {
+        let registry = Registry::new(None);
+        let mut queues: Vec<_> = (0..40)
+            .map(|_| {
+                let (sink, rx) = sink(4);
+                registry.register(sink, vec![Target::All]).unwrap();
+                rx
+            })
+            .collect();
+        let frame = Bytes::from_static(b":\n\n");
+        for slice in 0..16 {
+            registry.deliver_to_slice(&Target::All, &frame, slice, 16);
+        }
+        for rx in &mut queues {
+            assert!(rx.try_recv().is_some());
+            assert!(rx.try_recv().is_none());
+        }
     }
 
     #[test]
