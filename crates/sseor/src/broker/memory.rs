@@ -53,12 +53,12 @@ struct Stored {
 }
 
 impl TargetHistory {
-    fn trim(&mut self, retention: &Retention) {
+    fn trim(&mut self, retention: &Retention, now: Instant) {
         while self.events.len() > retention.max_events
             || self
                 .events
                 .front()
-                .is_some_and(|oldest| oldest.at.elapsed() > retention.max_age)
+                .is_some_and(|oldest| now.saturating_duration_since(oldest.at) > retention.max_age)
         {
             if let Some(dropped) = self.events.pop_front() {
                 self.trimmed_through = dropped.seq;
@@ -109,14 +109,15 @@ impl MemoryBroker {
         event.id = Some(id.clone());
         let delivered_locally = self.fanout.deliver(&target, seq, &event)?;
         let history = state.histories.entry(target).or_default();
+        let now = Instant::now();
         history.events.push_back(Stored {
             seq,
             ms,
-            at: Instant::now(),
+            at: now,
             publisher_id,
             event,
         });
-        history.trim(&self.retention);
+        history.trim(&self.retention, now);
         self.sweep(&mut state);
         Ok(Published {
             id,
@@ -135,8 +136,10 @@ impl MemoryBroker {
         }
         state.publishes_since_sweep = 0;
         let mut forgotten = state.forgotten_through;
+        // One clock reading for every target: this runs under the broker's lock.
+        let now = Instant::now();
         state.histories.retain(|_, history| {
-            history.trim(&self.retention);
+            history.trim(&self.retention, now);
             if history.events.is_empty() {
                 forgotten = forgotten.max(history.trimmed_through);
                 return false;
@@ -171,7 +174,7 @@ impl MemoryBroker {
         for target in targets {
             match state.histories.get_mut(target) {
                 Some(history) => {
-                    history.trim(&self.retention);
+                    history.trim(&self.retention, Instant::now());
                     if after.seq() < history.trimmed_through {
                         return reset("that position is older than the history kept");
                     }
