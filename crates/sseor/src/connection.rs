@@ -5,11 +5,8 @@
 //! same connection, is served by hyper.
 
 use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -88,32 +85,27 @@ async fn handle(
     server: &Server,
     abort: &CancellationToken,
 ) -> Option<Handover> {
-    let (request, received) = match Box::pin(read_head(&mut socket, &server.stopping)).await {
+    let (received, first) = match Box::pin(read_head(&mut socket, &server.stopping)).await {
         Head::Gone => return None,
-        Head::Other(received) => {
-            Box::pin(serve_with_hyper(
-                socket, received, None, peer, server, abort,
-            ))
-            .await;
-            return None;
+        Head::Other(received) => (received, None),
+        Head::Get(request, received) => {
+            let chunked = request.version() == Version::HTTP_11;
+            let mut request = with_connection_extensions(*request, peer, abort);
+            request.extensions_mut().insert(AcceptsHandoff);
+            let mut response = Box::pin(server.router.clone().oneshot(request))
+                .await
+                .unwrap_or_else(|never: Infallible| match never {});
+            let stream = response
+                .extensions_mut()
+                .remove::<Handoff>()
+                .and_then(|handoff| handoff.take());
+            if let Some(stream) = stream {
+                let head = response_head(&response, chunked);
+                return Some((socket, head, stream, chunked));
+            }
+            (received, Some(response))
         }
-        Head::Get(request, received) => (request, received),
     };
-    let version = request.version();
-    let mut request = with_connection_extensions(*request, peer, abort);
-    request.extensions_mut().insert(AcceptsHandoff);
-    let mut response = Box::pin(server.router.clone().oneshot(request))
-        .await
-        .unwrap_or_else(|never: Infallible| match never {});
-    let stream = response
-        .extensions_mut()
-        .remove::<Handoff>()
-        .and_then(|handoff| handoff.take());
-    if let Some(stream) = stream {
-        let head = response_head(&response, version);
-        return Some((socket, head, stream, version == Version::HTTP_11));
-    }
-    let first = Some(response);
     Box::pin(serve_with_hyper(
         socket, received, first, peer, server, abort,
     ))
@@ -226,7 +218,7 @@ fn with_connection_extensions<B>(
 }
 
 /// The status line and headers of an event stream's response.
-fn response_head(response: &Response, version: Version) -> Vec<u8> {
+fn response_head(response: &Response, chunked: bool) -> Vec<u8> {
     let status = response.status();
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 ");
@@ -244,7 +236,7 @@ fn response_head(response: &Response, version: Version) -> Vec<u8> {
     head.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
     head.extend_from_slice(b"\r\n");
     // An HTTP/1.0 client reads the stream until the connection closes.
-    if version == Version::HTTP_11 {
+    if chunked {
         head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
     } else {
         head.extend_from_slice(b"connection: close\r\n\r\n");
@@ -277,7 +269,9 @@ async fn serve_with_hyper(
             }
         }
     });
-    let io = TokioIo::new(Rewind { received, socket });
+    let (reader, writer) = socket.into_split();
+    let replayed_first = std::io::Cursor::new(received).chain(reader);
+    let io = TokioIo::new(tokio::io::join(replayed_first, writer));
     let connection = server.hyper.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let result = tokio::select! {
@@ -289,57 +283,6 @@ async fn serve_with_hyper(
     };
     if let Err(error) = result {
         tracing::debug!(%error, %peer, "connection ended with an error");
-    }
-}
-
-/// A socket whose reads first return the bytes already taken from it.
-struct Rewind {
-    received: Bytes,
-    socket: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.received.is_empty() {
-            return Pin::new(&mut self.socket).poll_read(cx, buf);
-        }
-        let n = self.received.len().min(buf.remaining());
-        buf.put_slice(&self.received.split_to(n));
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.socket).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.socket).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.socket.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.socket).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.socket).poll_shutdown(cx)
     }
 }
 

@@ -120,9 +120,7 @@ impl Body for SharedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let mut body = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match body.as_mut() {
-            Some(body) => body
-                .poll_next(cx)
-                .map(|next| next.map(|b| Ok(Frame::data(b)))),
+            Some(body) => Pin::new(body).poll_frame(cx),
             None => Poll::Ready(None),
         }
     }

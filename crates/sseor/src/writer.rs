@@ -145,24 +145,28 @@ impl Outgoing {
     fn size_line(&self) -> &[u8] {
         &self.size[usize::from(self.size_at)..usize::from(self.size_end)]
     }
+
+    /// What is left to write, in order.
+    fn parts(&self) -> [&[u8]; 4] {
+        [&self.head[..], self.size_line(), &self.frame[..], self.tail]
+    }
 }
 
 impl Buf for Outgoing {
     fn remaining(&self) -> usize {
-        self.head.len() + self.size_line().len() + self.frame.len() + self.tail.len()
+        self.parts().iter().map(|part| part.len()).sum()
     }
 
     fn chunk(&self) -> &[u8] {
-        [&self.head[..], self.size_line(), &self.frame[..], self.tail]
+        self.parts()
             .into_iter()
             .find(|part| !part.is_empty())
             .unwrap_or(&[])
     }
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let parts = [&self.head[..], self.size_line(), &self.frame[..], self.tail];
         let mut count = 0;
-        for part in parts.into_iter().filter(|part| !part.is_empty()) {
+        for part in self.parts().into_iter().filter(|part| !part.is_empty()) {
             let Some(slot) = dst.get_mut(count) else {
                 break;
             };

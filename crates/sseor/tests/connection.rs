@@ -84,6 +84,13 @@ async fn read_until(socket: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
     seen
 }
 
+/// A new connection to `server` on which `request` (raw bytes) has been sent.
+async fn send(server: &Server, request: &[u8]) -> TcpStream {
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    socket
+}
+
 async fn read_to_end(socket: &mut TcpStream) -> Vec<u8> {
     let mut rest = Vec::new();
     guard(socket.read_to_end(&mut rest)).await.unwrap();
@@ -134,11 +141,7 @@ async fn one_connection_serves_many_requests_in_order_and_runs_each_handler_once
 #[tokio::test]
 async fn pipelined_and_split_requests_are_all_answered() {
     let server = Server::start().await;
-    let mut socket = TcpStream::connect(server.addr).await.unwrap();
-    socket
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/connections HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut socket = send(&server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/connections HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut pending = Vec::new();
     let first = read_response(&mut socket, &mut pending).await;
     assert_eq!(first.status, 200);
@@ -167,11 +170,11 @@ async fn pipelined_and_split_requests_are_all_answered() {
 #[tokio::test]
 async fn a_stream_is_chunked_for_http_1_1_and_ends_with_the_terminator() {
     let server = Server::start().await;
-    let mut socket = TcpStream::connect(server.addr).await.unwrap();
-    socket
-        .write_all(b"GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut socket = send(
+        &server,
+        b"GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
     let head = read_until(&mut socket, b"retry: 3000\n\n\r\n").await;
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
@@ -200,11 +203,7 @@ async fn a_stream_is_chunked_for_http_1_1_and_ends_with_the_terminator() {
 #[tokio::test]
 async fn an_http_1_0_client_gets_the_stream_unframed_until_the_connection_closes() {
     let server = Server::start().await;
-    let mut socket = TcpStream::connect(server.addr).await.unwrap();
-    socket
-        .write_all(b"GET /api/v1/sse?user_id=old HTTP/1.0\r\n\r\n")
-        .await
-        .unwrap();
+    let mut socket = send(&server, b"GET /api/v1/sse?user_id=old HTTP/1.0\r\n\r\n").await;
     let head = read_until(&mut socket, b"\r\n\r\nretry: 3000\n\n").await;
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(!head.contains("transfer-encoding"), "{head}");
@@ -226,8 +225,7 @@ async fn an_http_1_0_client_gets_the_stream_unframed_until_the_connection_closes
 #[tokio::test]
 async fn garbage_gets_a_400_and_an_idle_connection_closes_on_shutdown() {
     let server = Server::start().await;
-    let mut socket = TcpStream::connect(server.addr).await.unwrap();
-    socket.write_all(b"HELLO THERE\r\n\r\n").await.unwrap();
+    let mut socket = send(&server, b"HELLO THERE\r\n\r\n").await;
     let answer = read_to_end(&mut socket).await;
     assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
 

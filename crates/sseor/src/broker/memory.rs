@@ -170,11 +170,12 @@ impl MemoryBroker {
             return reset("that position is older than the history kept");
         }
         let forgotten_through = state.forgotten_through;
+        let now = Instant::now();
         let mut missed = Vec::new();
         for target in targets {
             match state.histories.get_mut(target) {
                 Some(history) => {
-                    history.trim(&self.retention, Instant::now());
+                    history.trim(&self.retention, now);
                     if after.seq() < history.trimmed_through {
                         return reset("that position is older than the history kept");
                     }
