@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use axum::response::Html;
 use axum::routing::get;
-use clap::Parser;
 
 use config::Config;
 
@@ -15,7 +14,7 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = Config::load();
     if let Err(message) = config.init_logging() {
         eprintln!("sseor: {message}");
         return ExitCode::from(2);
