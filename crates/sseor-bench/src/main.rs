@@ -14,6 +14,7 @@ mod publish;
 mod scale;
 mod scenario;
 mod server;
+mod slow;
 mod sse;
 mod stats;
 mod table;
@@ -24,6 +25,7 @@ use serde_json::json;
 use crate::scale::{ClientArgs, ScaleArgs};
 use crate::scenario::{Common, Sweep};
 use crate::server::ServerOptions;
+use crate::slow::SlowArgs;
 
 #[derive(Parser)]
 #[command(name = "sseor-bench", version, about)]
@@ -95,6 +97,9 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         publishers: usize,
     },
+    /// sseor only: one client never reads while events are broadcast to it and to readers:
+    /// the server's memory before and at its peak, under a slow-consumer policy.
+    Slow(SlowArgs),
     /// sseor only: the thundering herd: one instance dies; its clients all resume at once
     /// on another.
     Herd {
@@ -130,6 +135,7 @@ impl Command {
             Command::Table { .. } => "table",
             Command::Redis { .. } => "redis",
             Command::Herd { .. } => "herd",
+            Command::Slow(_) => "slow",
         }
     }
 }
@@ -171,6 +177,7 @@ async fn run(cli: &Cli) -> Result<(), String> {
             legacy::through_redis(&servers.server, *connections, *events, (*publishers).max(1))
                 .await
         }
+        Command::Slow(args) => slow::slow(&servers.server, args).await,
         Command::Herd { clients, missed } => {
             legacy::herd(&servers.server, *clients, (*missed).max(1)).await
         }

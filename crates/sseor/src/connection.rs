@@ -55,9 +55,11 @@ where
         let abort = CancellationToken::new();
         let cut_off = abort.clone();
         tokio::spawn(STREAM_ABORT.scope(abort, async move {
+            // A cut-off stream must not end cleanly, even when its queue could drain.
             tokio::select! {
-                _ = future => {},
+                biased;
                 () = cut_off.cancelled() => {},
+                _ = future => {},
             }
         }));
     }
@@ -90,15 +92,19 @@ const MAX_HEADERS: usize = 100;
 pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, server: Arc<Server>) {
     // Cut off with the stream (a slow consumer) or with every connection (hard stop).
     let abort = server.hard_stop.child_token();
+    // The abort comes first: a cut-off stream must not end cleanly, even when its queue
+    // could drain.
     let stream = tokio::select! {
-        stream = handle(socket, peer, &server, &abort) => stream,
+        biased;
         () = abort.cancelled() => None,
+        stream = handle(socket, peer, &server, &abort) => stream,
     };
     if let Some((socket, head, stream, chunked)) = stream {
         server.tracker.spawn(async move {
             tokio::select! {
-                () = StreamWriter::new(socket, head, stream, chunked) => {},
+                biased;
                 () = abort.cancelled() => tracing::debug!(%peer, "stream cut off"),
+                () = StreamWriter::new(socket, head, stream, chunked) => {},
             }
         });
     }

@@ -306,19 +306,26 @@ impl Registry {
     /// Removes a stream whose client left; its stream ends once its queue is drained.
     /// Idempotent: a stream the registry already let go is not logged twice.
     pub(crate) fn unregister(&self, id: u64) {
-        self.remove(id, CloseReason::ClientLeft);
+        self.remove(id, CloseReason::ClientLeft, false);
     }
 
-    /// Removes a stream and logs why; the entry, if it was still registered.
-    fn remove(&self, id: u64, reason: CloseReason) -> Option<Entry> {
+    /// Removes a stream and logs why; whether it was still registered. With `cut`, the
+    /// stream is aborted first, so that it cannot end cleanly by draining its queue once
+    /// its senders are gone.
+    fn remove(&self, id: u64, reason: CloseReason, cut: bool) -> bool {
         let entry = {
             let mut tables = self.write();
-            let entry = tables.connections.remove(&id)?;
+            let Some(entry) = tables.connections.remove(&id) else {
+                return false;
+            };
+            if let (true, Some(abort)) = (cut, &entry.sink.abort) {
+                abort.cancel();
+            }
             self.detach(&mut tables, id, &entry);
             entry
         };
         log_closed(id, &entry, reason);
-        Some(entry)
+        true
     }
 
     /// Queues `frame` for every connection of `target` and returns how many took it.
@@ -346,7 +353,7 @@ impl Registry {
             }
         }
         for id in overflowed {
-            self.cut_off(id);
+            self.remove(id, CloseReason::SlowConsumer, true);
         }
         delivered
     }
@@ -431,21 +438,13 @@ impl Registry {
             .copied()
             .collect();
         ids.into_iter()
-            .filter(|&id| self.remove(id, reason).is_some())
+            .filter(|&id| self.remove(id, reason, false))
             .count()
     }
 
     /// Lets every open stream end once its queue is drained; returns how many there were.
     pub(crate) fn release_all(&self, reason: CloseReason) -> usize {
         self.release_some(usize::MAX, reason)
-    }
-
-    fn cut_off(&self, id: u64) {
-        if let Some(entry) = self.remove(id, CloseReason::SlowConsumer)
-            && let Some(abort) = &entry.sink.abort
-        {
-            abort.cancel();
-        }
     }
 
     fn detach(&self, tables: &mut Tables, id: u64, entry: &Entry) {

@@ -172,6 +172,11 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Opens `/api/v1/sse` for `user_id` and `topics`.
     pub async fn subscribe(&self, user_id: &str, topics: &[&str]) -> Client {
         Client::connect(&self.sse_url(user_id, topics)).await
