@@ -147,6 +147,41 @@ impl Config {
     }
 }
 
+/// Prints `--help` or `--version` (exit 0), or a usage error as one line naming the flag
+/// and its environment variable (exit 2).
+pub(crate) fn exit_on_usage_error(error: &clap::Error) -> std::process::ExitCode {
+    use clap::error::{ContextKind, ErrorKind};
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = error.print();
+        return std::process::ExitCode::SUCCESS;
+    }
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    let env = error
+        .get(ContextKind::InvalidArg)
+        .and_then(|arg| env_of(&arg.to_string()));
+    match env {
+        Some(env) => eprintln!("sseor: {message} (environment variable {env})"),
+        None => eprintln!("sseor: {message}"),
+    }
+    std::process::ExitCode::from(2)
+}
+
+/// The environment variable behind a flag as clap names it in errors (`--port <PORT>`).
+fn env_of(flag: &str) -> Option<String> {
+    use clap::CommandFactory;
+    let long = flag.split_whitespace().next()?.strip_prefix("--")?;
+    let command = Config::command();
+    let arg = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))?;
+    Some(arg.get_env()?.to_string_lossy().into_owned())
+}
+
 /// Parses `250ms`, `15s`, `2m`, `1h`, or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -183,6 +218,12 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 days").is_err());
+    }
+
+    #[test]
+    fn a_usage_error_names_the_environment_variable() {
+        assert_eq!(env_of("--port <PORT>").as_deref(), Some("SERVER_PORT"));
+        assert_eq!(env_of("--nope"), None);
     }
 
     #[test]

@@ -15,7 +15,10 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match Config::try_parse() {
+        Ok(config) => config,
+        Err(error) => return config::exit_on_usage_error(&error),
+    };
     if let Err(message) = config.init_logging() {
         eprintln!("sseor: {message}");
         return ExitCode::from(2);

@@ -55,6 +55,31 @@ async fn an_invalid_log_level_fails_clearly() {
 }
 
 #[tokio::test]
+async fn an_invalid_value_stops_with_one_line_and_exit_code_2() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--port", "99999"], &[], "SERVER_PORT"),
+        (&[], &[("SERVER_PORT", "abc")], "SERVER_PORT"),
+        (&["--port", "0"], &[("SSEOR_HEARTBEAT", "soon")], "SSEOR_HEARTBEAT"),
+        (&["--port", "0"], &[("SSEOR_QUEUE_CAPACITY", "-1")], "SSEOR_QUEUE_CAPACITY"),
+        (&["--port", "0"], &[("SERVER_HOST", "nowhere")], "SERVER_HOST"),
+        (&["--port", "0"], &[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+        (&["--port", "0", "--no-such-flag"], &[], "--no-such-flag"),
+    ];
+    for (args, envs, named) in cases {
+        let run = run_to_exit(args, envs).await;
+        let output = run.all_output();
+        assert_eq!(run.status.code(), Some(2), "{args:?} {envs:?}: {output}");
+        assert_eq!(
+            run.stderr.trim().lines().count(),
+            1,
+            "{args:?} {envs:?}: one line expected:\n{output}"
+        );
+        assert!(run.stderr.contains(named), "{args:?} {envs:?}: {output}");
+        assert!(!output.contains("listening"), "it must not start: {output}");
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_broker_scheme_fails_without_leaking_the_password() {
     for format in ["text", "json"] {
         let run = run_to_exit(
@@ -73,7 +98,6 @@ async fn an_unknown_broker_scheme_fails_without_leaking_the_password() {
     }
 }
 
-/// FAILS today: a broker URL without `://` is printed whole as its "scheme".
 #[tokio::test]
 async fn a_mistyped_broker_url_does_not_leak_its_password() {
     // A single slash typed instead of two, and a URL whose scheme was forgotten.

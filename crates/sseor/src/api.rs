@@ -6,6 +6,7 @@
 //! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` (embedded broker) or `{"id", "instances"}` (Redis) |
 //! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open connections of `U` and in all, on this instance and on every instance |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
+//! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
 //!
 //! Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.
@@ -38,6 +39,7 @@ pub fn router(manager: &Manager) -> Router {
         .route("/api/v1/connections", get(connections))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(manager.max_body_bytes()))
@@ -172,6 +174,17 @@ async fn ready(State(manager): State<Manager>) -> Response {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, reason),
     }
+}
+
+async fn metrics(State(manager): State<Manager>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        manager.render_metrics(),
+    )
+        .into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {

@@ -48,6 +48,7 @@ pub mod encode;
 mod error;
 mod event;
 mod manager;
+mod metrics;
 mod position;
 #[cfg(feature = "redis")]
 mod publisher;

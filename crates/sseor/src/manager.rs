@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::{Broker, History, MemoryBroker, Published, Retention};
 use crate::connection::ConnectionAbort;
+use crate::metrics::Metrics;
 use crate::queue;
 use crate::registry::{Fanout, Registry, Sink};
 use crate::serve::{bind, serve};
@@ -220,6 +221,7 @@ impl Builder {
                 registry,
                 broker,
                 routes: Mutex::default(),
+                metrics: Arc::new(Metrics::new()),
                 shutdown,
                 servers: TaskTracker::new(),
             }),
@@ -321,6 +323,7 @@ struct Inner {
     registry: Arc<Registry>,
     broker: Arc<dyn Broker>,
     routes: Mutex<Vec<(String, RouteHandler)>>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     /// The running [`Manager::serve`] loops, which [`Manager::close`] waits for.
     servers: TaskTracker,
@@ -609,7 +612,13 @@ impl Manager {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        self.inner.broker.publish(target, event).await
+        let started = std::time::Instant::now();
+        let kind = target.clone();
+        let published = self.inner.broker.publish(target, event).await?;
+        self.inner
+            .metrics
+            .published(&kind, started.elapsed().as_secs_f64());
+        Ok(published)
     }
 
     /// Open connections of `user_id` on this instance.
@@ -667,6 +676,30 @@ impl Manager {
             return Err("shutting down".into());
         }
         self.inner.broker.readiness()
+    }
+
+    /// This instance's metrics in the Prometheus text format (OpenMetrics): connections,
+    /// connected users, readiness, events published (by target kind) and delivered,
+    /// streams closed (by reason) and refused (by limit), authentication failures (by
+    /// reason), Redis reconnects, and publish latency. Labels never hold user ids, topics
+    /// or credentials.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// let manager = sseor::Manager::new("").await?;
+    /// manager.publish_to_all(sseor::Event::new("tick")).await?;
+    /// let text = manager.render_metrics();
+    /// assert!(text.contains("sseor_events_published_total{target=\"all\"} 1"));
+    /// assert!(text.contains("sseor_connections 0"));
+    /// # Ok(()) }
+    /// ```
+    pub fn render_metrics(&self) -> String {
+        let registry = &self.inner.registry;
+        self.inner.metrics.render(
+            registry.total(),
+            registry.distinct_users(),
+            self.readiness().is_ok(),
+        )
     }
 
     /// Whether [`close`](Self::close) has begun.

@@ -217,6 +217,16 @@ impl Registry {
             .collect()
     }
 
+    /// Users with at least one local connection.
+    pub(crate) fn distinct_users(&self) -> usize {
+        let tables = self.read();
+        tables
+            .by_target
+            .keys()
+            .filter(|target| matches!(target, Target::User(_)))
+            .count()
+    }
+
     /// All local connections.
     pub(crate) fn total(&self) -> usize {
         self.total.load(Ordering::Relaxed)
