@@ -208,7 +208,8 @@ impl Builder {
     /// [`Error::InvalidUrl`] when the broker URL is not one this build supports or does not
     /// parse; [`Error::Broker`] when Redis refuses the credentials.
     pub async fn build(self) -> Result<Manager> {
-        let (broker, registry) = self.start_broker().await?;
+        let metrics = Arc::new(Metrics::new());
+        let (broker, registry) = self.start_broker(&metrics).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(heartbeat(
             registry.clone(),
@@ -221,7 +222,7 @@ impl Builder {
                 registry,
                 broker,
                 routes: Mutex::default(),
-                metrics: Arc::new(Metrics::new()),
+                metrics,
                 shutdown,
                 servers: TaskTracker::new(),
             }),
@@ -230,7 +231,10 @@ impl Builder {
 }
 
 impl Builder {
-    async fn start_broker(&self) -> Result<(Arc<dyn Broker>, Arc<Registry>)> {
+    async fn start_broker(
+        &self,
+        metrics: &Arc<Metrics>,
+    ) -> Result<(Arc<dyn Broker>, Arc<Registry>)> {
         let url = self.broker_url.as_str();
         let scheme = match url.split_once("://") {
             Some((scheme, _)) => scheme,
@@ -247,7 +251,10 @@ impl Builder {
         match scheme {
             "" | "memory" => {
                 let registry = Arc::new(Registry::new(None));
-                let broker = MemoryBroker::new(Fanout::new(registry.clone()), self.retention);
+                let broker = MemoryBroker::new(
+                    Fanout::new(registry.clone(), metrics.clone()),
+                    self.retention,
+                );
                 Ok((Arc::new(broker), registry))
             }
             #[cfg(feature = "redis")]
@@ -258,7 +265,7 @@ impl Builder {
                 options.retention = self.retention;
                 let broker = crate::broker::redis::RedisBroker::connect(
                     url,
-                    Fanout::new(registry.clone()),
+                    Fanout::new(registry.clone(), metrics.clone()),
                     interest_rx,
                     options,
                 )

@@ -98,7 +98,7 @@ impl Metrics {
         );
         registry.register(
             "redis_reconnects",
-            "Times the Redis subscription connection was opened again after a loss",
+            "Times the Redis subscription was lost (or unreachable at start) and reconnecting began",
             metrics.redis_reconnects.clone(),
         );
         registry.register(
@@ -132,7 +132,9 @@ impl Metrics {
     }
 
     pub(crate) fn auth_failed(&self, reason: &'static str) {
-        self.auth_failures.get_or_create(&[("reason", reason)]).inc();
+        self.auth_failures
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
     pub(crate) fn redis_reconnected(&self) {
@@ -183,7 +185,10 @@ mod tests {
             "sseor_redis_reconnects_total 1",
             "sseor_publish_duration_seconds_count 2",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in\n{text}"
+            );
         }
     }
 }

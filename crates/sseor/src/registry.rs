@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Target;
+use crate::metrics::Metrics;
 use crate::queue::{self, Queued, SendError};
 
 /// A change in local interest in a target, which a broker that carries events between
@@ -300,11 +301,16 @@ impl Registry {
 #[derive(Clone)]
 pub struct Fanout {
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 impl Fanout {
-    pub(crate) fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+    pub(crate) fn new(registry: Arc<Registry>, metrics: Arc<Metrics>) -> Self {
+        Self { registry, metrics }
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Encodes `event` once and queues it for every local connection of `target`; returns
@@ -317,7 +323,9 @@ impl Fanout {
     /// nothing is delivered then.
     pub fn deliver(&self, target: &Target, seq: u64, event: &crate::Event) -> crate::Result<usize> {
         let frame = crate::encode::event(event)?;
-        Ok(self.registry.deliver(target, seq, &frame))
+        let recipients = self.registry.deliver(target, seq, &frame);
+        self.metrics.delivered(recipients);
+        Ok(recipients)
     }
 
     /// Local connections of `target`.

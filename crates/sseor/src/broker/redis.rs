@@ -936,6 +936,7 @@ impl Subscriber {
             self.shared.health().subscribed = false;
             if down_since.is_none() {
                 down_since = Some(Instant::now());
+                self.fanout.metrics().redis_reconnected();
                 tracing::warn!(%reason, "Redis subscription down; reconnecting");
             } else {
                 tracing::debug!(%reason, "Redis still unreachable");
