@@ -83,6 +83,10 @@ pub(crate) struct Config {
     /// How long shutdown waits for streams to end before closing their connections.
     #[arg(long, env = "SSEOR_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+
+    /// TLS and CORS.
+    #[command(flatten)]
+    pub(crate) transport: crate::transport::TransportArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -1,6 +1,7 @@
 //! `sseor`: the standalone Server-Sent Events fan-out server.
 
 mod config;
+mod transport;
 
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ use axum::routing::get;
 use clap::Parser;
 
 use config::Config;
+use transport::Transport;
 
 /// The demo page served at `/`.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -23,7 +25,16 @@ async fn main() -> ExitCode {
         eprintln!("sseor: {message}");
         return ExitCode::from(2);
     }
-    match run(config).await {
+    // A setting that cannot be used stops the start: exit code 2, like a bad flag.
+    let transport = match config.transport.load() {
+        Ok(transport) => transport,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("sseor: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config, transport).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -34,10 +45,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), String> {
+async fn run(config: Config, transport: Transport) -> Result<(), String> {
     let address = config.listen_address()?;
-    let manager = config
-        .manager()
+    let manager = transport
+        .apply(config.manager())
         .build()
         .await
         .map_err(|e| format!("cannot start: {e}"))?;
@@ -45,12 +56,14 @@ async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if transport.is_tls() { "https" } else { "http" };
     tracing::info!(
         address = %address,
         broker = config.broker_name(),
-        "sseor listening on http://{address}"
+        "sseor listening on {scheme}://{address}"
     );
     let app = sseor::api::router(&manager).route("/", get(|| async { Html(INDEX_HTML) }));
+    let app = transport.layer(app);
     manager
         .serve(listener, app)
         .await

@@ -26,6 +26,11 @@ pub enum Error {
     #[error("invalid listen address `{0}`: expected `:PORT` or `HOST:PORT`")]
     InvalidAddress(String),
 
+    /// The TLS certificate or key could not be used: see the message for the file and the
+    /// reason (the contents of the files are never part of it).
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
+
     /// The manager was closed with [`Manager::close`](crate::Manager::close); it takes no new work.
     #[error("the manager is closed")]
     Closed,

@@ -22,6 +22,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `redis` | yes | the Redis broker (`redis://`, `redis+unix://` URLs) and [`Publisher`] |
+//! | `tls` | yes | HTTPS in the server loop with rustls ([`TlsConfig`], [`Builder::tls`]): HTTP/2 and HTTP/1.1 chosen by ALPN |
 //!
 //! ```no_run
 //! use axum::extract::Request;
@@ -57,6 +58,8 @@ mod registry;
 mod serve;
 mod stream;
 mod target;
+#[cfg(feature = "tls")]
+mod tls;
 mod writer;
 
 pub use broker::{Broker, History, MemoryBroker, Published, Retention};
@@ -68,3 +71,5 @@ pub use position::{InvalidPosition, Position};
 pub use publisher::Publisher;
 pub use registry::{Barrier, Fanout, Interest};
 pub use target::{MAX_NAME_LEN, Target};
+#[cfg(feature = "tls")]
+pub use tls::TlsConfig;

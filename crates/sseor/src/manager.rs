@@ -10,6 +10,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use tokio::net::TcpListener;
+#[cfg(feature = "redis")]
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,7 +20,7 @@ use crate::connection::ConnectionAbort;
 use crate::metrics::Metrics;
 use crate::queue;
 use crate::registry::{Fanout, Registry, Sink};
-use crate::serve::{bind, serve};
+use crate::serve::{Transport, bind, serve};
 use crate::stream::{AcceptsHandoff, EventBody, Replay};
 use crate::{Error, Event, Position, Result, Target, encode};
 
@@ -52,6 +53,8 @@ pub struct Builder {
     retention: Retention,
     #[cfg(feature = "redis")]
     redis: crate::broker::redis::RedisOptions,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::TlsConfig>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -63,6 +66,7 @@ impl std::fmt::Debug for Builder {
             .field("queue_capacity", &self.queue_capacity)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("tls", &!matches!(self.transport(), Transport::Plain))
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +100,8 @@ impl Default for Builder {
             retention: Retention::default(),
             #[cfg(feature = "redis")]
             redis: crate::broker::redis::RedisOptions::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -197,6 +203,23 @@ impl Builder {
     pub fn redis_presence_ttl(mut self, ttl: Duration) -> Self {
         self.redis.presence_ttl = ttl;
         self
+    }
+
+    /// Serves HTTPS: [`Manager::serve`] and [`Manager::listen_and_serve`] terminate TLS on
+    /// every connection and speak HTTP/2 or HTTP/1.1, as the client chooses by ALPN
+    /// (with the `tls` feature, on by default).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    fn transport(&self) -> Transport {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return Transport::Tls(tls.acceptor());
+        }
+        Transport::Plain
     }
 
     /// Starts the manager and its broker.
@@ -455,7 +478,15 @@ impl Manager {
                 manager.begin_close().await;
             }
         };
-        serve(listener, router, stop, self.inner.config.shutdown_timeout).await;
+        let config = &self.inner.config;
+        serve(
+            listener,
+            router,
+            config.transport(),
+            stop,
+            config.shutdown_timeout,
+        )
+        .await;
         Ok(())
     }
 
