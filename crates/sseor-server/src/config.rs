@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 /// Server-Sent Events fan-out: clients hold event streams, services publish to one user,
@@ -80,14 +80,81 @@ pub(crate) struct Config {
     #[arg(long, env = "SSEOR_PRESENCE_TTL", default_value = "15s", value_parser = parse_duration)]
     presence_ttl: Duration,
 
-    /// How long shutdown waits for streams to end before closing their connections.
+    /// How long shutdown may take in all (the drain period included), after which the
+    /// connections still open are closed.
     #[arg(long, env = "SSEOR_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
 
     /// TLS and CORS.
     #[command(flatten)]
     pub(crate) transport: crate::transport::TransportArgs,
+    #[command(flatten)]
+    flow: Flow,
 }
+
+/// Slow consumers, limits on open streams, and how shutdown spreads reconnections.
+#[derive(Debug, clap::Args)]
+struct Flow {
+    /// Bytes of events that may wait for one connection (with the queue capacity, what
+    /// bounds each connection's memory).
+    #[arg(long, env = "SSEOR_QUEUE_BYTES", default_value_t = 1024 * 1024, value_parser = parse_positive)]
+    queue_bytes: usize,
+
+    /// What happens to a client whose queue is full: `disconnect` (it reconnects and
+    /// resumes from history), `drop-oldest` or `latest-per-type` (it stays and misses the
+    /// dropped events, which are not replayed).
+    #[arg(long, env = "SSEOR_SLOW_CONSUMER", value_enum, default_value_t = Policy::Disconnect)]
+    slow_consumer: Policy,
+
+    /// Most streams open on this instance (0: no limit); beyond, 503 with Retry-After.
+    #[arg(long, env = "SSEOR_MAX_CONNECTIONS", default_value_t = 0)]
+    max_connections: usize,
+
+    /// Most streams open per user (0: no limit); beyond, 429 with Retry-After.
+    #[arg(long, env = "SSEOR_MAX_CONNECTIONS_PER_USER", default_value_t = 0)]
+    max_connections_per_user: usize,
+
+    /// Most streams open per client IP address (0: no limit); beyond, 429 with
+    /// Retry-After.
+    #[arg(long, env = "SSEOR_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    max_connections_per_ip: usize,
+
+    /// Header in which the trusted proxy in front names the client's address (such as
+    /// X-Forwarded-For; its right-most address is used). Unset: the socket's peer.
+    #[arg(long, env = "SSEOR_CLIENT_IP_HEADER", value_parser = parse_header_name)]
+    client_ip_header: Option<http::HeaderName>,
+
+    /// Over how long shutdown ends the open streams, in 20 paced batches [default: 5s, or
+    /// the shutdown timeout when shorter]. Must not exceed the shutdown timeout.
+    #[arg(long, env = "SSEOR_DRAIN_PERIOD", value_parser = parse_duration)]
+    drain_period: Option<Duration>,
+
+    /// How far each stream's `retry:` (and a refusal's Retry-After) is spread around the
+    /// retry setting: uniformly within ±this fraction of it (0 to 1; 0: not spread).
+    #[arg(long, env = "SSEOR_RETRY_JITTER", default_value_t = 0.5, value_parser = parse_fraction)]
+    retry_jitter: f64,
+}
+
+/// [`sseor::SlowConsumer`], as the command line names it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Policy {
+    Disconnect,
+    DropOldest,
+    LatestPerType,
+}
+
+impl From<Policy> for sseor::SlowConsumer {
+    fn from(policy: Policy) -> Self {
+        match policy {
+            Policy::Disconnect => Self::Disconnect,
+            Policy::DropOldest => Self::DropOldest,
+            Policy::LatestPerType => Self::LatestPerType,
+        }
+    }
+}
+
+/// The drain period when none is set: 5 s, or the shutdown timeout when shorter.
+const DEFAULT_DRAIN_PERIOD: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -96,6 +163,39 @@ enum LogFormat {
 }
 
 impl Config {
+    /// The configuration from the command line and the environment. On an invalid value,
+    /// prints one line naming the setting and exits with code 2 (`--help` and `--version`
+    /// print and exit 0).
+    pub(crate) fn load() -> Self {
+        let config = Self::try_parse()
+            .map_err(|error| match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    error.exit()
+                }
+                _ => one_line(&error),
+            })
+            .and_then(|config| config.validate().map(|()| config));
+        config.unwrap_or_else(|message| {
+            eprintln!("sseor: {message}");
+            std::process::exit(2)
+        })
+    }
+
+    /// Checks what depends on several settings.
+    fn validate(&self) -> Result<(), String> {
+        if let Some(drain) = self.flow.drain_period
+            && drain > self.shutdown_timeout
+        {
+            return Err(format!(
+                "invalid SSEOR_DRAIN_PERIOD (--drain-period) {drain:?}: it must not exceed \
+                 SSEOR_SHUTDOWN_TIMEOUT (--shutdown-timeout) {:?}, which bounds the whole \
+                 shutdown",
+                self.shutdown_timeout
+            ));
+        }
+        Ok(())
+    }
+
     /// Starts logging; fails on a filter that does not parse.
     pub(crate) fn init_logging(&self) -> Result<(), String> {
         let filter = EnvFilter::builder()
@@ -134,6 +234,18 @@ impl Config {
             .queue_capacity(self.queue_capacity)
             .max_body_bytes(self.max_body_bytes)
             .shutdown_timeout(self.shutdown_timeout)
+            .queue_bytes(self.flow.queue_bytes)
+            .slow_consumer(self.flow.slow_consumer.into())
+            .max_connections(self.flow.max_connections)
+            .max_connections_per_user(self.flow.max_connections_per_user)
+            .max_connections_per_ip(self.flow.max_connections_per_ip)
+            .client_ip_header(self.flow.client_ip_header.clone())
+            .drain_period(
+                self.flow
+                    .drain_period
+                    .unwrap_or(DEFAULT_DRAIN_PERIOD.min(self.shutdown_timeout)),
+            )
+            .retry_jitter(self.flow.retry_jitter)
             .history(self.history_size, self.history_max_age)
             .redis_prefix(self.redis_prefix.clone())
             .redis_timeout(self.redis_timeout)
@@ -151,39 +263,58 @@ impl Config {
     }
 }
 
-/// Prints `--help` or `--version` (exit 0), or a usage error as one line naming the flag
-/// and its environment variable (exit 2).
-pub(crate) fn exit_on_usage_error(error: &clap::Error) -> std::process::ExitCode {
-    use clap::error::{ContextKind, ErrorKind};
-    if matches!(
-        error.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-    ) {
-        let _ = error.print();
-        return std::process::ExitCode::SUCCESS;
-    }
+/// A command-line error as one line, naming the environment variable too:
+/// "invalid value 'x' for --queue-bytes (SSEOR_QUEUE_BYTES): ...".
+fn one_line(error: &clap::Error) -> String {
     let rendered = error.render().to_string();
     let first = rendered.lines().next().unwrap_or_default();
-    let message = first.strip_prefix("error: ").unwrap_or(first);
-    let env = error
-        .get(ContextKind::InvalidArg)
-        .and_then(|arg| env_of(&arg.to_string()));
-    match env {
-        Some(env) => eprintln!("sseor: {message} (environment variable {env})"),
-        None => eprintln!("sseor: {message}"),
+    let mut line = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    if let Some(clap::error::ContextValue::String(arg)) =
+        error.get(clap::error::ContextKind::InvalidArg)
+    {
+        let long = arg.split_whitespace().next().unwrap_or_default();
+        let env = Config::command()
+            .get_arguments()
+            .find(|candidate| {
+                candidate.get_long().map(|l| format!("--{l}")).as_deref() == Some(long)
+            })
+            .and_then(|candidate| candidate.get_env())
+            .map(|env| env.to_string_lossy().into_owned());
+        let named = match env {
+            Some(env) => format!("{long} ({env})"),
+            None => long.to_owned(),
+        };
+        line = line.replace(&format!("'{arg}'"), &named);
     }
-    std::process::ExitCode::from(2)
+    if let Some(clap::error::ContextValue::Strings(valid)) =
+        error.get(clap::error::ContextKind::ValidValue)
+    {
+        line.push_str(&format!(": expected one of {}", valid.join(", ")));
+    }
+    line
 }
 
-/// The environment variable behind a flag as clap names it in errors (`--port <PORT>`).
-fn env_of(flag: &str) -> Option<String> {
-    use clap::CommandFactory;
-    let long = flag.split_whitespace().next()?.strip_prefix("--")?;
-    let command = Config::command();
-    let arg = command
-        .get_arguments()
-        .find(|arg| arg.get_long() == Some(long))?;
-    Some(arg.get_env()?.to_string_lossy().into_owned())
+/// A whole number above 0.
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(number) => Ok(number),
+        Err(e) => Err(format!("`{text}` is not a whole number: {e}")),
+    }
+}
+
+/// A number from 0 to 1.
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(number) if (0.0..=1.0).contains(&number) => Ok(number),
+        _ => Err(format!("`{text}` is not a number from 0 to 1, such as 0.5")),
+    }
+}
+
+/// An HTTP header name, such as `X-Forwarded-For`.
+fn parse_header_name(text: &str) -> Result<http::HeaderName, String> {
+    http::HeaderName::from_bytes(text.trim().as_bytes())
+        .map_err(|_| format!("`{text}` is not an HTTP header name, such as X-Forwarded-For"))
 }
 
 /// Parses `250ms`, `15s`, `2m`, `1h`, or a bare number of seconds.
@@ -225,14 +356,21 @@ mod tests {
     }
 
     #[test]
-    fn a_usage_error_names_the_environment_variable() {
-        assert_eq!(env_of("--port <PORT>").as_deref(), Some("SERVER_PORT"));
-        assert_eq!(env_of("--nope"), None);
+    fn the_cli_is_well_formed() {
+        Config::command().debug_assert();
     }
 
     #[test]
-    fn the_cli_is_well_formed() {
-        use clap::CommandFactory;
-        Config::command().debug_assert();
+    fn a_bad_value_is_one_line_naming_the_flag_and_the_variable() {
+        let error = Config::try_parse_from(["sseor", "--queue-bytes", "lots"]).unwrap_err();
+        let line = one_line(&error);
+        assert!(
+            line.starts_with("invalid value 'lots' for --queue-bytes (SSEOR_QUEUE_BYTES)"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+        assert!(parse_fraction("1.5").is_err());
+        assert!(parse_positive("0").is_err());
+        assert!(parse_header_name("X Forwarded").is_err());
     }
 }

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use axum::response::Html;
 use axum::routing::get;
-use clap::Parser;
 
 use config::Config;
 use transport::Transport;
@@ -17,10 +16,7 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::try_parse() {
-        Ok(config) => config,
-        Err(error) => return config::exit_on_usage_error(&error),
-    };
+    let config = Config::load();
     if let Err(message) = config.init_logging() {
         eprintln!("sseor: {message}");
         return ExitCode::from(2);

@@ -56,9 +56,21 @@ pub(crate) fn error_response(error: &Error) -> Response {
         Error::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Error::InvalidTarget(_) => StatusCode::BAD_REQUEST,
         Error::Closed | Error::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::TooManyConnections { limit, .. } => match limit {
+            crate::ConnectionLimit::Total => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::TOO_MANY_REQUESTS,
+        },
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    self::error(status, error.to_string())
+    let mut response = self::error(status, error.to_string());
+    if let Error::TooManyConnections { retry_after, .. } = error {
+        // Whole seconds, at least one: what `Retry-After` can say.
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, seconds.into());
+    }
+    response
 }
 
 async fn subscribe(

@@ -16,7 +16,7 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
@@ -27,15 +27,46 @@ use tower::ServiceExt;
 use crate::stream::{AcceptsHandoff, EventBody, Handoff};
 use crate::writer::StreamWriter;
 
-/// Closes the connection a request arrived on; put in every request's extensions, so a
+/// Ends at once the stream a request opens: on HTTP/1 by closing the connection, on
+/// HTTP/2 by resetting that stream alone. Put in every request's extensions, so that a
 /// stream whose client stopped reading can be cut off.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionAbort(pub(crate) CancellationToken);
 
+tokio::task_local! {
+    /// The token that ends the HTTP/2 stream whose task is running; see
+    /// [`StreamExecutor`].
+    static STREAM_ABORT: CancellationToken;
+}
+
+/// Runs each HTTP/2 stream in a task of its own, as hyper's default executor does, with a
+/// token that ends that task alone: dropping it resets the stream (`RST_STREAM`) while
+/// the connection's other streams go on. A stalled stream cannot be ended through its
+/// body, which hyper stops polling while the peer's flow-control window is closed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamExecutor;
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        let abort = CancellationToken::new();
+        let cut_off = abort.clone();
+        tokio::spawn(STREAM_ABORT.scope(abort, async move {
+            tokio::select! {
+                _ = future => {},
+                () = cut_off.cancelled() => {},
+            }
+        }));
+    }
+}
+
 /// What every connection of one server shares.
 pub(crate) struct Server {
     pub(crate) router: Router,
-    pub(crate) hyper: auto::Builder<TokioExecutor>,
+    pub(crate) hyper: auto::Builder<StreamExecutor>,
     /// Cancelled when the server stops accepting: idle connections close, hyper finishes
     /// the requests in flight.
     pub(crate) stopping: CancellationToken,
@@ -278,9 +309,13 @@ pub(crate) async fn serve_io<I>(
     let router = server.router.clone();
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let answered = first.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let request = with_connection_extensions(request, peer, &abort);
+        let mut request = with_connection_extensions(request, peer, &abort);
         let router = router.clone();
         async move {
+            // An HTTP/2 request runs in its stream's task: a cut-off ends that stream only.
+            if let Ok(stream) = STREAM_ABORT.try_with(CancellationToken::clone) {
+                request.extensions_mut().insert(ConnectionAbort(stream));
+            }
             match answered {
                 Some(response) => Ok::<_, Infallible>(response),
                 None => router.oneshot(request.map(Body::new)).await,

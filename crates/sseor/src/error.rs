@@ -35,6 +35,22 @@ pub enum Error {
     #[error("the manager is closed")]
     Closed,
 
+    /// A limit on open streams is reached: the stream was not opened. The HTTP answer is
+    /// 503 for the instance's limit (another instance may have room), 429 for a user's or
+    /// an address's, each with `Retry-After`.
+    #[error(
+        "too many open streams for {limit}: the limit `{}` ({max}) is reached; retry later",
+        limit.as_str()
+    )]
+    TooManyConnections {
+        /// Which limit.
+        limit: crate::ConnectionLimit,
+        /// Its value.
+        max: usize,
+        /// When to try again (jittered, so that refused clients do not return together).
+        retry_after: std::time::Duration,
+    },
+
     /// The broker could not carry the event; nothing was delivered.
     #[error("broker unavailable: {0}")]
     Broker(String),

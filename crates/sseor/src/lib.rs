@@ -69,7 +69,8 @@ pub use manager::{Builder, Manager, RESET_EVENT, Subscription};
 pub use position::{InvalidPosition, Position};
 #[cfg(feature = "redis")]
 pub use publisher::Publisher;
-pub use registry::{Barrier, Fanout, Interest};
+pub use queue::SlowConsumer;
+pub use registry::{Barrier, CloseReason, ConnectionLimit, Fanout, Interest};
 pub use target::{MAX_NAME_LEN, Target};
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;

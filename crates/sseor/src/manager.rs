@@ -1,12 +1,13 @@
 //! The [`Manager`]: the spec's API over the registry, the broker and the HTTP server.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use tokio::net::TcpListener;
@@ -17,12 +18,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::{Broker, History, MemoryBroker, Published, Retention};
 use crate::connection::ConnectionAbort;
-use crate::metrics::Metrics;
 use crate::queue;
-use crate::registry::{Fanout, Registry, Sink};
+use crate::registry::{CloseReason, Fanout, Limits, Opening, Refused, Registry, Sink};
 use crate::serve::{Transport, bind, serve};
 use crate::stream::{AcceptsHandoff, EventBody, Replay};
-use crate::{Error, Event, Position, Result, Target, encode};
+use crate::{Error, Event, Position, Result, SlowConsumer, Target, encode};
 
 type RouteHandler = Arc<dyn Fn(Request, Manager) -> BoxFuture<'static, Response> + Send + Sync>;
 
@@ -46,7 +46,13 @@ pub struct Builder {
     broker_url: String,
     heartbeat: Duration,
     retry: Option<Duration>,
+    retry_jitter: f64,
     queue_capacity: usize,
+    queue_bytes: usize,
+    slow_consumer: SlowConsumer,
+    limits: Limits,
+    client_ip_header: Option<http::HeaderName>,
+    drain_period: Duration,
     shutdown_timeout: Duration,
     max_body_bytes: usize,
     handle_signals: bool,
@@ -63,7 +69,13 @@ impl std::fmt::Debug for Builder {
             .field("broker_url", &redact(&self.broker_url))
             .field("heartbeat", &self.heartbeat)
             .field("retry", &self.retry)
+            .field("retry_jitter", &self.retry_jitter)
             .field("queue_capacity", &self.queue_capacity)
+            .field("queue_bytes", &self.queue_bytes)
+            .field("slow_consumer", &self.slow_consumer)
+            .field("limits", &self.limits)
+            .field("client_ip_header", &self.client_ip_header)
+            .field("drain_period", &self.drain_period)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("tls", &!matches!(self.transport(), Transport::Plain))
@@ -93,7 +105,13 @@ impl Default for Builder {
             broker_url: String::new(),
             heartbeat: Duration::from_secs(15),
             retry: Some(Duration::from_secs(3)),
+            retry_jitter: 0.5,
             queue_capacity: 256,
+            queue_bytes: 1024 * 1024,
+            slow_consumer: SlowConsumer::Disconnect,
+            limits: Limits::default(),
+            client_ip_header: None,
+            drain_period: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             handle_signals: true,
@@ -123,21 +141,109 @@ impl Builder {
     }
 
     /// The reconnection delay announced to clients with `retry:` when a stream opens
-    /// (default 3 s); `None` announces nothing.
+    /// (default 3 s); `None` announces nothing. Each stream announces its own value,
+    /// spread around this one by [`retry_jitter`](Self::retry_jitter).
     pub fn retry(mut self, delay: Option<Duration>) -> Self {
         self.retry = delay;
         self
     }
 
-    /// How many events may wait for one connection (default 256, at least 2). A client
-    /// that falls that far behind has stopped reading: its connection is closed.
+    /// How far the `retry:` of each stream (and the `Retry-After` of a refused one) is
+    /// spread around [`retry`](Self::retry): uniformly between `(1 - jitter)` and
+    /// `(1 + jitter)` times it (default 0.5: 1.5 s to 4.5 s for 3 s; clamped to 0..=1;
+    /// 0 announces the value as is). Clients that lost their streams at the same moment
+    /// then do not all come back in the same second.
+    pub fn retry_jitter(mut self, jitter: f64) -> Self {
+        self.retry_jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// How many events may wait for one connection (default 256, at least 2); see
+    /// [`slow_consumer`](Self::slow_consumer) for what happens beyond.
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.queue_capacity = events.max(2);
         self
     }
 
-    /// How long shutdown waits for streams to end before closing their connections
-    /// (default 10 s).
+    /// How many bytes of encoded events may wait for one connection (default 1 MiB, at
+    /// least 1), counted per connection although every recipient shares the same bytes.
+    /// A single event larger than this still goes to a connection with nothing waiting.
+    pub fn queue_bytes(mut self, bytes: usize) -> Self {
+        self.queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// What happens to a client that reads more slowly than events arrive, once its queue
+    /// is full (default [`SlowConsumer::Disconnect`]); a route can choose otherwise with
+    /// [`Subscription::slow_consumer`]. Whatever the policy, other clients are not slowed
+    /// and memory stays bounded by [`queue_capacity`](Self::queue_capacity) and
+    /// [`queue_bytes`](Self::queue_bytes) per connection.
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.slow_consumer = policy;
+        self
+    }
+
+    /// The most streams this instance holds open at once (default 0: no limit). One more
+    /// is refused with [`Error::TooManyConnections`] (HTTP 503 with `Retry-After`: another
+    /// instance may have room). Checked atomically when the stream registers.
+    pub fn max_connections(mut self, streams: usize) -> Self {
+        self.limits.total = streams;
+        self
+    }
+
+    /// The most streams one user holds open on this instance (default 0: no limit); one
+    /// more gets HTTP 429 with `Retry-After`.
+    pub fn max_connections_per_user(mut self, streams: usize) -> Self {
+        self.limits.per_user = streams;
+        self
+    }
+
+    /// The most streams one client IP address holds open on this instance (default 0: no
+    /// limit); one more gets HTTP 429 with `Retry-After`. The address is the socket's
+    /// peer (from [`ConnectInfo`]), or the one a trusted proxy names, see
+    /// [`client_ip_header`](Self::client_ip_header). A stream whose address is unknown
+    /// (served by a server that records no [`ConnectInfo`]) is not counted.
+    pub fn max_connections_per_ip(mut self, streams: usize) -> Self {
+        self.limits.per_ip = streams;
+        self
+    }
+
+    /// The request header in which the proxy in front of this server names the client's
+    /// address, such as `X-Forwarded-For` (default none: the socket's peer). The right-most
+    /// address of the header's last line is used, the one that proxy wrote; addresses left
+    /// of it come from the client and can be forged. Set it only when every request comes
+    /// through one trusted proxy that sets the header; a request without a valid address
+    /// there counts under its socket's peer.
+    ///
+    /// ```
+    /// let builder = sseor::Manager::builder()
+    ///     .client_ip_header(Some(http::HeaderName::from_static("x-forwarded-for")))
+    ///     .max_connections_per_ip(20);
+    /// # drop(builder);
+    /// ```
+    pub fn client_ip_header(mut self, header: Option<http::HeaderName>) -> Self {
+        self.client_ip_header = header;
+        self
+    }
+
+    /// Over how long shutdown ends the open streams (default 5 s): in 20 batches spread
+    /// evenly over this period, each stream ended cleanly, so that thousands of clients do
+    /// not reconnect to the other instances in the same second. New streams and publishes
+    /// are refused and `/healthz` and `/readyz` answer 503 from the start. The period is
+    /// part of the [`shutdown_timeout`](Self::shutdown_timeout) and cut to it when longer;
+    /// `Duration::ZERO` ends every stream at once.
+    pub fn drain_period(mut self, period: Duration) -> Self {
+        self.drain_period = period;
+        self
+    }
+
+    /// How long shutdown may take in all, from its start (default 10 s): the
+    /// [`drain_period`](Self::drain_period), then the time streams get to send what they
+    /// have queued, after which the connections still open are closed.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
@@ -230,9 +336,9 @@ impl Builder {
     /// # Errors
     /// [`Error::InvalidUrl`] when the broker URL is not one this build supports or does not
     /// parse; [`Error::Broker`] when Redis refuses the credentials.
-    pub async fn build(self) -> Result<Manager> {
-        let metrics = Arc::new(Metrics::new());
-        let (broker, registry) = self.start_broker(&metrics).await?;
+    pub async fn build(mut self) -> Result<Manager> {
+        self.drain_period = self.drain_period.min(self.shutdown_timeout);
+        let (broker, registry) = self.start_broker().await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(heartbeat(
             registry.clone(),
@@ -245,8 +351,9 @@ impl Builder {
                 registry,
                 broker,
                 routes: Mutex::default(),
-                metrics,
                 shutdown,
+                closing_since: OnceLock::new(),
+                drained: CancellationToken::new(),
                 servers: TaskTracker::new(),
             }),
         })
@@ -254,10 +361,7 @@ impl Builder {
 }
 
 impl Builder {
-    async fn start_broker(
-        &self,
-        metrics: &Arc<Metrics>,
-    ) -> Result<(Arc<dyn Broker>, Arc<Registry>)> {
+    async fn start_broker(&self) -> Result<(Arc<dyn Broker>, Arc<Registry>)> {
         let url = self.broker_url.as_str();
         let scheme = match url.split_once("://") {
             Some((scheme, _)) => scheme,
@@ -273,22 +377,19 @@ impl Builder {
         };
         match scheme {
             "" | "memory" => {
-                let registry = Arc::new(Registry::new(None));
-                let broker = MemoryBroker::new(
-                    Fanout::new(registry.clone(), metrics.clone()),
-                    self.retention,
-                );
+                let registry = Arc::new(Registry::new(None, self.limits));
+                let broker = MemoryBroker::new(Fanout::new(registry.clone()), self.retention);
                 Ok((Arc::new(broker), registry))
             }
             #[cfg(feature = "redis")]
             "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" => {
                 let (interest_tx, interest_rx) = mpsc::unbounded_channel();
-                let registry = Arc::new(Registry::new(Some(interest_tx)));
+                let registry = Arc::new(Registry::new(Some(interest_tx), self.limits));
                 let mut options = self.redis.clone();
                 options.retention = self.retention;
                 let broker = crate::broker::redis::RedisBroker::connect(
                     url,
-                    Fanout::new(registry.clone(), metrics.clone()),
+                    Fanout::new(registry.clone()),
                     interest_rx,
                     options,
                 )
@@ -353,8 +454,12 @@ struct Inner {
     registry: Arc<Registry>,
     broker: Arc<dyn Broker>,
     routes: Mutex<Vec<(String, RouteHandler)>>,
-    metrics: Arc<Metrics>,
+    /// Cancelled when shutdown begins: new streams and publishes are refused.
     shutdown: CancellationToken,
+    /// When shutdown began.
+    closing_since: OnceLock<tokio::time::Instant>,
+    /// Cancelled once the drain has ended every stream and the broker is closed.
+    drained: CancellationToken,
     /// The running [`Manager::serve`] loops, which [`Manager::close`] waits for.
     servers: TaskTracker,
 }
@@ -471,22 +576,18 @@ impl Manager {
             return Err(Error::Closed);
         }
         let _running = self.inner.servers.token();
+        // The server goes on accepting during the drain, so that health checks see 503
+        // and new streams are refused with a status rather than a closed port.
         let stop = {
             let manager = self.clone();
             async move {
                 manager.stopped(manager.inner.config.handle_signals).await;
-                manager.begin_close().await;
+                manager.begin_close();
+                manager.inner.drained.cancelled().await;
+                manager.remaining_shutdown_time()
             }
         };
-        let config = &self.inner.config;
-        serve(
-            listener,
-            router,
-            config.transport(),
-            stop,
-            config.shutdown_timeout,
-        )
-        .await;
+        serve(listener, router, self.inner.config.transport(), stop).await;
         Ok(())
     }
 
@@ -518,16 +619,25 @@ impl Manager {
     /// Opens an event stream for a [`Subscription`]: a user, its topics and broadcasts.
     ///
     /// # Errors
-    /// [`Error::Closed`] once the manager is closed.
+    /// [`Error::Closed`] once the manager is closed; [`Error::TooManyConnections`] when a
+    /// limit on open streams is reached (see [`Builder::max_connections`]).
     pub fn handle_sse_with<B>(
         &self,
         request: &http::Request<B>,
         subscription: Subscription,
     ) -> Result<Response> {
-        let (tx, rx) = queue::bounded(self.inner.config.queue_capacity);
-        let opening = self.inner.config.retry.map_or_else(
+        let config = &self.inner.config;
+        let (tx, rx) = queue::bounded(queue::Bounds {
+            events: config.queue_capacity,
+            bytes: config.queue_bytes,
+            policy: subscription.slow_consumer.unwrap_or(config.slow_consumer),
+        });
+        let opening = config.retry.map_or_else(
             || encode::comment("ok"),
-            |delay| encode::retry(delay.as_millis().try_into().unwrap_or(u64::MAX)),
+            |delay| {
+                let delay = jittered(delay, config.retry_jitter);
+                encode::retry(delay.as_millis().try_into().unwrap_or(u64::MAX))
+            },
         );
         let abort = request
             .extensions()
@@ -538,8 +648,12 @@ impl Manager {
         // Registered first, so that nothing published while the history is read is lost;
         // the stream drops what the replay already covered.
         let id = registry
-            .register(Sink::new(tx, abort), targets.clone())
-            .ok_or(Error::Closed)?;
+            .register(Opening {
+                sink: Sink::new(tx, abort),
+                targets: targets.clone(),
+                client_ip: self.client_ip(request),
+            })
+            .map_err(|refused| self.refusal(refused))?;
         let subscribed = registry.barrier();
         let replay = match last_event_id(request) {
             Some(last) => Some(self.replay(targets, &last, subscribed)),
@@ -547,6 +661,39 @@ impl Manager {
         };
         let handoff = request.extensions().get::<AcceptsHandoff>().is_some();
         Ok(EventBody::new(opening, replay, rx, registry.clone(), id).into_response(handoff))
+    }
+
+    /// The client's address: from the configured proxy header when it holds one, else the
+    /// socket's peer.
+    fn client_ip<B>(&self, request: &http::Request<B>) -> Option<IpAddr> {
+        let forwarded = self
+            .inner
+            .config
+            .client_ip_header
+            .as_ref()
+            .and_then(|header| forwarded_ip(request.headers(), header));
+        forwarded
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|info| info.0.ip())
+            })
+            .map(|ip| ip.to_canonical())
+    }
+
+    fn refusal(&self, refused: Refused) -> Error {
+        match refused {
+            Refused::Closed => Error::Closed,
+            Refused::Limit(limit, max) => Error::TooManyConnections {
+                limit,
+                max,
+                retry_after: jittered(
+                    self.inner.config.retry.unwrap_or(Duration::from_secs(1)),
+                    self.inner.config.retry_jitter,
+                ),
+            },
+        }
     }
 
     /// A new stream (no last id) on a broker whose subscriptions take effect later: it
@@ -654,7 +801,8 @@ impl Manager {
         let kind = target.clone();
         let published = self.inner.broker.publish(target, event).await?;
         self.inner
-            .metrics
+            .registry
+            .metrics()
             .published(&kind, started.elapsed().as_secs_f64());
         Ok(published)
     }
@@ -733,7 +881,7 @@ impl Manager {
     /// ```
     pub fn render_metrics(&self) -> String {
         let registry = &self.inner.registry;
-        self.inner.metrics.render(
+        registry.metrics().render(
             registry.total(),
             registry.distinct_users(),
             self.readiness().is_ok(),
@@ -745,12 +893,15 @@ impl Manager {
         self.inner.shutdown.is_cancelled()
     }
 
-    /// Shuts down gracefully: refuses new streams and publishes, ends every open stream so
-    /// that clients reconnect elsewhere, stops the broker, and waits for running servers to
-    /// finish, closing connections that are still open at the shutdown timeout.
+    /// Shuts down gracefully: refuses new streams and publishes (and `/healthz` and
+    /// `/readyz` answer 503), ends the open streams in paced batches over the
+    /// [drain period](Builder::drain_period) so that clients reconnect elsewhere a few at a
+    /// time, stops the broker, and waits for running servers to finish, closing
+    /// connections that are still open at the shutdown timeout.
     pub async fn close(&self) {
-        self.begin_close().await;
-        let deadline = self.inner.config.shutdown_timeout + Duration::from_secs(1);
+        self.begin_close();
+        self.inner.drained.cancelled().await;
+        let deadline = self.remaining_shutdown_time() + Duration::from_secs(1);
         if tokio::time::timeout(deadline, self.inner.servers.wait())
             .await
             .is_err()
@@ -759,15 +910,85 @@ impl Manager {
         }
     }
 
-    async fn begin_close(&self) {
+    /// Starts shutting down, once: refuses new streams at once, and drains the open ones
+    /// in a task of its own, so that the drain completes whoever stops waiting for it.
+    fn begin_close(&self) {
         if self.inner.shutdown.is_cancelled() {
             return;
         }
+        let _ = self.inner.closing_since.set(tokio::time::Instant::now());
         self.inner.shutdown.cancel();
         self.inner.servers.close();
         self.inner.registry.close();
-        self.inner.broker.close().await;
+        let registry = self.inner.registry.clone();
+        let broker = self.inner.broker.clone();
+        let drained = self.inner.drained.clone();
+        let period = self.inner.config.drain_period;
+        tokio::spawn(async move {
+            drain(&registry, period).await;
+            broker.close().await;
+            drained.cancel();
+        });
     }
+
+    /// What is left of the shutdown timeout since shutdown began.
+    fn remaining_shutdown_time(&self) -> Duration {
+        let elapsed = self
+            .inner
+            .closing_since
+            .get()
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        self.inner.config.shutdown_timeout.saturating_sub(elapsed)
+    }
+}
+
+/// Shutdown ends the open streams in this many batches, spread evenly over the drain
+/// period.
+const DRAIN_BATCHES: u32 = 20;
+
+/// Ends the open streams of `registry` in [`DRAIN_BATCHES`] batches, one at the start of
+/// each slice of `period`; the batch size follows what is still open, so that clients that
+/// leave by themselves meanwhile do not leave the last batches empty.
+async fn drain(registry: &Registry, period: Duration) {
+    let open = registry.total();
+    if open > 0 {
+        tracing::info!(
+            streams = open,
+            period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX),
+            "draining: ending the open streams in batches"
+        );
+    }
+    let start = tokio::time::Instant::now();
+    for batch in 0..DRAIN_BATCHES {
+        let open = registry.total();
+        if open == 0 {
+            break;
+        }
+        let batches_left = (DRAIN_BATCHES - batch) as usize;
+        registry.release_some(open.div_ceil(batches_left), CloseReason::Drained);
+        if batch + 1 < DRAIN_BATCHES {
+            tokio::time::sleep_until(start + period * (batch + 1) / DRAIN_BATCHES).await;
+        }
+    }
+}
+
+/// `base`, spread uniformly between `(1 - jitter)` and `(1 + jitter)` times it.
+fn jittered(base: Duration, jitter: f64) -> Duration {
+    if jitter <= 0.0 {
+        return base;
+    }
+    base.mul_f64(rand::random_range(1.0 - jitter..=1.0 + jitter))
+}
+
+/// The right-most address in the last `header` line: the one the proxy in front of this
+/// server wrote (those left of it come from the client). Accepts `ADDRESS` and
+/// `ADDRESS:PORT` (IPv6 with a port in brackets).
+fn forwarded_ip(headers: &http::HeaderMap, header: &http::HeaderName) -> Option<IpAddr> {
+    let value = headers.get_all(header).iter().next_back()?.to_str().ok()?;
+    let last = value.rsplit(',').next()?.trim();
+    last.parse::<IpAddr>()
+        .ok()
+        .or_else(|| last.parse::<SocketAddr>().ok().map(|address| address.ip()))
 }
 
 /// The type of the event a resuming client receives when its position cannot be resumed
@@ -832,6 +1053,7 @@ async fn termination_signal() {
 #[must_use]
 pub struct Subscription {
     targets: Vec<Target>,
+    slow_consumer: Option<SlowConsumer>,
 }
 
 impl Subscription {
@@ -842,6 +1064,7 @@ impl Subscription {
     pub fn user(user_id: &str) -> Result<Self> {
         Ok(Self {
             targets: vec![Target::user(user_id)?, Target::All],
+            slow_consumer: None,
         })
     }
 
@@ -855,6 +1078,30 @@ impl Subscription {
             self.targets.push(topic);
         }
         Ok(self)
+    }
+
+    /// What happens to this stream when its client reads too slowly (default: the
+    /// manager's [`Builder::slow_consumer`]), so that each route can choose: disconnect,
+    /// drop the oldest events, or keep only the latest event of each type.
+    ///
+    /// ```
+    /// use axum::extract::Request;
+    /// use axum::response::IntoResponse;
+    /// use sseor::{Manager, SlowConsumer, Subscription};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// let sse = Manager::new("").await?;
+    /// sse.route("/dashboard", |request: Request, manager: Manager| async move {
+    ///     let subscription = Subscription::user("screen-7")?
+    ///         .topic("prices")?
+    ///         .slow_consumer(SlowConsumer::LatestPerType);
+    ///     manager.handle_sse_with(&request, subscription)
+    /// })?;
+    /// # sse.close().await; Ok(()) }
+    /// ```
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.slow_consumer = Some(policy);
+        self
     }
 
     fn into_targets(self) -> Vec<Target> {
@@ -881,5 +1128,37 @@ mod tests {
         assert_eq!(redact("redis://:pw@h/0"), "redis://:***@h/0");
         assert_eq!(redact("redis://h/0"), "redis://h/0");
         assert_eq!(redact(""), "");
+    }
+
+    #[test]
+    fn the_forwarded_address_is_the_right_most_one() {
+        let name = http::HeaderName::from_static("x-forwarded-for");
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(forwarded_ip(&headers, &name), None);
+        headers.append(&name, "203.0.113.9, 198.51.100.7".parse().unwrap());
+        assert_eq!(
+            forwarded_ip(&headers, &name),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        headers.append(&name, "1.2.3.4, [2001:db8::1]:443".parse().unwrap());
+        assert_eq!(
+            forwarded_ip(&headers, &name),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        headers.insert(&name, "unknown".parse().unwrap());
+        assert_eq!(forwarded_ip(&headers, &name), None);
+    }
+
+    #[test]
+    fn jitter_spreads_within_its_range() {
+        let base = Duration::from_secs(3);
+        assert_eq!(jittered(base, 0.0), base);
+        let spread: Vec<Duration> = (0..200).map(|_| jittered(base, 0.5)).collect();
+        assert!(
+            spread
+                .iter()
+                .all(|d| (Duration::from_millis(1500)..=Duration::from_millis(4500)).contains(d))
+        );
+        assert!(spread.iter().any(|d| *d != spread[0]));
     }
 }

@@ -11,26 +11,112 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+/// What happens to a stream whose client reads more slowly than events arrive, once its
+/// queue is full (in events or in bytes).
+///
+/// Events dropped from a stream are not sent to it later, and are not replayed when its
+/// client reconnects: the client's last event id is past them. Use [`Disconnect`] (the
+/// default) when every event matters: the client reconnects and resumes from history.
+///
+/// [`Disconnect`]: SlowConsumer::Disconnect
+///
+/// ```
+/// use sseor::{SlowConsumer, Subscription};
+/// // A dashboard that only needs the newest value of each kind of event.
+/// let subscription = Subscription::user("screen-7")?
+///     .topic("prices")?
+///     .slow_consumer(SlowConsumer::LatestPerType);
+/// # Ok::<(), sseor::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SlowConsumer {
+    /// Close the stream (and, on HTTP/1, its connection; on HTTP/2, only that stream).
+    /// The client reconnects and resumes from history with `Last-Event-ID`, so that it
+    /// loses nothing the history still holds.
+    #[default]
+    Disconnect,
+    /// Drop the oldest waiting events to make room; the client stays connected and misses
+    /// them.
+    DropOldest,
+    /// Keep only the newest waiting event of each type: an event replaces a waiting one of
+    /// the same type. Still bounded: when the queue is full of distinct types, the oldest
+    /// is dropped. For dashboards where only the latest value matters.
+    LatestPerType,
+}
+
+impl SlowConsumer {
+    /// The policy's name in configuration: `disconnect`, `drop-oldest` or
+    /// `latest-per-type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disconnect => "disconnect",
+            Self::DropOldest => "drop-oldest",
+            Self::LatestPerType => "latest-per-type",
+        }
+    }
+}
+
+impl std::fmt::Display for SlowConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SlowConsumer {
+    type Err = String;
+
+    /// Parses `disconnect`, `drop-oldest` or `latest-per-type`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        [Self::Disconnect, Self::DropOldest, Self::LatestPerType]
+            .into_iter()
+            .find(|policy| policy.as_str() == text)
+            .ok_or_else(|| {
+                format!("`{text}` is not a policy: use disconnect, drop-oldest or latest-per-type")
+            })
+    }
+}
+
 /// Encoded bytes queued for one stream, with the sequence number of the event they carry
 /// (0 for comments and heartbeats), so that a resuming stream can skip what its replay
-/// already sent.
+/// already sent, and the event's type (`None` for comments), for
+/// [`SlowConsumer::LatestPerType`]. Every recipient shares the bytes and the type.
 #[derive(Debug, Clone)]
 pub(crate) struct Queued {
     pub(crate) seq: u64,
     pub(crate) bytes: Bytes,
+    pub(crate) kind: Option<Arc<str>>,
 }
 
 /// A queue that kept more than this many slots after a burst gives them back once
 /// drained.
 const KEEP_SLOTS: usize = 16;
 
-/// A queue of at most `capacity` frames: the sending half (cloned into every table of the
-/// registry that holds the stream) and the receiving half (the stream).
-pub(crate) fn bounded(capacity: usize) -> (Sender, Receiver) {
+/// How much one queue may hold, and what to do when it is full.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// The most frames waiting (at least 1).
+    pub(crate) events: usize,
+    /// The most bytes waiting, counted by frame length although the bytes are shared (at
+    /// least 1). A single frame larger than this is still taken by an empty queue, so
+    /// that a large event is not refused to every stream.
+    pub(crate) bytes: usize,
+    pub(crate) policy: SlowConsumer,
+}
+
+/// A queue bounded by `bounds`: the sending half (cloned into every table of the registry
+/// that holds the stream) and the receiving half (the stream).
+pub(crate) fn bounded(bounds: Bounds) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
-        capacity: capacity.max(1),
+        bounds: Bounds {
+            events: bounds.events.max(1),
+            bytes: bounds.bytes.max(1),
+            policy: bounds.policy,
+        },
         state: Mutex::new(State {
             frames: VecDeque::new(),
+            bytes: 0,
+            dropped: 0,
             waker: None,
             senders: 1,
             receiver_gone: false,
@@ -45,16 +131,51 @@ pub(crate) fn bounded(capacity: usize) -> (Sender, Receiver) {
 }
 
 struct Shared {
-    capacity: usize,
+    bounds: Bounds,
     state: Mutex<State>,
 }
 
 struct State {
     frames: VecDeque<Queued>,
+    /// The length of every frame in `frames`, together.
+    bytes: usize,
+    /// Frames dropped to make room (drop-oldest, latest-per-type).
+    dropped: u64,
     /// The stream waiting for a frame.
     waker: Option<Waker>,
     senders: usize,
     receiver_gone: bool,
+}
+
+impl State {
+    fn fits(&self, bounds: &Bounds, len: usize) -> bool {
+        self.frames.is_empty()
+            || (self.frames.len() < bounds.events && self.bytes + len <= bounds.bytes)
+    }
+
+    fn pop_front(&mut self) -> Option<Queued> {
+        let frame = self.frames.pop_front()?;
+        self.bytes -= frame.bytes.len();
+        Some(frame)
+    }
+
+    /// Removes the waiting frame of the same type as `frame`, if any.
+    fn remove_same_kind(&mut self, frame: &Queued) -> bool {
+        let Some(kind) = &frame.kind else {
+            return false;
+        };
+        let Some(at) = self
+            .frames
+            .iter()
+            .position(|queued| queued.kind.as_ref() == Some(kind))
+        else {
+            return false;
+        };
+        if let Some(replaced) = self.frames.remove(at) {
+            self.bytes -= replaced.bytes.len();
+        }
+        true
+    }
 }
 
 impl Shared {
@@ -67,7 +188,8 @@ impl Shared {
 /// Why a frame was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum SendError {
-    /// The queue holds `capacity` frames: the stream is not keeping up.
+    /// The queue is full and its policy is [`SlowConsumer::Disconnect`]: the stream is not
+    /// keeping up.
     Full,
     /// The stream is gone.
     Closed,
@@ -79,16 +201,33 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    /// Queues `frame` unless the queue is full or the stream gone.
+    /// Queues `frame` unless the stream is gone, or the queue is full and its policy is to
+    /// disconnect; under the other policies, older frames make room.
     pub(crate) fn try_send(&self, frame: Queued) -> Result<(), SendError> {
+        let bounds = &self.shared.bounds;
         let waker = {
             let mut state = self.shared.lock();
             if state.receiver_gone {
                 return Err(SendError::Closed);
             }
-            if state.frames.len() >= self.shared.capacity {
-                return Err(SendError::Full);
+            let len = frame.bytes.len();
+            match bounds.policy {
+                SlowConsumer::Disconnect if !state.fits(bounds, len) => {
+                    return Err(SendError::Full);
+                }
+                SlowConsumer::Disconnect => {}
+                SlowConsumer::LatestPerType | SlowConsumer::DropOldest => {
+                    if bounds.policy == SlowConsumer::LatestPerType
+                        && state.remove_same_kind(&frame)
+                    {
+                        state.dropped += 1;
+                    }
+                    while !state.fits(bounds, len) && state.pop_front().is_some() {
+                        state.dropped += 1;
+                    }
+                }
             }
+            state.bytes += len;
             state.frames.push_back(frame);
             state.waker.take()
         };
@@ -96,6 +235,28 @@ impl Sender {
             waker.wake();
         }
         Ok(())
+    }
+
+    /// Queues `frame` only when nothing else waits: for heartbeats, which a stream with
+    /// frames waiting does not need, and which must not push events out of a full queue.
+    pub(crate) fn send_if_idle(&self, frame: Queued) {
+        let waker = {
+            let mut state = self.shared.lock();
+            if state.receiver_gone || !state.frames.is_empty() {
+                return;
+            }
+            state.bytes += frame.bytes.len();
+            state.frames.push_back(frame);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// How many frames were dropped to make room so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.shared.lock().dropped
     }
 }
 
@@ -156,7 +317,7 @@ impl Receiver {
 }
 
 fn pop(state: &mut State) -> Option<Queued> {
-    let frame = state.frames.pop_front()?;
+    let frame = state.pop_front()?;
     if state.frames.is_empty() && state.frames.capacity() > KEEP_SLOTS {
         state.frames = VecDeque::new();
     }
@@ -169,6 +330,7 @@ impl Drop for Receiver {
         state.receiver_gone = true;
         // Frames nobody will read: free them now, not when the last sender goes.
         state.frames = VecDeque::new();
+        state.bytes = 0;
     }
 }
 
@@ -181,12 +343,33 @@ mod tests {
         Queued {
             seq,
             bytes: Bytes::from_static(b"data: x\n\n"),
+            kind: None,
         }
+    }
+
+    fn typed(seq: u64, kind: &str, len: usize) -> Queued {
+        Queued {
+            seq,
+            bytes: Bytes::from(vec![b'x'; len]),
+            kind: Some(Arc::from(kind)),
+        }
+    }
+
+    fn bounds(events: usize, bytes: usize, policy: SlowConsumer) -> Bounds {
+        Bounds {
+            events,
+            bytes,
+            policy,
+        }
+    }
+
+    fn drain(rx: &mut Receiver) -> Vec<u64> {
+        std::iter::from_fn(|| rx.try_recv().map(|queued| queued.seq)).collect()
     }
 
     #[tokio::test]
     async fn delivers_in_order_up_to_capacity_then_ends_with_the_last_sender() {
-        let (tx, mut rx) = bounded(2);
+        let (tx, mut rx) = bounded(bounds(2, 1 << 20, SlowConsumer::Disconnect));
         let other = tx.clone();
         tx.try_send(frame(1)).unwrap();
         other.try_send(frame(2)).unwrap();
@@ -199,9 +382,66 @@ mod tests {
         assert!(poll_fn(|cx| rx.poll_recv(cx)).await.is_none());
     }
 
+    #[test]
+    fn bytes_bound_the_queue_too_but_an_empty_queue_takes_any_frame() {
+        let (tx, mut rx) = bounded(bounds(100, 250, SlowConsumer::Disconnect));
+        tx.try_send(typed(1, "a", 100)).unwrap();
+        tx.try_send(typed(2, "a", 100)).unwrap();
+        assert_eq!(tx.try_send(typed(3, "a", 100)), Err(SendError::Full));
+        tx.try_send(typed(3, "a", 50)).unwrap();
+        assert_eq!(drain(&mut rx), [1, 2, 3]);
+        assert_eq!(tx.shared.lock().bytes, 0);
+        tx.try_send(typed(4, "a", 1000)).unwrap();
+        assert_eq!(tx.try_send(typed(5, "a", 1)), Err(SendError::Full));
+    }
+
+    #[test]
+    fn drop_oldest_makes_room_and_keeps_the_newest() {
+        let (tx, mut rx) = bounded(bounds(3, 1 << 20, SlowConsumer::DropOldest));
+        for seq in 1..=10 {
+            tx.try_send(frame(seq)).unwrap();
+        }
+        assert_eq!(tx.dropped(), 7);
+        assert_eq!(drain(&mut rx), [8, 9, 10]);
+
+        let (tx, mut rx) = bounded(bounds(100, 300, SlowConsumer::DropOldest));
+        for seq in 1..=5 {
+            tx.try_send(typed(seq, "a", 100)).unwrap();
+        }
+        assert_eq!(drain(&mut rx), [3, 4, 5]);
+    }
+
+    #[test]
+    fn latest_per_type_keeps_the_newest_of_each_type_in_order() {
+        let (tx, mut rx) = bounded(bounds(3, 1 << 20, SlowConsumer::LatestPerType));
+        tx.try_send(typed(1, "price", 10)).unwrap();
+        tx.try_send(typed(2, "volume", 10)).unwrap();
+        tx.try_send(typed(3, "price", 10)).unwrap();
+        tx.try_send(frame(4)).unwrap();
+        tx.try_send(typed(5, "volume", 10)).unwrap();
+        assert_eq!(drain(&mut rx), [3, 4, 5]);
+        assert_eq!(tx.dropped(), 2);
+        // Full of distinct types: the oldest goes.
+        for (seq, kind) in [(6, "a"), (7, "b"), (8, "c"), (9, "d")] {
+            tx.try_send(typed(seq, kind, 10)).unwrap();
+        }
+        assert_eq!(drain(&mut rx), [7, 8, 9]);
+    }
+
+    #[test]
+    fn heartbeats_wait_only_in_an_empty_queue() {
+        let (tx, mut rx) = bounded(bounds(4, 1 << 20, SlowConsumer::DropOldest));
+        tx.send_if_idle(frame(0));
+        tx.send_if_idle(frame(0));
+        assert_eq!(drain(&mut rx), [0]);
+        tx.try_send(frame(1)).unwrap();
+        tx.send_if_idle(frame(0));
+        assert_eq!(drain(&mut rx), [1]);
+    }
+
     #[tokio::test]
     async fn wakes_a_waiting_receiver() {
-        let (tx, mut rx) = bounded(4);
+        let (tx, mut rx) = bounded(bounds(4, 1 << 20, SlowConsumer::Disconnect));
         let waiting = tokio::spawn(async move { poll_fn(|cx| rx.poll_recv(cx)).await });
         tokio::task::yield_now().await;
         tx.try_send(frame(7)).unwrap();
@@ -210,7 +450,7 @@ mod tests {
 
     #[test]
     fn refuses_frames_once_the_receiver_is_gone_and_gives_back_burst_memory() {
-        let (tx, mut rx) = bounded(1000);
+        let (tx, mut rx) = bounded(bounds(1000, 1 << 20, SlowConsumer::Disconnect));
         for seq in 0..100 {
             tx.try_send(frame(seq)).unwrap();
         }

@@ -2,8 +2,10 @@
 //! events to them.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -39,11 +41,103 @@ impl Barrier {
     }
 }
 
+/// Why a stream ended: a stable label for logs and metrics.
+///
+/// Every stream's end is logged once, at `info` (`warn` for a slow consumer), with its
+/// connection id, user, duration and this reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client closed the connection (or the connection failed).
+    ClientLeft,
+    /// The client read too slowly: its queue filled up under
+    /// [`SlowConsumer::Disconnect`](crate::SlowConsumer::Disconnect).
+    SlowConsumer,
+    /// The server is shutting down: the stream was ended in one of the paced batches of
+    /// the drain, so that its client reconnects to another instance.
+    Drained,
+    /// The broker may have missed events (its subscription was down): the stream was
+    /// ended so that its client resumes from history.
+    Resync,
+}
+
+impl CloseReason {
+    /// The reason as a short `snake_case` label: `client_left`, `slow_consumer`,
+    /// `drained`, `resync`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientLeft => "client_left",
+            Self::SlowConsumer => "slow_consumer",
+            Self::Drained => "drained",
+            Self::Resync => "resync",
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A limit on the streams one instance holds open; see
+/// [`Builder::max_connections`](crate::Builder::max_connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionLimit {
+    /// Streams on this instance (answered with 503: try another instance).
+    Total,
+    /// Streams of one user (answered with 429).
+    PerUser,
+    /// Streams from one client IP address (answered with 429).
+    PerIp,
+}
+
+impl ConnectionLimit {
+    /// The limit's name, as in the server's configuration: `max_connections`,
+    /// `max_connections_per_user`, `max_connections_per_ip`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Total => "max_connections",
+            Self::PerUser => "max_connections_per_user",
+            Self::PerIp => "max_connections_per_ip",
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Total => "this instance",
+            Self::PerUser => "this user",
+            Self::PerIp => "this client address",
+        })
+    }
+}
+
+/// The most streams open at once: in all, per user, per client IP; 0 is no limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Limits {
+    pub(crate) total: usize,
+    pub(crate) per_user: usize,
+    pub(crate) per_ip: usize,
+}
+
+/// Why a stream was not registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The registry is closed (shutting down).
+    Closed,
+    /// A limit is reached.
+    Limit(ConnectionLimit, usize),
+}
+
 /// One open stream as the registry sees it: where its bytes go, and how to cut it off.
 #[derive(Clone)]
 pub(crate) struct Sink {
     tx: queue::Sender,
-    /// Closes the underlying HTTP connection, for a client that stopped reading.
+    /// Ends the stream at once, for a client that stopped reading: on HTTP/1 by closing
+    /// its connection, on HTTP/2 by resetting only that stream.
     abort: Option<CancellationToken>,
 }
 
@@ -53,9 +147,31 @@ impl Sink {
     }
 }
 
+/// A stream asking to be registered.
+pub(crate) struct Opening {
+    pub(crate) sink: Sink,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) client_ip: Option<IpAddr>,
+}
+
 struct Entry {
     sink: Sink,
     targets: Vec<Target>,
+    client_ip: Option<IpAddr>,
+    opened: Instant,
+}
+
+impl Entry {
+    fn user(&self) -> Option<&str> {
+        user_of(&self.targets)
+    }
+}
+
+fn user_of(targets: &[Target]) -> Option<&str> {
+    targets.iter().find_map(|target| match target {
+        Target::User(user) => Some(&**user),
+        _ => None,
+    })
 }
 
 #[derive(Default)]
@@ -63,6 +179,8 @@ struct Tables {
     closed: bool,
     connections: HashMap<u64, Entry>,
     by_target: HashMap<Target, HashMap<u64, Sink>>,
+    /// Streams per client address, kept only with a per-address limit.
+    by_ip: HashMap<IpAddr, usize>,
     /// Users whose number of connections changed since the broker last asked, kept only
     /// for brokers that publish presence.
     changed_users: std::collections::HashSet<Arc<str>>,
@@ -74,6 +192,32 @@ impl Tables {
             self.changed_users.insert(user.clone());
         }
     }
+
+    /// The first limit `opening` would exceed, checked under the same lock as the
+    /// registration itself so that concurrent opens cannot overshoot.
+    fn over_limit(&self, limits: &Limits, opening: &Opening) -> Option<(ConnectionLimit, usize)> {
+        let reached = |max: usize, open: usize| max > 0 && open >= max;
+        if reached(limits.total, self.connections.len()) {
+            return Some((ConnectionLimit::Total, limits.total));
+        }
+        let from_ip = opening
+            .client_ip
+            .and_then(|ip| self.by_ip.get(&ip).copied())
+            .unwrap_or(0);
+        if reached(limits.per_ip, from_ip) {
+            return Some((ConnectionLimit::PerIp, limits.per_ip));
+        }
+        let of_user = opening
+            .targets
+            .iter()
+            .find(|target| matches!(target, Target::User(_)))
+            .and_then(|user| self.by_target.get(user))
+            .map_or(0, HashMap::len);
+        if reached(limits.per_user, of_user) {
+            return Some((ConnectionLimit::PerUser, limits.per_user));
+        }
+        None
+    }
 }
 
 /// The registry of local connections.
@@ -81,28 +225,73 @@ pub(crate) struct Registry {
     tables: RwLock<Tables>,
     next_id: AtomicU64,
     total: AtomicUsize,
+    limits: Limits,
     interest: Option<mpsc::UnboundedSender<Interest>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
     /// A registry; with `interest`, every first arrival and last departure per target is
     /// reported there, in order.
-    pub(crate) fn new(interest: Option<mpsc::UnboundedSender<Interest>>) -> Self {
+    pub(crate) fn new(interest: Option<mpsc::UnboundedSender<Interest>>, limits: Limits) -> Self {
         Self {
             tables: RwLock::default(),
             next_id: AtomicU64::new(1),
             total: AtomicUsize::new(0),
+            limits,
             interest,
+            metrics: Arc::default(),
         }
     }
 
-    /// Adds a connection for `targets`; `None` once the registry is closed.
-    pub(crate) fn register(&self, sink: Sink, targets: Vec<Target>) -> Option<u64> {
+    /// What this instance counts, for `/metrics`.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Adds a stream and logs it; refused once the registry is closed or when a limit is
+    /// reached.
+    pub(crate) fn register(&self, opening: Opening) -> Result<u64, Refused> {
+        let user = user_of(&opening.targets).map(str::to_owned);
+        let topics = opening
+            .targets
+            .iter()
+            .filter(|target| matches!(target, Target::Topic(_)))
+            .count();
+        let client_ip = opening.client_ip;
+        let registered = self.insert(opening);
+        let client_ip = client_ip.map(tracing::field::display);
+        match registered {
+            Ok(id) => tracing::info!(connection = id, user, client_ip, topics, "stream opened"),
+            Err(Refused::Limit(limit, max)) => {
+                self.metrics.refused(limit.as_str());
+                tracing::info!(
+                    user,
+                    client_ip,
+                    limit = limit.as_str(),
+                    max,
+                    "stream refused: limit reached"
+                );
+            }
+            Err(Refused::Closed) => {}
+        }
+        registered
+    }
+
+    fn insert(&self, opening: Opening) -> Result<u64, Refused> {
         let mut tables = self.write();
         if tables.closed {
-            return None;
+            return Err(Refused::Closed);
+        }
+        if let Some((limit, max)) = tables.over_limit(&self.limits, &opening) {
+            return Err(Refused::Limit(limit, max));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let Opening {
+            sink,
+            targets,
+            client_ip,
+        } = opening;
         for target in &targets {
             tables.note_change(self.interest.is_some(), target);
             let slot = tables.by_target.entry(target.clone()).or_default();
@@ -111,40 +300,47 @@ impl Registry {
             }
             slot.insert(id, sink.clone());
         }
-        tables.connections.insert(id, Entry { sink, targets });
+        if let (true, Some(ip)) = (self.limits.per_ip > 0, client_ip) {
+            *tables.by_ip.entry(ip).or_default() += 1;
+        }
+        let entry = Entry {
+            sink,
+            targets,
+            client_ip,
+            opened: Instant::now(),
+        };
+        tables.connections.insert(id, entry);
         self.total.fetch_add(1, Ordering::Relaxed);
-        Some(id)
+        Ok(id)
     }
 
-    /// Removes a connection; its stream ends once its queue is drained. Idempotent.
+    /// Removes a stream whose client left; its stream ends once its queue is drained.
+    /// Idempotent: a stream the registry already let go is not logged twice.
     pub(crate) fn unregister(&self, id: u64) {
-        let mut tables = self.write();
-        if let Some(entry) = tables.connections.remove(&id) {
-            self.detach(&mut tables, id, &entry.targets);
-        }
+        self.remove(id, CloseReason::ClientLeft);
+    }
+
+    /// Removes a stream and logs why; the entry, if it was still registered.
+    fn remove(&self, id: u64, reason: CloseReason) -> Option<Entry> {
+        let entry = {
+            let mut tables = self.write();
+            let entry = tables.connections.remove(&id)?;
+            self.detach(&mut tables, id, &entry);
+            entry
+        };
+        log_closed(id, &entry, reason);
+        self.metrics.closed(reason.as_str());
+        Some(entry)
     }
 
     /// Queues `frame` for every connection of `target` and returns how many took it.
     ///
-    /// A connection whose queue is full is a slow consumer: it is removed and its HTTP
-    /// connection closed, so that it cannot hold memory or slow the others.
-    pub(crate) fn deliver(&self, target: &Target, seq: u64, frame: &Bytes) -> usize {
-        self.deliver_where(target, seq, frame, |_| true)
-    }
-
-    /// Queues `frame` (a comment: no sequence number) for the connections of `target` in
-    /// one of `slices` slices of them.
-    pub(crate) fn deliver_to_slice(&self, target: &Target, frame: &Bytes, slice: u64, slices: u64) {
-        self.deliver_where(target, 0, frame, |id| id % slices == slice);
-    }
-
-    fn deliver_where(
-        &self,
-        target: &Target,
-        seq: u64,
-        frame: &Bytes,
-        included: impl Fn(u64) -> bool,
-    ) -> usize {
+    /// A connection whose queue is full under [`SlowConsumer::Disconnect`] is a slow
+    /// consumer: it is removed and cut off, so that it cannot hold memory or slow the
+    /// others.
+    ///
+    /// [`SlowConsumer::Disconnect`]: crate::SlowConsumer::Disconnect
+    pub(crate) fn deliver(&self, target: &Target, frame: &Queued) -> usize {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
         {
@@ -152,12 +348,8 @@ impl Registry {
             let Some(slot) = tables.by_target.get(target) else {
                 return 0;
             };
-            for (&id, sink) in slot.iter().filter(|(id, _)| included(**id)) {
-                let queued = Queued {
-                    seq,
-                    bytes: frame.clone(),
-                };
-                match sink.tx.try_send(queued) {
+            for (&id, sink) in slot {
+                match sink.tx.try_send(frame.clone()) {
                     Ok(()) => delivered += 1,
                     Err(SendError::Full) => overflowed.push(id),
                     // The stream is gone; its guard is removing it.
@@ -166,13 +358,25 @@ impl Registry {
             }
         }
         for id in overflowed {
-            tracing::warn!(
-                connection = id,
-                "closing a connection whose client stopped reading (queue full)"
-            );
             self.cut_off(id);
         }
         delivered
+    }
+
+    /// Queues `frame` (a heartbeat) for the idle connections of `target` in one of
+    /// `slices` slices of them; a connection with frames waiting needs none.
+    pub(crate) fn deliver_to_slice(&self, target: &Target, frame: &Bytes, slice: u64, slices: u64) {
+        let tables = self.read();
+        let Some(slot) = tables.by_target.get(target) else {
+            return;
+        };
+        for (_, sink) in slot.iter().filter(|(id, _)| **id % slices == slice) {
+            sink.tx.send_if_idle(Queued {
+                seq: 0,
+                bytes: frame.clone(),
+                kind: None,
+            });
+        }
     }
 
     /// A barrier behind every interest change reported so far; `None` when no broker
@@ -233,37 +437,41 @@ impl Registry {
         self.total.load(Ordering::Relaxed)
     }
 
-    /// Refuses new connections and lets every open stream end once its queue is drained.
-    /// Connections that do not drain are left to the server's shutdown deadline.
+    /// Refuses new connections from now on; open streams stay until released.
     pub(crate) fn close(&self) {
         self.write().closed = true;
-        self.release_all();
+    }
+
+    /// Lets up to `count` open streams end once their queues are drained, for `reason`;
+    /// returns how many it let go.
+    pub(crate) fn release_some(&self, count: usize, reason: CloseReason) -> usize {
+        let ids: Vec<u64> = self
+            .read()
+            .connections
+            .keys()
+            .take(count)
+            .copied()
+            .collect();
+        ids.into_iter()
+            .filter(|&id| self.remove(id, reason).is_some())
+            .count()
     }
 
     /// Lets every open stream end once its queue is drained; returns how many there were.
-    pub(crate) fn release_all(&self) -> usize {
-        let mut tables = self.write();
-        let ids: Vec<u64> = tables.connections.keys().copied().collect();
-        for &id in &ids {
-            if let Some(entry) = tables.connections.remove(&id) {
-                self.detach(&mut tables, id, &entry.targets);
-            }
-        }
-        ids.len()
+    pub(crate) fn release_all(&self, reason: CloseReason) -> usize {
+        self.release_some(usize::MAX, reason)
     }
 
     fn cut_off(&self, id: u64) {
-        let mut tables = self.write();
-        if let Some(entry) = tables.connections.remove(&id) {
-            self.detach(&mut tables, id, &entry.targets);
-            if let Some(abort) = &entry.sink.abort {
-                abort.cancel();
-            }
+        if let Some(entry) = self.remove(id, CloseReason::SlowConsumer)
+            && let Some(abort) = &entry.sink.abort
+        {
+            abort.cancel();
         }
     }
 
-    fn detach(&self, tables: &mut Tables, id: u64, targets: &[Target]) {
-        for target in targets {
+    fn detach(&self, tables: &mut Tables, id: u64, entry: &Entry) {
+        for target in &entry.targets {
             tables.note_change(self.interest.is_some(), target);
             let Some(slot) = tables.by_target.get_mut(target) else {
                 continue;
@@ -272,6 +480,14 @@ impl Registry {
             if slot.is_empty() {
                 tables.by_target.remove(target);
                 self.report(Interest::Unsubscribe(target.clone()));
+            }
+        }
+        if let Some(ip) = entry.client_ip
+            && let std::collections::hash_map::Entry::Occupied(mut open) = tables.by_ip.entry(ip)
+        {
+            *open.get_mut() -= 1;
+            if *open.get() == 0 {
+                open.remove();
             }
         }
         self.total.fetch_sub(1, Ordering::Relaxed);
@@ -295,22 +511,47 @@ impl Registry {
     }
 }
 
+/// The one line logged when a stream ends (outside the registry's lock).
+fn log_closed(id: u64, entry: &Entry, reason: CloseReason) {
+    let user = entry.user();
+    let duration_ms = u64::try_from(entry.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let dropped = entry.sink.tx.dropped();
+    if reason == CloseReason::SlowConsumer {
+        tracing::warn!(
+            connection = id,
+            user,
+            duration_ms,
+            reason = reason.as_str(),
+            dropped,
+            "stream closed: the client stopped reading (queue full)"
+        );
+    } else {
+        tracing::info!(
+            connection = id,
+            user,
+            duration_ms,
+            reason = reason.as_str(),
+            dropped,
+            "stream closed"
+        );
+    }
+}
+
 /// The handle through which a broker hands events to this instance's connections.
 ///
 /// Each event is encoded once; every recipient gets the same bytes.
 #[derive(Clone)]
 pub struct Fanout {
     registry: Arc<Registry>,
-    metrics: Arc<Metrics>,
 }
 
 impl Fanout {
-    pub(crate) fn new(registry: Arc<Registry>, metrics: Arc<Metrics>) -> Self {
-        Self { registry, metrics }
+    pub(crate) fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
-        &self.metrics
+        self.registry.metrics()
     }
 
     /// Encodes `event` once and queues it for every local connection of `target`; returns
@@ -322,9 +563,14 @@ impl Fanout {
     /// [`Error::InvalidEvent`](crate::Error::InvalidEvent) when the event cannot be encoded;
     /// nothing is delivered then.
     pub fn deliver(&self, target: &Target, seq: u64, event: &crate::Event) -> crate::Result<usize> {
-        let frame = crate::encode::event(event)?;
-        let recipients = self.registry.deliver(target, seq, &frame);
-        self.metrics.delivered(recipients);
+        let frame = Queued {
+            seq,
+            bytes: crate::encode::event(event)?,
+            // Shared by every recipient, like the bytes, for latest-per-type queues.
+            kind: Some(Arc::from(event.event_type.as_str())),
+        };
+        let recipients = self.registry.deliver(target, &frame);
+        self.registry.metrics.delivered(recipients);
         Ok(recipients)
     }
 
@@ -340,9 +586,10 @@ impl Fanout {
 
     /// Ends every local stream once its queue is drained, so that its client reconnects
     /// and resumes from history; returns how many there were. For a broker that may have
-    /// missed events (its subscription was down while others published).
+    /// missed events (its subscription was down while others published); logged as
+    /// [`CloseReason::Resync`].
     pub fn release_all(&self) -> usize {
-        self.registry.release_all()
+        self.registry.release_all(CloseReason::Resync)
     }
 
     /// Users whose local connection counts changed since the last call, with their counts
@@ -364,21 +611,42 @@ impl std::fmt::Debug for Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SlowConsumer;
 
     fn sink(capacity: usize) -> (Sink, queue::Receiver) {
-        let (tx, rx) = queue::bounded(capacity);
+        let (tx, rx) = queue::bounded(queue::Bounds {
+            events: capacity,
+            bytes: 1 << 20,
+            policy: SlowConsumer::Disconnect,
+        });
         (Sink::new(tx, None), rx)
+    }
+
+    fn opening(sink: Sink, targets: Vec<Target>) -> Opening {
+        Opening {
+            sink,
+            targets,
+            client_ip: None,
+        }
+    }
+
+    fn frame(seq: u64) -> Queued {
+        Queued {
+            seq,
+            bytes: Bytes::from_static(b"data: x\n\n"),
+            kind: None,
+        }
     }
 
     #[test]
     fn reports_first_arrival_and_last_departure() {
         let (interest_tx, mut interest_rx) = mpsc::unbounded_channel();
-        let registry = Registry::new(Some(interest_tx));
+        let registry = Registry::new(Some(interest_tx), Limits::default());
         let user = Target::user("u").unwrap();
         let (a, _rx_a) = sink(4);
         let (b, _rx_b) = sink(4);
-        let first = registry.register(a, vec![user.clone()]).unwrap();
-        let second = registry.register(b, vec![user.clone()]).unwrap();
+        let first = registry.register(opening(a, vec![user.clone()])).unwrap();
+        let second = registry.register(opening(b, vec![user.clone()])).unwrap();
         registry.unregister(first);
         registry.unregister(first);
         registry.unregister(second);
@@ -395,27 +663,26 @@ mod tests {
 
     #[test]
     fn cuts_off_a_full_queue_and_keeps_the_others() {
-        let registry = Registry::new(None);
+        let registry = Registry::new(None, Limits::default());
         let all = Target::All;
         let (slow, _slow_rx) = sink(1);
         let (fast, mut fast_rx) = sink(8);
-        registry.register(slow, vec![all.clone()]).unwrap();
-        registry.register(fast, vec![all.clone()]).unwrap();
-        let frame = Bytes::from_static(b"data: x\n\n");
-        assert_eq!(registry.deliver(&all, 1, &frame), 2);
-        assert_eq!(registry.deliver(&all, 2, &frame), 1);
+        registry.register(opening(slow, vec![all.clone()])).unwrap();
+        registry.register(opening(fast, vec![all.clone()])).unwrap();
+        assert_eq!(registry.deliver(&all, &frame(1)), 2);
+        assert_eq!(registry.deliver(&all, &frame(2)), 1);
         assert_eq!(registry.total(), 1);
         assert_eq!(fast_rx.try_recv().unwrap().seq, 1);
-        assert_eq!(fast_rx.try_recv().unwrap().bytes, frame);
+        assert_eq!(fast_rx.try_recv().unwrap().bytes, frame(2).bytes);
     }
 
     #[test]
     fn slices_reach_every_connection_once() {
-        let registry = Registry::new(None);
+        let registry = Registry::new(None, Limits::default());
         let mut queues: Vec<_> = (0..40)
             .map(|_| {
                 let (sink, rx) = sink(4);
-                registry.register(sink, vec![Target::All]).unwrap();
+                registry.register(opening(sink, vec![Target::All])).unwrap();
                 rx
             })
             .collect();
@@ -430,14 +697,67 @@ mod tests {
     }
 
     #[test]
-    fn refuses_connections_once_closed() {
-        let registry = Registry::new(None);
-        let (a, mut rx) = sink(1);
-        registry.register(a, vec![Target::All]).unwrap();
+    fn refuses_connections_once_closed_and_releases_in_batches() {
+        let registry = Registry::new(None, Limits::default());
+        let mut queues: Vec<_> = (0..5)
+            .map(|_| {
+                let (sink, rx) = sink(1);
+                registry.register(opening(sink, vec![Target::All])).unwrap();
+                rx
+            })
+            .collect();
         registry.close();
+        let (late, _rx) = sink(1);
+        assert_eq!(
+            registry.register(opening(late, vec![Target::All])),
+            Err(Refused::Closed)
+        );
+        assert_eq!(registry.release_some(2, CloseReason::Drained), 2);
+        assert_eq!(registry.total(), 3);
+        assert_eq!(registry.release_all(CloseReason::Drained), 3);
         assert_eq!(registry.total(), 0);
-        assert!(rx.try_recv().is_none());
-        let (b, _rx) = sink(1);
-        assert!(registry.register(b, vec![Target::All]).is_none());
+        for rx in &mut queues {
+            assert!(rx.try_recv().is_none());
+        }
+    }
+
+    #[test]
+    fn limits_refuse_the_stream_over_them_and_free_up_when_one_leaves() {
+        let limits = Limits {
+            total: 5,
+            per_user: 2,
+            per_ip: 3,
+        };
+        let registry = Registry::new(None, limits);
+        let open = |user: &str, ip: [u8; 4]| {
+            let (sink, rx) = sink(1);
+            let targets = vec![Target::user(user).unwrap(), Target::All];
+            let opened = registry.register(Opening {
+                sink,
+                targets,
+                client_ip: Some(IpAddr::from(ip)),
+            });
+            (opened, rx)
+        };
+        let a1 = open("a", [10, 0, 0, 1]).0.unwrap();
+        open("a", [10, 0, 0, 2]).0.unwrap();
+        assert_eq!(
+            open("a", [10, 0, 0, 3]).0,
+            Err(Refused::Limit(ConnectionLimit::PerUser, 2))
+        );
+        open("b", [10, 0, 0, 1]).0.unwrap();
+        open("c", [10, 0, 0, 1]).0.unwrap();
+        assert_eq!(
+            open("d", [10, 0, 0, 1]).0,
+            Err(Refused::Limit(ConnectionLimit::PerIp, 3))
+        );
+        open("e", [10, 0, 0, 9]).0.unwrap();
+        assert_eq!(
+            open("f", [10, 0, 0, 8]).0,
+            Err(Refused::Limit(ConnectionLimit::Total, 5))
+        );
+        registry.unregister(a1);
+        assert!(open("d", [10, 0, 0, 1]).0.is_ok());
+        assert_eq!(registry.total(), 5);
     }
 }

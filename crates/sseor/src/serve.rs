@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::{self, Server};
+use crate::connection::{self, Server, StreamExecutor};
 
 /// hyper's per-connection buffer limit, in bytes (its minimum).
 const MAX_BUF_SIZE: usize = 8192;
@@ -57,15 +57,15 @@ pub(crate) enum Transport {
 }
 
 /// Serves `router` on `listener` until `stop` completes, then stops accepting, lets open
-/// connections finish for up to `grace`, and closes whatever is left.
+/// connections finish for up to the grace period `stop` returns, and closes whatever is
+/// left.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     transport: Transport,
-    stop: impl Future<Output = ()>,
-    grace: Duration,
+    stop: impl Future<Output = Duration>,
 ) {
-    let mut hyper = auto::Builder::new(TokioExecutor::new());
+    let mut hyper = auto::Builder::new(StreamExecutor);
     // hyper's smallest buffer limit: its read buffer otherwise grows to 16 KiB per
     // connection. Request heads stay under 8 KiB.
     hyper
@@ -83,9 +83,9 @@ pub(crate) async fn serve(
     let connections = &server.tracker;
     tokio::pin!(stop);
 
-    loop {
+    let grace = loop {
         let (socket, peer) = tokio::select! {
-            () = &mut stop => break,
+            grace = &mut stop => break grace,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -107,7 +107,7 @@ pub(crate) async fn serve(
                 server.clone(),
             )),
         };
-    }
+    };
     drop(listener);
 
     server.stopping.cancel();

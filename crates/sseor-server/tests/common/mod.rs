@@ -42,6 +42,14 @@ pub const SERVER_ENV: &[&str] = &[
     "SSEOR_TLS_CERT",
     "SSEOR_TLS_KEY",
     "SSEOR_CORS_ORIGINS",
+    "SSEOR_QUEUE_BYTES",
+    "SSEOR_SLOW_CONSUMER",
+    "SSEOR_MAX_CONNECTIONS",
+    "SSEOR_MAX_CONNECTIONS_PER_USER",
+    "SSEOR_MAX_CONNECTIONS_PER_IP",
+    "SSEOR_CLIENT_IP_HEADER",
+    "SSEOR_DRAIN_PERIOD",
+    "SSEOR_RETRY_JITTER",
 ];
 
 /// Variables that change how any program logs; removed from every child too.
