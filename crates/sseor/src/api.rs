@@ -7,8 +7,23 @@
 //! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open connections of `U` and in all, on this instance and on every instance |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
+//! | `POST /api/v1/tickets` | with an authorizer: `{"ticket", "expires_in"}`, a single-use ticket for the stream the `Authorization` header grants, to open as `GET /api/v1/sse?ticket=...` |
 //!
 //! Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.
+//!
+//! # With an authorizer
+//!
+//! When the manager has an [`Authorizer`](crate::auth::Authorizer) (see
+//! [`Builder::authorizer`](crate::Builder::authorizer)):
+//!
+//! * `GET /api/v1/sse` needs a credential (or `?ticket=`); `user_id` may be left out (the
+//!   credential's user) and must otherwise be that user; every `topic` must be granted.
+//! * `POST /api/v1/publish` and `GET /api/v1/connections` need a publisher's credential in
+//!   the request headers: the publish token or a grant with the publish right.
+//! * A request without a valid credential gets 401 with `WWW-Authenticate: Bearer`, one
+//!   whose credential does not grant what it asks 403; both answer
+//!   `{"error", "reason"}`, the reason being one of [`AuthReason`](crate::auth::AuthReason).
+//! * Over the publish rate: 429 with `Retry-After`.
 
 use axum::Json;
 use axum::Router;
@@ -17,6 +32,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http::request::Parts;
 use http::{Method, StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::json;
@@ -36,6 +52,7 @@ pub fn router(manager: &Manager) -> Router {
         .route("/api/v1/sse", get(subscribe))
         .route("/api/v1/publish", post(publish))
         .route("/api/v1/connections", get(connections))
+        .route("/api/v1/tickets", post(tickets))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .fallback(not_found)
@@ -54,6 +71,10 @@ pub(crate) fn error_response(error: &Error) -> Response {
         Error::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Error::InvalidTarget(_) => StatusCode::BAD_REQUEST,
         Error::Closed | Error::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Auth { reason, message } => return crate::auth::refusal(*reason, message),
+        Error::RateLimited { retry_after } => {
+            return crate::auth::rate_limited(*retry_after, &error.to_string());
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     self::error(status, error.to_string())
@@ -70,15 +91,36 @@ async fn subscribe(
             .filter(move |(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    let Some(user_id) = value_of("user_id").next() else {
+    let (parts, _) = request.into_parts();
+    let subscription = match manager.authorize_stream(&parts).await? {
+        Some(grant) => {
+            // Every `user_id` given must be the credential's user.
+            let asked = value_of("user_id").find(|asked| *asked != grant.user_id());
+            grant.subscription(asked, value_of("topic"))?
+        }
+        None => {
+            let Some(user_id) = value_of("user_id").next() else {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "the query parameter `user_id` is required",
+                ));
+            };
+            value_of("topic").try_fold(Subscription::user(user_id)?, |s, topic| s.topic(topic))?
+        }
+    };
+    manager.handle_sse_with(&Request::from_parts(parts, ()), subscription)
+}
+
+async fn tickets(State(manager): State<Manager>, request: Parts) -> Result<Response, Error> {
+    let Some(grant) = manager.authorize_ticket(&request).await? else {
         return Ok(error(
-            StatusCode::BAD_REQUEST,
-            "the query parameter `user_id` is required",
+            StatusCode::NOT_FOUND,
+            "no authentication is configured: open streams with `user_id`, no ticket needed",
         ));
     };
-    let subscription =
-        value_of("topic").try_fold(Subscription::user(user_id)?, |s, topic| s.topic(topic))?;
-    manager.handle_sse_with(&request, subscription)
+    let ticket = manager.issue_ticket(&grant).await?;
+    let answer = json!({"ticket": ticket.value(), "expires_in": ticket.ttl().as_secs()});
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Deserialize)]
@@ -91,7 +133,14 @@ struct PublishRequest {
     event: Event,
 }
 
-async fn publish(State(manager): State<Manager>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn publish(
+    State(manager): State<Manager>,
+    request: Parts,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(refused) = manager.authorize_publish(&request).await {
+        return refused.into_response();
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -145,7 +194,14 @@ struct CountQuery {
     user_id: Option<String>,
 }
 
-async fn connections(State(manager): State<Manager>, Query(query): Query<CountQuery>) -> Response {
+async fn connections(
+    State(manager): State<Manager>,
+    request: Parts,
+    Query(query): Query<CountQuery>,
+) -> Response {
+    if let Err(refused) = manager.authorize_backend(&request).await {
+        return refused.into_response();
+    }
     // Cluster-wide counts are null while Redis cannot be read; local ones always answer.
     let mut counts = json!({
         "total": manager.total_connections(),

@@ -42,6 +42,7 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 mod connection;
 pub mod encode;

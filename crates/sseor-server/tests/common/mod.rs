@@ -39,6 +39,18 @@ pub const SERVER_ENV: &[&str] = &[
     "SSEOR_HISTORY_SIZE",
     "SSEOR_HISTORY_MAX_AGE",
     "SSEOR_REDIS_CA_FILE",
+    "SSEOR_JWT_SECRET",
+    "SSEOR_JWT_PUBLIC_KEY",
+    "SSEOR_JWT_ISSUER",
+    "SSEOR_JWT_AUDIENCE",
+    "SSEOR_JWT_TOPICS_CLAIM",
+    "SSEOR_JWT_LEEWAY",
+    "SSEOR_AUTH_COOKIE",
+    "SSEOR_PUBLISH_TOKEN",
+    "SSEOR_TICKET_TTL",
+    "SSEOR_PUBLISH_RATE",
+    "SSEOR_PUBLISH_BURST",
+    "SSEOR_INSECURE",
 ];
 
 /// Variables that change how any program logs; removed from every child too.
