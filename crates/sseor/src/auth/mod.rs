@@ -364,12 +364,11 @@ pub(crate) fn query_value(request: &Parts, name: &str) -> Option<String> {
 /// let any page its user visits publish in their name, and a token in the URL ends up in
 /// access logs.
 pub(crate) fn headers_only(request: &Parts) -> Parts {
-    let mut parts = http::Request::new(()).into_parts().0;
-    parts.method = request.method.clone();
-    parts.uri = http::Uri::from_static("/");
-    parts.version = request.version;
-    parts.headers = request.headers.clone();
+    let mut parts = request.clone();
     parts.headers.remove(http::header::COOKIE);
+    if let Ok(path) = http::Uri::try_from(request.uri.path()) {
+        parts.uri = path;
+    }
     parts
 }
 
