@@ -554,7 +554,20 @@ impl Manager {
         self.handle_sse_with(request, Subscription::user(user_id)?)
     }
 
-    /// Opens an event stream for a [`Subscription`]: a user, its topics and broadcasts.
+    /// Opens an event stream for a [`Subscription`]: a user, its topics and broadcasts;
+    /// with [`Subscription::expires_at`], until then.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// use sseor::auth::Grant;
+    /// let manager = sseor::Manager::new("").await?;
+    /// // What an authorizer granted: the stream of user123 with `prices`.
+    /// let grant = Grant::user("user123")?.with_topics(["prices"]);
+    /// let request = http::Request::get("/events?topic=prices").body(()).unwrap();
+    /// let response = manager.handle_sse_with(&request, grant.subscription(None, ["prices"])?)?;
+    /// assert_eq!(response.headers()["content-type"], "text/event-stream");
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::Closed`] once the manager is closed.
