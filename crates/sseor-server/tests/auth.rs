@@ -964,6 +964,37 @@ async fn unusable_auth_settings_stop_the_server_with_exit_code_2() {
 }
 
 #[tokio::test]
+async fn help_lists_the_auth_settings_without_their_values() {
+    let envs = [
+        ("SSEOR_JWT_SECRET", SECRET),
+        ("SSEOR_PUBLISH_TOKEN", PUBLISH_TOKEN),
+    ];
+    let help = run_to_exit(&["--help"], &envs).await;
+    assert!(help.status.success(), "{}", help.all_output());
+    for setting in [
+        "SSEOR_JWT_SECRET",
+        "SSEOR_JWT_PUBLIC_KEY",
+        "SSEOR_JWT_ISSUER",
+        "SSEOR_JWT_AUDIENCE",
+        "SSEOR_JWT_TOPICS_CLAIM",
+        "SSEOR_JWT_LEEWAY",
+        "SSEOR_AUTH_COOKIE",
+        "SSEOR_PUBLISH_TOKEN",
+        "SSEOR_TICKET_TTL",
+        "SSEOR_PUBLISH_RATE",
+        "SSEOR_PUBLISH_BURST",
+        "SSEOR_INSECURE",
+    ] {
+        assert!(
+            help.stdout.contains(setting),
+            "{setting} missing from --help"
+        );
+    }
+    assert!(help.stdout.contains("Authentication:"), "{}", help.stdout);
+    assert!(!help.stdout.contains(SECRET) && !help.stdout.contains(PUBLISH_TOKEN));
+}
+
+#[tokio::test]
 async fn tokens_tickets_and_secrets_never_reach_the_output_even_at_trace() {
     let mut server = start_hs256(&["--log-level", "trace"]).await;
     let token = hs256(&json!({"sub": "alice", "exp": now() + 600, "topics": ["prices"]}));
