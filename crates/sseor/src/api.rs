@@ -8,8 +8,23 @@
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
 //! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
+//! | `POST /api/v1/tickets` | with an authorizer: `{"ticket", "expires_in"}`, a single-use ticket for the stream the `Authorization` header grants, to open as `GET /api/v1/sse?ticket=...` |
 //!
 //! Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.
+//!
+//! # With an authorizer
+//!
+//! When the manager has an [`Authorizer`](crate::auth::Authorizer) (see
+//! [`Builder::authorizer`](crate::Builder::authorizer)):
+//!
+//! * `GET /api/v1/sse` needs a credential (or `?ticket=`); `user_id` may be left out (the
+//!   credential's user) and must otherwise be that user; every `topic` must be granted.
+//! * `POST /api/v1/publish` and `GET /api/v1/connections` need a publisher's credential in
+//!   the request headers: the publish token or a grant with the publish right.
+//! * A request without a valid credential gets 401 with `WWW-Authenticate: Bearer`, one
+//!   whose credential does not grant what it asks 403; both answer
+//!   `{"error", "reason"}`, the reason being one of [`AuthReason`](crate::auth::AuthReason).
+//! * Over the publish rate: 429 with `Retry-After`.
 
 use axum::Json;
 use axum::Router;
@@ -18,6 +33,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http::request::Parts;
 use http::{Method, StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::json;
@@ -37,6 +53,7 @@ pub fn router(manager: &Manager) -> Router {
         .route("/api/v1/sse", get(subscribe))
         .route("/api/v1/publish", post(publish))
         .route("/api/v1/connections", get(connections))
+        .route("/api/v1/tickets", post(tickets))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -60,6 +77,10 @@ pub(crate) fn error_response(error: &Error) -> Response {
             crate::ConnectionLimit::Total => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::TOO_MANY_REQUESTS,
         },
+        Error::Auth { reason, message } => return crate::auth::refusal(*reason, message),
+        Error::RateLimited { retry_after } => {
+            return crate::auth::rate_limited(*retry_after, &error.to_string());
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut response = self::error(status, error.to_string());
@@ -84,15 +105,36 @@ async fn subscribe(
             .filter(move |(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    let Some(user_id) = value_of("user_id").next() else {
+    let (parts, _) = request.into_parts();
+    let subscription = match manager.authorize_stream(&parts).await? {
+        Some(grant) => {
+            // Every `user_id` given must be the credential's user.
+            let asked = value_of("user_id").find(|asked| *asked != grant.user_id());
+            grant.subscription(asked, value_of("topic"))?
+        }
+        None => {
+            let Some(user_id) = value_of("user_id").next() else {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "the query parameter `user_id` is required",
+                ));
+            };
+            value_of("topic").try_fold(Subscription::user(user_id)?, |s, topic| s.topic(topic))?
+        }
+    };
+    manager.handle_sse_with(&Request::from_parts(parts, ()), subscription)
+}
+
+async fn tickets(State(manager): State<Manager>, request: Parts) -> Result<Response, Error> {
+    let Some(grant) = manager.authorize_ticket(&request).await? else {
         return Ok(error(
-            StatusCode::BAD_REQUEST,
-            "the query parameter `user_id` is required",
+            StatusCode::NOT_FOUND,
+            "no authentication is configured: open streams with `user_id`, no ticket needed",
         ));
     };
-    let subscription =
-        value_of("topic").try_fold(Subscription::user(user_id)?, |s, topic| s.topic(topic))?;
-    manager.handle_sse_with(&request, subscription)
+    let ticket = manager.issue_ticket(&grant).await?;
+    let answer = json!({"ticket": ticket.value(), "expires_in": ticket.ttl().as_secs()});
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Deserialize)]
@@ -105,7 +147,14 @@ struct PublishRequest {
     event: Event,
 }
 
-async fn publish(State(manager): State<Manager>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn publish(
+    State(manager): State<Manager>,
+    request: Parts,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(refused) = manager.authorize_publish(&request).await {
+        return refused.into_response();
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -159,7 +208,14 @@ struct CountQuery {
     user_id: Option<String>,
 }
 
-async fn connections(State(manager): State<Manager>, Query(query): Query<CountQuery>) -> Response {
+async fn connections(
+    State(manager): State<Manager>,
+    request: Parts,
+    Query(query): Query<CountQuery>,
+) -> Response {
+    if let Err(refused) = manager.authorize_backend(&request).await {
+        return refused.into_response();
+    }
     // Cluster-wide counts are null while Redis cannot be read; local ones always answer.
     let mut counts = json!({
         "total": manager.total_connections(),

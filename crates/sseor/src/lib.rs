@@ -15,6 +15,9 @@
 //!   default.
 //! * [`encode`] writes the `text/event-stream` wire format.
 //! * [`api`] is the standard JSON-over-HTTP API the `sseor` server exposes.
+//! * [`auth`] decides who may open which stream and who may publish: the
+//!   [`Authorizer`](auth::Authorizer) trait, [`JwtAuthorizer`](auth::JwtAuthorizer), stream
+//!   tickets and grants that expire.
 //! * [`Publisher`] publishes through Redis from services that serve no streams.
 //!
 //! # Features
@@ -43,6 +46,7 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 mod connection;
 pub mod encode;

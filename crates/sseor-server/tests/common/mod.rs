@@ -50,6 +50,18 @@ pub const SERVER_ENV: &[&str] = &[
     "SSEOR_CLIENT_IP_HEADER",
     "SSEOR_DRAIN_PERIOD",
     "SSEOR_RETRY_JITTER",
+    "SSEOR_JWT_SECRET",
+    "SSEOR_JWT_PUBLIC_KEY",
+    "SSEOR_JWT_ISSUER",
+    "SSEOR_JWT_AUDIENCE",
+    "SSEOR_JWT_TOPICS_CLAIM",
+    "SSEOR_JWT_LEEWAY",
+    "SSEOR_AUTH_COOKIE",
+    "SSEOR_PUBLISH_TOKEN",
+    "SSEOR_TICKET_TTL",
+    "SSEOR_PUBLISH_RATE",
+    "SSEOR_PUBLISH_BURST",
+    "SSEOR_INSECURE",
 ];
 
 /// Variables that change how any program logs; removed from every child too.
