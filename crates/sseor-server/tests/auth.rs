@@ -449,6 +449,16 @@ async fn another_users_stream_and_topics_not_granted_are_403() {
     ] {
         assert_refused(get(&server, path, &headers).await, 403, "forbidden_topic").await;
     }
+    let metrics = get(&server, "/metrics", &[]).await.text().await.unwrap();
+    for line in [
+        "sseor_auth_failures_total{reason=\"forbidden_user\"} 2",
+        "sseor_auth_failures_total{reason=\"forbidden_topic\"} 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}`:\n{metrics}"
+        );
+    }
     assert_streams(
         &server,
         "/api/v1/sse?user_id=alice&topic=prices",

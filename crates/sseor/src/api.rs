@@ -110,7 +110,7 @@ async fn subscribe(
         Some(grant) => {
             // Every `user_id` given must be the credential's user.
             let asked = value_of("user_id").find(|asked| *asked != grant.user_id());
-            grant.subscription(asked, value_of("topic"))?
+            manager.counted(grant.subscription(asked, value_of("topic")))?
         }
         None => {
             let Some(user_id) = value_of("user_id").next() else {

@@ -933,7 +933,15 @@ impl Manager {
             return Ok(None);
         };
         auth::trace_outcome("stream", &grant, Grant::user_id);
-        grant.map(Some)
+        self.counted(grant).map(Some)
+    }
+
+    /// `result`, with an authentication refusal counted in the metrics by its reason.
+    pub(crate) fn counted<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(Error::Auth { reason, .. }) = &result {
+            self.inner.registry.metrics().auth_failed(reason.as_str());
+        }
+        result
     }
 
     /// Whether `request` may publish now: it carries the publish token or a grant with the
@@ -947,6 +955,7 @@ impl Manager {
     pub async fn authorize_publish(&self, request: &Parts) -> Result<()> {
         let publisher = self.inner.config.auth.publisher(request).await;
         auth::trace_outcome("publish", &publisher, auth::Publisher::name);
+        let publisher = self.counted(publisher);
         match &self.inner.limiter {
             Some(limiter) => limiter.check(&publisher?),
             None => publisher.map(drop),
@@ -957,17 +966,17 @@ impl Manager {
     /// [`authorize_publish`](Self::authorize_publish) without counting a publish: for the
     /// endpoints that serve backends (connection counts).
     pub(crate) async fn authorize_backend(&self, request: &Parts) -> Result<()> {
-        self.inner.config.auth.publisher(request).await.map(drop)
+        self.counted(self.inner.config.auth.publisher(request).await.map(drop))
     }
 
     /// The grant for which `request` asks a ticket, from its headers only (a ticket exists
     /// to keep tokens out of URLs); `None` when no authorizer is set.
     pub(crate) async fn authorize_ticket(&self, request: &Parts) -> Result<Option<Grant>> {
         match &self.inner.config.auth.authorizer {
-            Some(authorizer) => authorizer
-                .authorize(&auth::headers_only(request))
-                .await
-                .map(Some),
+            Some(authorizer) => {
+                let grant = authorizer.authorize(&auth::headers_only(request)).await;
+                self.counted(grant).map(Some)
+            }
             None => Ok(None),
         }
     }
