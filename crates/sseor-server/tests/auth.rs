@@ -531,6 +531,11 @@ async fn a_stream_ends_cleanly_when_its_token_expires() {
         String::from_utf8_lossy(&received)
     );
     wait_for_user(&server, "alice", 0).await;
+    let metrics = get(&server, "/metrics", &[]).await.text().await.unwrap();
+    assert!(
+        metrics.contains("sseor_connections_closed_total{reason=\"expired\"} 1\n"),
+        "{metrics}"
+    );
     // The same token no longer opens one.
     assert_refused(
         get(&server, "/api/v1/sse", &[("authorization", &auth)]).await,

@@ -479,8 +479,7 @@ async fn expire_streams(
                 None => return,
             },
             Some(expired) = std::future::poll_fn(|cx| due.poll_expired(cx)), if !due.is_empty() => {
-                tracing::debug!(connection = expired.get_ref(), "closing a stream whose credential expired");
-                registry.unregister(expired.into_inner());
+                registry.expire(expired.into_inner());
             }
         }
     }

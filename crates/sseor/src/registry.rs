@@ -59,17 +59,21 @@ pub enum CloseReason {
     /// The broker may have missed events (its subscription was down): the stream was
     /// ended so that its client resumes from history.
     Resync,
+    /// The credential the stream was opened with expired: its client reconnects with a
+    /// fresh one.
+    Expired,
 }
 
 impl CloseReason {
     /// The reason as a short `snake_case` label: `client_left`, `slow_consumer`,
-    /// `drained`, `resync`.
+    /// `drained`, `resync`, `expired`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientLeft => "client_left",
             Self::SlowConsumer => "slow_consumer",
             Self::Drained => "drained",
             Self::Resync => "resync",
+            Self::Expired => "expired",
         }
     }
 }
@@ -318,6 +322,11 @@ impl Registry {
     /// Idempotent: a stream the registry already let go is not logged twice.
     pub(crate) fn unregister(&self, id: u64) {
         self.remove(id, CloseReason::ClientLeft);
+    }
+
+    /// Ends a stream whose credential expired, once its queue is drained. Idempotent.
+    pub(crate) fn expire(&self, id: u64) {
+        self.remove(id, CloseReason::Expired);
     }
 
     /// Removes a stream and logs why; the entry, if it was still registered.
