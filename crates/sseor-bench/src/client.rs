@@ -115,13 +115,26 @@ pub(crate) struct Opened {
 
 /// Opens the stream of each `(index, port, path)`, `options.concurrency` at a time.
 pub(crate) async fn open_all(streams: Vec<(usize, u16, String)>, options: &OpenOptions) -> Opened {
+    let streams = streams
+        .into_iter()
+        .map(|(index, port, path)| (index, port, path, String::new()))
+        .collect();
+    open_all_with_headers(streams, options).await
+}
+
+/// Opens the stream of each `(index, port, path, headers)` (headers each ending with CRLF),
+/// `options.concurrency` at a time.
+pub(crate) async fn open_all_with_headers(
+    streams: Vec<(usize, u16, String, String)>,
+    options: &OpenOptions,
+) -> Opened {
     let sources = options.sources.max(1);
     let next_source = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let timeout = Duration::from_secs(options.open_timeout.max(1));
     let attempts = options.attempts.max(1);
     let results: Vec<_> = futures_util::stream::iter(streams)
-        .map(|(index, port, path)| {
+        .map(|(index, port, path, headers)| {
             let next_source = next_source.clone();
             async move {
                 let mut errors = Vec::new();
@@ -131,7 +144,7 @@ pub(crate) async fn open_all(streams: Vec<(usize, u16, String)>, options: &OpenO
                     }
                     let source =
                         (next_source.fetch_add(1, Ordering::Relaxed) % sources as usize) as u8 + 1;
-                    match tokio::time::timeout(timeout, open(port, &path, source, "")).await {
+                    match tokio::time::timeout(timeout, open(port, &path, source, &headers)).await {
                         Ok(Ok(stream)) => return (index, Some(stream), errors),
                         Ok(Err(e)) => errors.push(e),
                         Err(_) => errors.push(format!("no answer within {timeout:?}")),

@@ -6,9 +6,11 @@
 //! target/release/sseor-bench idle --target nchan --connections 5000
 //! target/release/sseor-bench broadcast --target pushpin --events 25 --rate 5
 //! bench/compare.sh     # every scenario against every server, and the table
+//! target/release/sseor-bench jwt --connections 10000   # streams opened/s with and without JWT
 //! ```
 
 mod client;
+mod jwt;
 mod legacy;
 mod publish;
 mod scale;
@@ -74,6 +76,9 @@ enum Command {
         #[command(flatten)]
         sweep: Sweep,
     },
+    /// sseor only: streams opened per second when each presents a JWT (HS256, ES256,
+    /// RS256), against none; a fresh server per variant.
+    Jwt(jwt::JwtArgs),
     /// Only opens streams and reports what they receive (used by `scale`; see its docs).
     Client(ClientArgs),
     /// Redis, several sseor instances and several `client` processes: broadcasts
@@ -130,6 +135,7 @@ impl Command {
             Command::Broadcast { .. } => "broadcast",
             Command::Targeted { .. } => "targeted",
             Command::TargetedMax { .. } => "targeted-max",
+            Command::Jwt(_) => "jwt",
             Command::Client(_) => "client",
             Command::Scale(_) => "scale",
             Command::Table { .. } => "table",
@@ -157,6 +163,7 @@ async fn run(cli: &Cli) -> Result<(), String> {
         Command::TargetedMax { common, sweep } => {
             scenario::targeted_max(common, servers, sweep).await
         }
+        Command::Jwt(args) => jwt::jwt(args, servers).await,
         Command::Client(args) => scale::client(args).await,
         Command::Scale(args) => scale::scale(args, servers).await,
         Command::Table { file } => {

@@ -216,10 +216,10 @@ async fn wait_for_port(port: u16, what: &str) -> Result<(), String> {
 }
 
 /// A directory of its own under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(what: &str) -> Result<Self, String> {
+    pub(crate) fn new(what: &str) -> Result<Self, String> {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
@@ -229,6 +229,11 @@ impl TempDir {
         ));
         std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Self(path))
+    }
+
+    /// The path of `name` in this directory.
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
     }
 
     /// Writes `template` (from the peers' folder) into this directory as `name`, with each

@@ -1,6 +1,7 @@
 //! The server's configuration: environment variables, each also a command-line flag.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, ValueEnum};
@@ -19,8 +20,8 @@ pub(crate) struct Config {
     #[arg(long, env = "SERVER_PORT", default_value_t = 9090)]
     port: u16,
 
-    /// Address to listen on. Anything other than loopback exposes every user's events to
-    /// whoever can reach it: there is no authentication yet.
+    /// Address to listen on. Beyond loopback, subscribers must be authenticated (a JWT
+    /// secret or public key), unless `--insecure`.
     #[arg(long, env = "SERVER_HOST", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     host: IpAddr,
 
@@ -85,8 +86,13 @@ pub(crate) struct Config {
     #[arg(long, env = "SSEOR_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
 
+    /// TLS and CORS.
+    #[command(flatten)]
+    pub(crate) transport: crate::transport::TransportArgs,
     #[command(flatten)]
     flow: Flow,
+    #[command(flatten)]
+    auth: AuthConfig,
 }
 
 /// Slow consumers, limits on open streams, and how shutdown spreads reconnections.
@@ -153,6 +159,93 @@ impl From<Policy> for sseor::SlowConsumer {
 /// The drain period when none is set: 5 s, or the shutdown timeout when shorter.
 const DEFAULT_DRAIN_PERIOD: Duration = Duration::from_secs(5);
 
+/// Authentication and authorization settings, listed together in `--help`.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Authentication")]
+struct AuthConfig {
+    /// Shared secret of HS256 subscriber and publisher tokens (at least 32 bytes). Prefer
+    /// the environment variable: a flag shows in the process list.
+    #[arg(long, env = "SSEOR_JWT_SECRET", hide_env_values = true, value_parser = Secret::parse)]
+    jwt_secret: Option<Secret>,
+
+    /// PEM file of the public key of RS256 (RSA) or ES256 (P-256 EC) tokens; the
+    /// algorithm follows the key.
+    #[arg(long, env = "SSEOR_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+
+    /// Required `iss` of tokens.
+    #[arg(long, env = "SSEOR_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+
+    /// Required `aud` of tokens (without it, a token that has an `aud` is refused).
+    #[arg(long, env = "SSEOR_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+
+    /// Claim that lists the topics a token may join: an array of strings, `"*"` for every
+    /// topic.
+    #[arg(long, env = "SSEOR_JWT_TOPICS_CLAIM", default_value = "topics")]
+    jwt_topics_claim: String,
+
+    /// How far the clocks of token issuers and this server may disagree (whole seconds).
+    #[arg(long, env = "SSEOR_JWT_LEEWAY", default_value = "5s", value_parser = parse_duration)]
+    jwt_leeway: Duration,
+
+    /// Cookie a subscriber's token may come in (besides `Authorization: Bearer` and
+    /// `?token=`).
+    #[arg(long, env = "SSEOR_AUTH_COOKIE", default_value = "sseor_token")]
+    auth_cookie: String,
+
+    /// Static secret of publishers, sent as `Authorization: Bearer` (at least 16
+    /// characters); tokens with `"publish": true` publish too.
+    #[arg(long, env = "SSEOR_PUBLISH_TOKEN", hide_env_values = true, value_parser = Secret::parse)]
+    publish_token: Option<Secret>,
+
+    /// How long a stream ticket (`POST /api/v1/tickets`) may be redeemed (1s to 10m).
+    #[arg(long, env = "SSEOR_TICKET_TTL", default_value = "30s", value_parser = parse_duration)]
+    ticket_ttl: Duration,
+
+    /// Publishes per second allowed per credential (0: no limit); beyond, 429.
+    #[arg(long, env = "SSEOR_PUBLISH_RATE", default_value_t = 0)]
+    publish_rate: u32,
+
+    /// Publishes a credential may make at once before the rate applies (0: as many as the
+    /// rate).
+    #[arg(long, env = "SSEOR_PUBLISH_BURST", default_value_t = 0)]
+    publish_burst: u32,
+
+    /// Allow listening beyond loopback without authentication: anyone who reaches the
+    /// server reads every user's events and publishes.
+    #[arg(
+        long,
+        env = "SSEOR_INSECURE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    insecure: bool,
+}
+
+/// A secret from the command line or the environment; its debug output hides it.
+#[derive(Clone)]
+struct Secret(String);
+
+impl Secret {
+    fn parse(text: &str) -> Result<Self, String> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The shortest publish token accepted, in characters.
+const MIN_PUBLISH_TOKEN_LEN: usize = 16;
+
+/// The longest stream ticket lifetime accepted: a ticket is meant to be used at once.
+const MAX_TICKET_TTL: Duration = Duration::from_secs(600);
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -208,23 +301,57 @@ impl Config {
         Ok(())
     }
 
+    /// Where to listen. Without authentication, only loopback unless `--insecure`.
+    ///
+    /// # Errors
+    /// A non-loopback address without authentication and without `--insecure`.
     pub(crate) fn listen_address(&self) -> Result<SocketAddr, String> {
-        if !self.host.is_loopback() {
+        if !self.authenticates() {
+            if !self.host.is_loopback() && !self.auth.insecure {
+                return Err(format!(
+                    "refusing to listen on {} without authentication: set SSEOR_JWT_SECRET or \
+                     SSEOR_JWT_PUBLIC_KEY, listen on 127.0.0.1, or pass --insecure \
+                     (SSEOR_INSECURE=true)",
+                    self.host
+                ));
+            }
             tracing::warn!(
                 host = %self.host,
-                "listening beyond loopback without authentication: anyone who can reach this \
-                 address can read every user's events"
+                "no authentication configured (development): anyone who can reach this \
+                 address can read every user's events; set SSEOR_JWT_SECRET or \
+                 SSEOR_JWT_PUBLIC_KEY"
             );
         }
         Ok(SocketAddr::new(self.host, self.port))
     }
 
-    pub(crate) fn manager(&self) -> sseor::Builder {
+    /// Whether subscribers must present a token.
+    fn authenticates(&self) -> bool {
+        self.auth.jwt_secret.is_some() || self.auth.jwt_public_key.is_some()
+    }
+
+    /// How subscribers are authenticated, for the logs.
+    pub(crate) fn authentication_name(&self) -> &'static str {
+        match (&self.auth.jwt_secret, &self.auth.jwt_public_key) {
+            (Some(_), _) => "jwt-hs256",
+            (None, Some(_)) => "jwt-public-key",
+            (None, None) => "none",
+        }
+    }
+
+    /// The manager's options.
+    ///
+    /// # Errors
+    /// A setting that cannot be used (a key file that cannot be read or is no public key,
+    /// a secret too short, settings that contradict each other), in one line that names
+    /// it and never holds a secret.
+    pub(crate) fn manager(&self) -> Result<sseor::Builder, String> {
         let builder = match &self.redis_ca_file {
             Some(path) => sseor::Manager::builder().redis_ca_file(path),
             None => sseor::Manager::builder(),
         };
-        builder
+        let builder = self.auth.apply(builder)?;
+        Ok(builder
             .broker_url(self.redis_url.clone().unwrap_or_default())
             .heartbeat(self.heartbeat)
             .retry(Some(self.retry).filter(|d| !d.is_zero()))
@@ -247,7 +374,7 @@ impl Config {
             .redis_prefix(self.redis_prefix.clone())
             .redis_timeout(self.redis_timeout)
             .redis_probe_interval(self.probe_interval)
-            .redis_presence_ttl(self.presence_ttl)
+            .redis_presence_ttl(self.presence_ttl))
     }
 
     /// The broker's kind, for the logs; never the URL, which may hold a password.
@@ -312,6 +439,113 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
 fn parse_header_name(text: &str) -> Result<http::HeaderName, String> {
     http::HeaderName::from_bytes(text.trim().as_bytes())
         .map_err(|_| format!("`{text}` is not an HTTP header name, such as X-Forwarded-For"))
+}
+
+impl AuthConfig {
+    /// `builder` with the authorizer, publish token, ticket TTL and publish rate.
+    fn apply(&self, builder: sseor::Builder) -> Result<sseor::Builder, String> {
+        let mut builder = builder
+            .ticket_ttl(self.checked_ticket_ttl()?)
+            .publish_rate(self.publish_rate, self.publish_burst);
+        if self.publish_burst > 0 && self.publish_rate == 0 {
+            return Err(
+                "SSEOR_PUBLISH_BURST needs SSEOR_PUBLISH_RATE: a burst of a rate that \
+                        is not limited means nothing"
+                    .into(),
+            );
+        }
+        if let Some(Secret(token)) = &self.publish_token {
+            if token.chars().count() < MIN_PUBLISH_TOKEN_LEN {
+                return Err(format!(
+                    "SSEOR_PUBLISH_TOKEN is too short: use at least {MIN_PUBLISH_TOKEN_LEN} \
+                     random characters"
+                ));
+            }
+            builder = builder.publish_token(token);
+        }
+        Ok(match self.jwt()? {
+            Some(jwt) => builder.authorizer(jwt),
+            None => builder,
+        })
+    }
+
+    fn checked_ticket_ttl(&self) -> Result<Duration, String> {
+        if self.ticket_ttl < Duration::from_secs(1) || self.ticket_ttl > MAX_TICKET_TTL {
+            return Err(format!(
+                "SSEOR_TICKET_TTL must be between 1s and {}s: a ticket is meant to be used at once",
+                MAX_TICKET_TTL.as_secs()
+            ));
+        }
+        Ok(self.ticket_ttl)
+    }
+
+    /// The JWT authorizer, when a secret or a public key is set.
+    fn jwt(&self) -> Result<Option<sseor::auth::JwtAuthorizer>, String> {
+        let authorizer = match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "SSEOR_JWT_SECRET and SSEOR_JWT_PUBLIC_KEY are both set: tokens are \
+                            checked with one or the other, choose"
+                        .into(),
+                );
+            }
+            (Some(Secret(secret)), None) => sseor::auth::JwtAuthorizer::hs256(secret)
+                .map_err(|e| format!("SSEOR_JWT_SECRET: {e}"))?,
+            (None, Some(path)) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    format!("cannot read SSEOR_JWT_PUBLIC_KEY `{}`: {e}", path.display())
+                })?;
+                sseor::auth::JwtAuthorizer::public_key_pem(&pem)
+                    .map_err(|e| format!("SSEOR_JWT_PUBLIC_KEY `{}`: {e}", path.display()))?
+            }
+            (None, None) => return self.no_jwt().map(|()| None),
+        };
+        if self.jwt_topics_claim.is_empty() {
+            return Err("SSEOR_JWT_TOPICS_CLAIM is empty: name the claim that lists topics".into());
+        }
+        if !is_cookie_name(&self.auth_cookie) {
+            return Err(format!(
+                "SSEOR_AUTH_COOKIE `{}` is not a cookie name (letters, digits and `-_.` only)",
+                self.auth_cookie
+            ));
+        }
+        let mut authorizer = authorizer
+            .topics_claim(self.jwt_topics_claim.clone())
+            .cookie(self.auth_cookie.clone())
+            .leeway(self.jwt_leeway);
+        if let Some(issuer) = &self.jwt_issuer {
+            authorizer = authorizer.issuer(issuer);
+        }
+        if let Some(audience) = &self.jwt_audience {
+            authorizer = authorizer.audience(audience);
+        }
+        Ok(Some(authorizer))
+    }
+
+    /// Refuses token settings given without a way to check tokens: they would be ignored.
+    fn no_jwt(&self) -> Result<(), String> {
+        let orphan = [
+            ("SSEOR_JWT_ISSUER", self.jwt_issuer.is_some()),
+            ("SSEOR_JWT_AUDIENCE", self.jwt_audience.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, set)| set.then_some(name));
+        match orphan {
+            Some(name) => Err(format!(
+                "{name} is set but tokens are not checked: set SSEOR_JWT_SECRET or \
+                 SSEOR_JWT_PUBLIC_KEY too"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether `name` can name a cookie: a token of RFC 6265, kept to a safe subset.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Parses `250ms`, `15s`, `2m`, `1h`, or a bare number of seconds.

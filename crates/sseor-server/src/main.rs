@@ -1,6 +1,7 @@
 //! `sseor`: the standalone Server-Sent Events fan-out server.
 
 mod config;
+mod transport;
 
 use std::process::ExitCode;
 
@@ -8,6 +9,7 @@ use axum::response::Html;
 use axum::routing::get;
 
 use config::Config;
+use transport::Transport;
 
 /// The demo page served at `/`.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -19,9 +21,23 @@ async fn main() -> ExitCode {
         eprintln!("sseor: {message}");
         return ExitCode::from(2);
     }
-    match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
+    // A setting that cannot be used stops the start: exit code 2, like a bad flag.
+    let transport = match config.transport.load() {
+        Ok(transport) => transport,
         Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("sseor: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config, transport).await {
+        Ok(()) => ExitCode::SUCCESS,
+        // A setting that cannot be used: one line, where an operator looks first.
+        Err(Stop::Config(message)) => {
+            eprintln!("sseor: {message}");
+            ExitCode::from(2)
+        }
+        Err(Stop::Failed(message)) => {
             tracing::error!("{message}");
             // Also where an operator looks first, whatever the log filter.
             eprintln!("sseor: {message}");
@@ -30,27 +46,40 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), String> {
-    let address = config.listen_address()?;
-    let manager = config
-        .manager()
-        .build()
-        .await
-        .map_err(|e| format!("cannot start: {e}"))?;
+/// Why the server stopped early.
+enum Stop {
+    /// A setting cannot be used (exit code 2).
+    Config(String),
+    /// Anything else (exit code 1).
+    Failed(String),
+}
+
+async fn run(config: Config, transport: Transport) -> Result<(), Stop> {
+    let builder = transport.apply(config.manager().map_err(Stop::Config)?);
+    let address = config.listen_address().map_err(Stop::Config)?;
+    let manager = builder.build().await.map_err(|e| match e {
+        sseor::Error::InvalidUrl(_) => Stop::Config(format!("cannot start: {e}")),
+        e => Stop::Failed(format!("cannot start: {e}")),
+    })?;
     let listener = sseor::Manager::bind(&address.to_string())
         .await
-        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| Stop::Failed(format!("cannot listen on {address}: {e}")))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Stop::Failed(e.to_string()))?;
+    let scheme = if transport.is_tls() { "https" } else { "http" };
     tracing::info!(
         address = %address,
         broker = config.broker_name(),
-        "sseor listening on http://{address}"
+        authentication = config.authentication_name(),
+        "sseor listening on {scheme}://{address}"
     );
     let app = sseor::api::router(&manager).route("/", get(|| async { Html(INDEX_HTML) }));
+    let app = transport.layer(app);
     manager
         .serve(listener, app)
         .await
-        .map_err(|e| format!("server stopped: {e}"))?;
+        .map_err(|e| Stop::Failed(format!("server stopped: {e}")))?;
     manager.close().await;
     tracing::info!("sseor stopped");
     Ok(())

@@ -55,6 +55,43 @@ async fn an_invalid_log_level_fails_clearly() {
 }
 
 #[tokio::test]
+async fn an_invalid_value_stops_with_one_line_and_exit_code_2() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--port", "99999"], &[], "SERVER_PORT"),
+        (&[], &[("SERVER_PORT", "abc")], "SERVER_PORT"),
+        (
+            &["--port", "0"],
+            &[("SSEOR_HEARTBEAT", "soon")],
+            "SSEOR_HEARTBEAT",
+        ),
+        (
+            &["--port", "0"],
+            &[("SSEOR_QUEUE_CAPACITY", "-1")],
+            "SSEOR_QUEUE_CAPACITY",
+        ),
+        (
+            &["--port", "0"],
+            &[("SERVER_HOST", "nowhere")],
+            "SERVER_HOST",
+        ),
+        (&["--port", "0"], &[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+        (&["--port", "0", "--no-such-flag"], &[], "--no-such-flag"),
+    ];
+    for (args, envs, named) in cases {
+        let run = run_to_exit(args, envs).await;
+        let output = run.all_output();
+        assert_eq!(run.status.code(), Some(2), "{args:?} {envs:?}: {output}");
+        assert_eq!(
+            run.stderr.trim().lines().count(),
+            1,
+            "{args:?} {envs:?}: one line expected:\n{output}"
+        );
+        assert!(run.stderr.contains(named), "{args:?} {envs:?}: {output}");
+        assert!(!output.contains("listening"), "it must not start: {output}");
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_broker_scheme_fails_without_leaking_the_password() {
     for format in ["text", "json"] {
         let run = run_to_exit(
@@ -73,7 +110,6 @@ async fn an_unknown_broker_scheme_fails_without_leaking_the_password() {
     }
 }
 
-/// FAILS today: a broker URL without `://` is printed whole as its "scheme".
 #[tokio::test]
 async fn a_mistyped_broker_url_does_not_leak_its_password() {
     // A single slash typed instead of two, and a URL whose scheme was forgotten.
@@ -579,4 +615,54 @@ async fn shutdown_cuts_off_a_client_that_stopped_reading_at_the_deadline() {
         }
     })
     .await;
+}
+
+/// `GET /metrics` is Prometheus text with what happened: streams, publishes by target
+/// kind, deliveries, closes by reason, latency; and no user id in it.
+#[tokio::test]
+async fn metrics_count_streams_publishes_and_deliveries() {
+    let server = Server::start(&[]).await;
+    let mut alice = server.subscribe("alice-secret-name", &["prices"]).await;
+    let mut bob = server.subscribe("bob", &[]).await;
+    server.wait_for_connections("bob", (1, 2)).await;
+    let publishes = [
+        json!({"user_id": "alice-secret-name", "event": {"type": "one"}}),
+        json!({"topic": "prices", "event": {"type": "two"}}),
+        json!({"event": {"type": "three"}}),
+    ];
+    for body in &publishes {
+        assert_eq!(server.publish(body).await.0, 202);
+    }
+    for expected in ["one", "two", "three"] {
+        assert_eq!(alice.next_event().await.event, expected);
+    }
+    assert_eq!(bob.next_event().await.event, "three");
+
+    let response = guard(http().get(server.url("/metrics")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    for line in [
+        "sseor_connections 2",
+        "sseor_connected_users 2",
+        "sseor_ready 1",
+        "sseor_events_published_total{target=\"user\"} 1",
+        "sseor_events_published_total{target=\"topic\"} 1",
+        "sseor_events_published_total{target=\"all\"} 1",
+        "sseor_events_delivered_total 4",
+        "sseor_publish_duration_seconds_count 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}`:\n{text}");
+    }
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        !text.contains("alice"),
+        "a user id leaked into the metrics:\n{text}"
+    );
 }

@@ -6,9 +6,25 @@
 //! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` (embedded broker) or `{"id", "instances"}` (Redis) |
 //! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open connections of `U` and in all, on this instance and on every instance |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
+//! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
+//! | `POST /api/v1/tickets` | with an authorizer: `{"ticket", "expires_in"}`, a single-use ticket for the stream the `Authorization` header grants, to open as `GET /api/v1/sse?ticket=...` |
 //!
 //! Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.
+//!
+//! # With an authorizer
+//!
+//! When the manager has an [`Authorizer`](crate::auth::Authorizer) (see
+//! [`Builder::authorizer`](crate::Builder::authorizer)):
+//!
+//! * `GET /api/v1/sse` needs a credential (or `?ticket=`); `user_id` may be left out (the
+//!   credential's user) and must otherwise be that user; every `topic` must be granted.
+//! * `POST /api/v1/publish` and `GET /api/v1/connections` need a publisher's credential in
+//!   the request headers: the publish token or a grant with the publish right.
+//! * A request without a valid credential gets 401 with `WWW-Authenticate: Bearer`, one
+//!   whose credential does not grant what it asks 403; both answer
+//!   `{"error", "reason"}`, the reason being one of [`AuthReason`](crate::auth::AuthReason).
+//! * Over the publish rate: 429 with `Retry-After`.
 
 use axum::Json;
 use axum::Router;
@@ -17,6 +33,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http::request::Parts;
 use http::{Method, StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::json;
@@ -36,8 +53,10 @@ pub fn router(manager: &Manager) -> Router {
         .route("/api/v1/sse", get(subscribe))
         .route("/api/v1/publish", post(publish))
         .route("/api/v1/connections", get(connections))
+        .route("/api/v1/tickets", post(tickets))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(manager.max_body_bytes()))
@@ -58,6 +77,10 @@ pub(crate) fn error_response(error: &Error) -> Response {
             crate::ConnectionLimit::Total => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::TOO_MANY_REQUESTS,
         },
+        Error::Auth { reason, message } => return crate::auth::refusal(*reason, message),
+        Error::RateLimited { retry_after } => {
+            return crate::auth::rate_limited(*retry_after, &error.to_string());
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut response = self::error(status, error.to_string());
@@ -82,15 +105,36 @@ async fn subscribe(
             .filter(move |(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    let Some(user_id) = value_of("user_id").next() else {
+    let (parts, _) = request.into_parts();
+    let subscription = match manager.authorize_stream(&parts).await? {
+        Some(grant) => {
+            // Every `user_id` given must be the credential's user.
+            let asked = value_of("user_id").find(|asked| *asked != grant.user_id());
+            manager.counted(grant.subscription(asked, value_of("topic")))?
+        }
+        None => {
+            let Some(user_id) = value_of("user_id").next() else {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "the query parameter `user_id` is required",
+                ));
+            };
+            value_of("topic").try_fold(Subscription::user(user_id)?, |s, topic| s.topic(topic))?
+        }
+    };
+    manager.handle_sse_with(&Request::from_parts(parts, ()), subscription)
+}
+
+async fn tickets(State(manager): State<Manager>, request: Parts) -> Result<Response, Error> {
+    let Some(grant) = manager.authorize_ticket(&request).await? else {
         return Ok(error(
-            StatusCode::BAD_REQUEST,
-            "the query parameter `user_id` is required",
+            StatusCode::NOT_FOUND,
+            "no authentication is configured: open streams with `user_id`, no ticket needed",
         ));
     };
-    let subscription =
-        value_of("topic").try_fold(Subscription::user(user_id)?, |s, topic| s.topic(topic))?;
-    manager.handle_sse_with(&request, subscription)
+    let ticket = manager.issue_ticket(&grant).await?;
+    let answer = json!({"ticket": ticket.value(), "expires_in": ticket.ttl().as_secs()});
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Deserialize)]
@@ -103,7 +147,14 @@ struct PublishRequest {
     event: Event,
 }
 
-async fn publish(State(manager): State<Manager>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn publish(
+    State(manager): State<Manager>,
+    request: Parts,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(refused) = manager.authorize_publish(&request).await {
+        return refused.into_response();
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -157,7 +208,14 @@ struct CountQuery {
     user_id: Option<String>,
 }
 
-async fn connections(State(manager): State<Manager>, Query(query): Query<CountQuery>) -> Response {
+async fn connections(
+    State(manager): State<Manager>,
+    request: Parts,
+    Query(query): Query<CountQuery>,
+) -> Response {
+    if let Err(refused) = manager.authorize_backend(&request).await {
+        return refused.into_response();
+    }
     // Cluster-wide counts are null while Redis cannot be read; local ones always answer.
     let mut counts = json!({
         "total": manager.total_connections(),
@@ -184,6 +242,17 @@ async fn ready(State(manager): State<Manager>) -> Response {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, reason),
     }
+}
+
+async fn metrics(State(manager): State<Manager>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        manager.render_metrics(),
+    )
+        .into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {

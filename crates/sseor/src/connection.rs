@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -292,6 +292,24 @@ async fn serve_with_hyper(
     server: &Server,
     abort: &CancellationToken,
 ) {
+    let (reader, writer) = socket.into_split();
+    let replayed_first = std::io::Cursor::new(received).chain(reader);
+    let io = tokio::io::join(replayed_first, writer);
+    serve_io(io, first, peer, server, abort).await;
+}
+
+/// Serves a connection's requests with hyper (HTTP/1.x or HTTP/2, as the client speaks)
+/// until it ends; once the server stops accepting, finishes the requests in flight and
+/// closes. `first`, when set, answers the first request.
+pub(crate) async fn serve_io<I>(
+    io: I,
+    first: Option<Response>,
+    peer: SocketAddr,
+    server: &Server,
+    abort: &CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let first = Arc::new(Mutex::new(first));
     let abort = abort.clone();
     let router = server.router.clone();
@@ -310,10 +328,9 @@ async fn serve_with_hyper(
             }
         }
     });
-    let (reader, writer) = socket.into_split();
-    let replayed_first = std::io::Cursor::new(received).chain(reader);
-    let io = TokioIo::new(tokio::io::join(replayed_first, writer));
-    let connection = server.hyper.serve_connection_with_upgrades(io, service);
+    let connection = server
+        .hyper
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,

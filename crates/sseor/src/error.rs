@@ -26,6 +26,11 @@ pub enum Error {
     #[error("invalid listen address `{0}`: expected `:PORT` or `HOST:PORT`")]
     InvalidAddress(String),
 
+    /// The TLS certificate or key could not be used: see the message for the file and the
+    /// reason (the contents of the files are never part of it).
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
+
     /// The manager was closed with [`Manager::close`](crate::Manager::close); it takes no new work.
     #[error("the manager is closed")]
     Closed,
@@ -53,6 +58,47 @@ pub enum Error {
     /// A socket operation failed (binding the listen address, accepting).
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+
+    /// The request's credential was refused (HTTP 401) or does not grant what the request
+    /// asks (HTTP 403): [`AuthReason::status`](crate::auth::AuthReason::status) tells which.
+    /// The message never holds the credential itself.
+    #[error("{message}")]
+    Auth {
+        /// Why, in a word that is stable across versions (`expired`, `forbidden_topic`).
+        reason: crate::auth::AuthReason,
+        /// What went wrong, for the client.
+        message: String,
+    },
+
+    /// The credential published more than its rate allows (HTTP 429); it may again after
+    /// `retry_after`.
+    #[error("too many publishes with this credential; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// How long until the next publish is allowed.
+        retry_after: std::time::Duration,
+    },
+
+    /// An authentication setting cannot be used (a key that is not a PEM public key, a
+    /// secret too short); the message names the setting, never the secret.
+    #[error("invalid authentication setting: {0}")]
+    InvalidAuthConfig(String),
+}
+
+impl Error {
+    /// An [`Error::Auth`] with `reason` and `message`, for an
+    /// [`Authorizer`](crate::auth::Authorizer) that refuses a request.
+    ///
+    /// ```
+    /// use sseor::auth::AuthReason;
+    /// let error = sseor::Error::auth(AuthReason::Missing, "no session cookie");
+    /// assert_eq!(error.to_string(), "no session cookie");
+    /// ```
+    pub fn auth(reason: crate::auth::AuthReason, message: impl Into<String>) -> Self {
+        Self::Auth {
+            reason,
+            message: message.into(),
+        }
+    }
 }
 
 /// Shorthand for results whose error is [`Error`].

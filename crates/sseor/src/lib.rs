@@ -15,6 +15,9 @@
 //!   default.
 //! * [`encode`] writes the `text/event-stream` wire format.
 //! * [`api`] is the standard JSON-over-HTTP API the `sseor` server exposes.
+//! * [`auth`] decides who may open which stream and who may publish: the
+//!   [`Authorizer`](auth::Authorizer) trait, [`JwtAuthorizer`](auth::JwtAuthorizer), stream
+//!   tickets and grants that expire.
 //! * [`Publisher`] publishes through Redis from services that serve no streams.
 //!
 //! # Features
@@ -22,6 +25,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `redis` | yes | the Redis broker (`redis://`, `redis+unix://` URLs) and [`Publisher`] |
+//! | `tls` | yes | HTTPS in the server loop with rustls ([`TlsConfig`], [`Builder::tls`]): HTTP/2 and HTTP/1.1 chosen by ALPN |
 //!
 //! ```no_run
 //! use axum::extract::Request;
@@ -42,12 +46,14 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 mod connection;
 pub mod encode;
 mod error;
 mod event;
 mod manager;
+mod metrics;
 mod position;
 #[cfg(feature = "redis")]
 mod publisher;
@@ -56,6 +62,8 @@ mod registry;
 mod serve;
 mod stream;
 mod target;
+#[cfg(feature = "tls")]
+mod tls;
 mod writer;
 
 pub use broker::{Broker, History, MemoryBroker, Published, Retention};
@@ -68,3 +76,5 @@ pub use publisher::Publisher;
 pub use queue::SlowConsumer;
 pub use registry::{Barrier, CloseReason, ConnectionLimit, Fanout, Interest};
 pub use target::{MAX_NAME_LEN, Target};
+#[cfg(feature = "tls")]
+pub use tls::TlsConfig;

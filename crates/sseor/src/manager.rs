@@ -2,24 +2,29 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
+use http::request::Parts;
 use tokio::net::TcpListener;
+#[cfg(feature = "redis")]
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{self, Authorizer, Grant, PublishLimiter, Ticket};
 use crate::broker::{Broker, History, MemoryBroker, Published, Retention};
 use crate::connection::ConnectionAbort;
 use crate::queue;
 use crate::registry::{CloseReason, Fanout, Limits, Opening, Refused, Registry, Sink};
-use crate::serve::{bind, serve};
+use crate::serve::{Transport, bind, serve};
 use crate::stream::{AcceptsHandoff, EventBody, Replay};
 use crate::{Error, Event, Position, Result, SlowConsumer, Target, encode};
 
@@ -56,8 +61,11 @@ pub struct Builder {
     max_body_bytes: usize,
     handle_signals: bool,
     retention: Retention,
+    auth: auth::Settings,
     #[cfg(feature = "redis")]
     redis: crate::broker::redis::RedisOptions,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::TlsConfig>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -75,6 +83,8 @@ impl std::fmt::Debug for Builder {
             .field("drain_period", &self.drain_period)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("tls", &!matches!(self.transport(), Transport::Plain))
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -112,8 +122,11 @@ impl Default for Builder {
             max_body_bytes: 64 * 1024,
             handle_signals: true,
             retention: Retention::default(),
+            auth: auth::Settings::default(),
             #[cfg(feature = "redis")]
             redis: crate::broker::redis::RedisOptions::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -266,6 +279,38 @@ impl Builder {
         self
     }
 
+    /// Who may open which stream and who may publish: with an authorizer, the standard
+    /// [`api`](crate::api) requires a credential on every stream, publish, ticket and
+    /// count (see [`auth`](crate::auth)). Without one (the default) everything is open,
+    /// for development.
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.auth.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// A static secret that publishers send as `Authorization: Bearer SECRET` (compared in
+    /// constant time). With it and no authorizer, publishing needs it and streams stay
+    /// open; with an authorizer too, a grant with the publish right also publishes.
+    pub fn publish_token(mut self, secret: impl AsRef<str>) -> Self {
+        self.auth.publish_token = Some(auth::PublishToken::new(secret.as_ref()));
+        self
+    }
+
+    /// How long a stream ticket may be redeemed (default 30 s, at least 1 s).
+    pub fn ticket_ttl(mut self, ttl: Duration) -> Self {
+        self.auth.ticket_ttl = ttl.max(Duration::from_secs(1));
+        self
+    }
+
+    /// At most `per_second` publishes per second per credential, `burst` at once (0: the
+    /// same as `per_second`); beyond, [`Error::RateLimited`]. `per_second` 0 (the
+    /// default) is no limit.
+    pub fn publish_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.auth.publish_rate =
+            NonZeroU32::new(per_second).map(|rate| (rate, NonZeroU32::new(burst).unwrap_or(rate)));
+        self
+    }
+
     /// The prefix of every Redis key and channel (default `sseor`), so that several
     /// applications can share one Redis.
     #[cfg(feature = "redis")]
@@ -305,6 +350,23 @@ impl Builder {
         self
     }
 
+    /// Serves HTTPS: [`Manager::serve`] and [`Manager::listen_and_serve`] terminate TLS on
+    /// every connection and speak HTTP/2 or HTTP/1.1, as the client chooses by ALPN
+    /// (with the `tls` feature, on by default).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    fn transport(&self) -> Transport {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return Transport::Tls(tls.acceptor());
+        }
+        Transport::Plain
+    }
+
     /// Starts the manager and its broker.
     ///
     /// A Redis that is not reachable yet does not stop the start: the manager reports it in
@@ -322,6 +384,16 @@ impl Builder {
             self.heartbeat,
             shutdown.clone(),
         ));
+        let (expiry, deadlines) = mpsc::unbounded_channel();
+        tokio::spawn(expire_streams(
+            registry.clone(),
+            deadlines,
+            shutdown.clone(),
+        ));
+        let limiter = self
+            .auth
+            .publish_rate
+            .map(|(rate, burst)| PublishLimiter::new(rate, burst));
         Ok(Manager {
             inner: Arc::new(Inner {
                 config: self,
@@ -332,6 +404,8 @@ impl Builder {
                 closing_since: OnceLock::new(),
                 drained: CancellationToken::new(),
                 servers: TaskTracker::new(),
+                expiry,
+                limiter,
             }),
         })
     }
@@ -386,6 +460,31 @@ impl Builder {
 /// holds up the events behind it (100 ms and more at 10,000 streams).
 const HEARTBEAT_SLICES: u64 = 16;
 
+/// Ends each stream whose credential expires at its deadline, so that its client
+/// reconnects with a fresh one. A stream that ended before keeps its entry until then:
+/// removing a stream's connection twice is harmless.
+async fn expire_streams(
+    registry: Arc<Registry>,
+    mut deadlines: mpsc::UnboundedReceiver<(Instant, u64)>,
+    shutdown: CancellationToken,
+) {
+    let mut due = tokio_util::time::DelayQueue::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            next = deadlines.recv() => match next {
+                Some((deadline, id)) => {
+                    due.insert_at(id, deadline);
+                }
+                None => return,
+            },
+            Some(expired) = std::future::poll_fn(|cx| due.poll_expired(cx)), if !due.is_empty() => {
+                registry.expire(expired.into_inner());
+            }
+        }
+    }
+}
+
 async fn heartbeat(registry: Arc<Registry>, every: Duration, shutdown: CancellationToken) {
     let step = every / HEARTBEAT_SLICES as u32;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
@@ -439,6 +538,9 @@ struct Inner {
     drained: CancellationToken,
     /// The running [`Manager::serve`] loops, which [`Manager::close`] waits for.
     servers: TaskTracker,
+    /// Deadlines of streams whose credentials expire, for [`expire_streams`].
+    expiry: mpsc::UnboundedSender<(Instant, u64)>,
+    limiter: Option<PublishLimiter>,
 }
 
 impl Drop for Inner {
@@ -564,7 +666,7 @@ impl Manager {
                 manager.remaining_shutdown_time()
             }
         };
-        serve(listener, router, stop).await;
+        serve(listener, router, self.inner.config.transport(), stop).await;
         Ok(())
     }
 
@@ -593,7 +695,20 @@ impl Manager {
         self.handle_sse_with(request, Subscription::user(user_id)?)
     }
 
-    /// Opens an event stream for a [`Subscription`]: a user, its topics and broadcasts.
+    /// Opens an event stream for a [`Subscription`]: a user, its topics and broadcasts;
+    /// with [`Subscription::expires_at`], until then.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// use sseor::auth::Grant;
+    /// let manager = sseor::Manager::new("").await?;
+    /// // What an authorizer granted: the stream of user123 with `prices`.
+    /// let grant = Grant::user("user123")?.with_topics(["prices"]);
+    /// let request = http::Request::get("/events?topic=prices").body(()).unwrap();
+    /// let response = manager.handle_sse_with(&request, grant.subscription(None, ["prices"])?)?;
+    /// assert_eq!(response.headers()["content-type"], "text/event-stream");
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::Closed`] once the manager is closed; [`Error::TooManyConnections`] when a
@@ -604,10 +719,15 @@ impl Manager {
         subscription: Subscription,
     ) -> Result<Response> {
         let config = &self.inner.config;
+        let Subscription {
+            targets,
+            slow_consumer,
+            expires_at,
+        } = subscription;
         let (tx, rx) = queue::bounded(queue::Bounds {
             events: config.queue_capacity,
             bytes: config.queue_bytes,
-            policy: subscription.slow_consumer.unwrap_or(config.slow_consumer),
+            policy: slow_consumer.unwrap_or(config.slow_consumer),
         });
         let opening = config.retry.map_or_else(
             || encode::comment("ok"),
@@ -620,7 +740,6 @@ impl Manager {
             .extensions()
             .get::<ConnectionAbort>()
             .map(|abort| abort.0.clone());
-        let targets = subscription.into_targets();
         let registry = &self.inner.registry;
         // Registered first, so that nothing published while the history is read is lost;
         // the stream drops what the replay already covered.
@@ -631,6 +750,13 @@ impl Manager {
                 client_ip: self.client_ip(request),
             })
             .map_err(|refused| self.refusal(refused))?;
+        if let Some(at) = expires_at {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            // Past any date a token can hold: such a stream simply never expires.
+            if let Some(deadline) = Instant::now().checked_add(left.min(MAX_STREAM_LIFETIME)) {
+                let _ = self.inner.expiry.send((deadline, id));
+            }
+        }
         let subscribed = registry.barrier();
         let replay = match last_event_id(request) {
             Some(last) => Some(self.replay(targets, &last, subscribed)),
@@ -774,7 +900,114 @@ impl Manager {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        self.inner.broker.publish(target, event).await
+        let started = std::time::Instant::now();
+        let kind = target.clone();
+        let published = self.inner.broker.publish(target, event).await?;
+        self.inner
+            .registry
+            .metrics()
+            .published(&kind, started.elapsed().as_secs_f64());
+        Ok(published)
+    }
+
+    /// Whether streams need a credential: an [`Authorizer`] is set.
+    pub fn requires_auth(&self) -> bool {
+        self.inner.config.auth.authorizer.is_some()
+    }
+
+    /// What a request that opens a stream may receive: the grant of its `?ticket=` (which
+    /// is spent), else the [`Authorizer`]'s answer; `None` when no authorizer is set
+    /// (development: the request names its user itself). Turn the grant into the stream
+    /// with [`Grant::subscription`].
+    ///
+    /// # Errors
+    /// [`Error::Auth`] when the request has no valid credential or ticket;
+    /// [`Error::Broker`] when the ticket cannot be looked up.
+    pub async fn authorize_stream(&self, request: &Parts) -> Result<Option<Grant>> {
+        let grant = if let Some(ticket) = auth::query_value(request, "ticket") {
+            self.redeem_ticket(&ticket).await
+        } else if let Some(authorizer) = &self.inner.config.auth.authorizer {
+            authorizer.authorize(request).await
+        } else {
+            return Ok(None);
+        };
+        auth::trace_outcome("stream", &grant, Grant::user_id);
+        self.counted(grant).map(Some)
+    }
+
+    /// `result`, with an authentication refusal counted in the metrics by its reason.
+    pub(crate) fn counted<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(Error::Auth { reason, .. }) = &result {
+            self.inner.registry.metrics().auth_failed(reason.as_str());
+        }
+        result
+    }
+
+    /// Whether `request` may publish now: it carries the publish token or a grant with the
+    /// publish right in its headers (cookies and `?token=` do not count: a cookie would let
+    /// any page its user visits publish in their name), and its credential is within the
+    /// publish rate. Anyone may when neither an authorizer nor a publish token is set.
+    ///
+    /// # Errors
+    /// [`Error::Auth`] (401 without a valid credential, 403 for a subscriber's);
+    /// [`Error::RateLimited`] over the rate.
+    pub async fn authorize_publish(&self, request: &Parts) -> Result<()> {
+        let publisher = self.inner.config.auth.publisher(request).await;
+        auth::trace_outcome("publish", &publisher, auth::Publisher::name);
+        let publisher = self.counted(publisher);
+        match &self.inner.limiter {
+            Some(limiter) => limiter.check(&publisher?),
+            None => publisher.map(drop),
+        }
+    }
+
+    /// Whether `request` carries a publisher's credential, as
+    /// [`authorize_publish`](Self::authorize_publish) without counting a publish: for the
+    /// endpoints that serve backends (connection counts).
+    pub(crate) async fn authorize_backend(&self, request: &Parts) -> Result<()> {
+        self.counted(self.inner.config.auth.publisher(request).await.map(drop))
+    }
+
+    /// The grant for which `request` asks a ticket, from its headers only (a ticket exists
+    /// to keep tokens out of URLs); `None` when no authorizer is set.
+    pub(crate) async fn authorize_ticket(&self, request: &Parts) -> Result<Option<Grant>> {
+        match &self.inner.config.auth.authorizer {
+            Some(authorizer) => {
+                let grant = authorizer.authorize(&auth::headers_only(request)).await;
+                self.counted(grant).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A single-use ticket for `grant`, valid for the ticket TTL on any instance that
+    /// shares this broker: a page puts it in its stream URL (`?ticket=`) instead of a
+    /// long-lived token. A stream opened with it ends when `grant` expires.
+    ///
+    /// # Errors
+    /// [`Error::Broker`] when the broker cannot keep it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// let manager = sseor::Manager::new("").await?;
+    /// let ticket = manager.issue_ticket(&sseor::auth::Grant::user("user123")?).await?;
+    /// let grant = manager.redeem_ticket(ticket.value()).await?;
+    /// assert_eq!(grant.user_id(), "user123");
+    /// assert!(manager.redeem_ticket(ticket.value()).await.is_err()); // used up
+    /// # Ok(()) }
+    /// ```
+    pub async fn issue_ticket(&self, grant: &Grant) -> Result<Ticket> {
+        let ttl = self.inner.config.auth.ticket_ttl;
+        auth::issue(self.inner.broker.as_ref(), grant, ttl).await
+    }
+
+    /// The grant of `ticket`, which is spent: a second redemption fails.
+    ///
+    /// # Errors
+    /// [`Error::Auth`] with [`AuthReason::InvalidTicket`](crate::auth::AuthReason) when it
+    /// is unknown, expired or used; [`Error::Broker`] when the broker cannot be reached.
+    pub async fn redeem_ticket(&self, ticket: &str) -> Result<Grant> {
+        auth::redeem(self.inner.broker.as_ref(), ticket).await
     }
 
     /// Open connections of `user_id` on this instance.
@@ -832,6 +1065,30 @@ impl Manager {
             return Err("shutting down".into());
         }
         self.inner.broker.readiness()
+    }
+
+    /// This instance's metrics in the Prometheus text format (OpenMetrics): connections,
+    /// connected users, readiness, events published (by target kind) and delivered,
+    /// streams closed (by reason) and refused (by limit), authentication failures (by
+    /// reason), Redis reconnects, and publish latency. Labels never hold user ids, topics
+    /// or credentials.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// let manager = sseor::Manager::new("").await?;
+    /// manager.publish_to_all(sseor::Event::new("tick")).await?;
+    /// let text = manager.render_metrics();
+    /// assert!(text.contains("sseor_events_published_total{target=\"all\"} 1"));
+    /// assert!(text.contains("sseor_connections 0"));
+    /// # Ok(()) }
+    /// ```
+    pub fn render_metrics(&self) -> String {
+        let registry = &self.inner.registry;
+        registry.metrics().render(
+            registry.total(),
+            registry.distinct_users(),
+            self.readiness().is_ok(),
+        )
     }
 
     /// Whether [`close`](Self::close) has begun.
@@ -1000,6 +1257,7 @@ async fn termination_signal() {
 pub struct Subscription {
     targets: Vec<Target>,
     slow_consumer: Option<SlowConsumer>,
+    expires_at: Option<SystemTime>,
 }
 
 impl Subscription {
@@ -1011,6 +1269,7 @@ impl Subscription {
         Ok(Self {
             targets: vec![Target::user(user_id)?, Target::All],
             slow_consumer: None,
+            expires_at: None,
         })
     }
 
@@ -1050,10 +1309,17 @@ impl Subscription {
         self
     }
 
-    fn into_targets(self) -> Vec<Target> {
-        self.targets
+    /// Ends the stream at `at` (the expiry of the credential it was opened with), so that
+    /// its client reconnects with a fresh one; a time already past ends it at once.
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
     }
 }
+
+/// Streams whose credential lasts longer are not watched: DelayQueue's timer wheel holds
+/// about two years.
+const MAX_STREAM_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Target;
+use crate::metrics::Metrics;
 use crate::queue::{self, Queued, SendError};
 
 /// A change in local interest in a target, which a broker that carries events between
@@ -58,17 +59,21 @@ pub enum CloseReason {
     /// The broker may have missed events (its subscription was down): the stream was
     /// ended so that its client resumes from history.
     Resync,
+    /// The credential the stream was opened with expired: its client reconnects with a
+    /// fresh one.
+    Expired,
 }
 
 impl CloseReason {
     /// The reason as a short `snake_case` label: `client_left`, `slow_consumer`,
-    /// `drained`, `resync`.
+    /// `drained`, `resync`, `expired`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientLeft => "client_left",
             Self::SlowConsumer => "slow_consumer",
             Self::Drained => "drained",
             Self::Resync => "resync",
+            Self::Expired => "expired",
         }
     }
 }
@@ -226,6 +231,7 @@ pub(crate) struct Registry {
     total: AtomicUsize,
     limits: Limits,
     interest: Option<mpsc::UnboundedSender<Interest>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
@@ -238,7 +244,13 @@ impl Registry {
             total: AtomicUsize::new(0),
             limits,
             interest,
+            metrics: Arc::default(),
         }
+    }
+
+    /// What this instance counts, for `/metrics`.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Adds a stream and logs it; refused once the registry is closed or when a limit is
@@ -255,13 +267,16 @@ impl Registry {
         let client_ip = client_ip.map(tracing::field::display);
         match registered {
             Ok(id) => tracing::info!(connection = id, user, client_ip, topics, "stream opened"),
-            Err(Refused::Limit(limit, max)) => tracing::info!(
-                user,
-                client_ip,
-                limit = limit.as_str(),
-                max,
-                "stream refused: limit reached"
-            ),
+            Err(Refused::Limit(limit, max)) => {
+                self.metrics.refused(limit.as_str());
+                tracing::info!(
+                    user,
+                    client_ip,
+                    limit = limit.as_str(),
+                    max,
+                    "stream refused: limit reached"
+                );
+            }
             Err(Refused::Closed) => {}
         }
         registered
@@ -309,9 +324,14 @@ impl Registry {
         self.remove(id, CloseReason::ClientLeft, false);
     }
 
-    /// Removes a stream and logs why; whether it was still registered. With `cut`, the
-    /// stream is aborted first, so that it cannot end cleanly by draining its queue once
-    /// its senders are gone.
+    /// Ends a stream whose credential expired, once its queue is drained. Idempotent.
+    pub(crate) fn expire(&self, id: u64) {
+        self.remove(id, CloseReason::Expired, false);
+    }
+
+    /// Removes a stream, logs and counts why; whether it was still registered. With `cut`,
+    /// the stream is aborted first, so that it cannot end cleanly by draining its queue
+    /// once its senders are gone.
     fn remove(&self, id: u64, reason: CloseReason, cut: bool) -> bool {
         let entry = {
             let mut tables = self.write();
@@ -325,6 +345,7 @@ impl Registry {
             entry
         };
         log_closed(id, &entry, reason);
+        self.metrics.closed(reason.as_str());
         true
     }
 
@@ -415,6 +436,16 @@ impl Registry {
             .iter()
             .map(|user| (user.clone(), count(user)))
             .collect()
+    }
+
+    /// Users with at least one local connection.
+    pub(crate) fn distinct_users(&self) -> usize {
+        let tables = self.read();
+        tables
+            .by_target
+            .keys()
+            .filter(|target| matches!(target, Target::User(_)))
+            .count()
     }
 
     /// All local connections.
@@ -527,6 +558,10 @@ impl Fanout {
         Self { registry }
     }
 
+    pub(crate) fn metrics(&self) -> &Metrics {
+        self.registry.metrics()
+    }
+
     /// Encodes `event` once and queues it for every local connection of `target`; returns
     /// how many connections it was queued for. `seq` is the event's sequence number (its
     /// [`Position`](crate::Position) within the broker's epoch), or 0 for an event that has
@@ -542,7 +577,9 @@ impl Fanout {
             // Shared by every recipient, like the bytes, for latest-per-type queues.
             kind: Some(Arc::from(event.event_type.as_str())),
         };
-        Ok(self.registry.deliver(target, &frame))
+        let recipients = self.registry.deliver(target, &frame);
+        self.registry.metrics.delivered(recipients);
+        Ok(recipients)
     }
 
     /// Local connections of `target`.

@@ -46,12 +46,23 @@ pub(crate) async fn bind(addr: &str) -> crate::Result<TcpListener> {
     Ok(socket.listen(LISTEN_BACKLOG)?)
 }
 
+/// How accepted connections are served.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    /// Plain TCP: the first request head is read by the server loop (see `connection`).
+    Plain,
+    /// TLS first, then hyper, HTTP/2 or HTTP/1.1 as negotiated by ALPN.
+    #[cfg(feature = "tls")]
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
 /// Serves `router` on `listener` until `stop` completes, then stops accepting, lets open
 /// connections finish for up to the grace period `stop` returns, and closes whatever is
 /// left.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
+    transport: Transport,
     stop: impl Future<Output = Duration>,
 ) {
     let mut hyper = auto::Builder::new(StreamExecutor);
@@ -86,7 +97,16 @@ pub(crate) async fn serve(
             },
         };
         let _ = socket.set_nodelay(true);
-        connections.spawn(connection::serve(socket, peer, server.clone()));
+        match &transport {
+            Transport::Plain => connections.spawn(connection::serve(socket, peer, server.clone())),
+            #[cfg(feature = "tls")]
+            Transport::Tls(acceptor) => connections.spawn(crate::tls::serve(
+                socket,
+                peer,
+                acceptor.clone(),
+                server.clone(),
+            )),
+        };
     };
     drop(listener);
 

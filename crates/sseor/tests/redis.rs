@@ -256,6 +256,16 @@ async fn a_redis_crash_is_survived_without_any_action() {
         .await
         .unwrap();
     assert_eq!(client.next_event().await.event, "after");
+    let metrics = b.manager.render_metrics();
+    assert!(
+        metrics.contains("sseor_redis_reconnects_total 1\n"),
+        "one loss, one reconnect:\n{metrics}"
+    );
+    assert!(metrics.contains("sseor_ready 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("sseor_events_delivered_total 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

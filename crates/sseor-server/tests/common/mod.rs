@@ -39,6 +39,9 @@ pub const SERVER_ENV: &[&str] = &[
     "SSEOR_HISTORY_SIZE",
     "SSEOR_HISTORY_MAX_AGE",
     "SSEOR_REDIS_CA_FILE",
+    "SSEOR_TLS_CERT",
+    "SSEOR_TLS_KEY",
+    "SSEOR_CORS_ORIGINS",
     "SSEOR_QUEUE_BYTES",
     "SSEOR_SLOW_CONSUMER",
     "SSEOR_MAX_CONNECTIONS",
@@ -47,6 +50,18 @@ pub const SERVER_ENV: &[&str] = &[
     "SSEOR_CLIENT_IP_HEADER",
     "SSEOR_DRAIN_PERIOD",
     "SSEOR_RETRY_JITTER",
+    "SSEOR_JWT_SECRET",
+    "SSEOR_JWT_PUBLIC_KEY",
+    "SSEOR_JWT_ISSUER",
+    "SSEOR_JWT_AUDIENCE",
+    "SSEOR_JWT_TOPICS_CLAIM",
+    "SSEOR_JWT_LEEWAY",
+    "SSEOR_AUTH_COOKIE",
+    "SSEOR_PUBLISH_TOKEN",
+    "SSEOR_TICKET_TTL",
+    "SSEOR_PUBLISH_RATE",
+    "SSEOR_PUBLISH_BURST",
+    "SSEOR_INSECURE",
 ];
 
 /// Variables that change how any program logs; removed from every child too.
@@ -304,7 +319,9 @@ async fn collect_lines(
 fn listening_address(line: &str) -> Option<SocketAddr> {
     let log: Value = serde_json::from_str(line).ok()?;
     let message = log["fields"]["message"].as_str()?;
-    let url = message.strip_prefix("sseor listening on http://")?;
+    let url = message
+        .strip_prefix("sseor listening on http://")
+        .or_else(|| message.strip_prefix("sseor listening on https://"))?;
     url.trim_end_matches('/').parse().ok()
 }
 
@@ -337,6 +354,11 @@ impl Client {
     pub async fn connect(url: &str) -> Self {
         let response = guard(http().get(url).send()).await.unwrap();
         assert_eq!(response.status(), 200, "subscribing to {url}");
+        Self::from_response(response)
+    }
+
+    /// Reads the event stream of a response already received (from any client).
+    pub fn from_response(response: reqwest::Response) -> Self {
         Self {
             headers: response.headers().clone(),
             events: Box::pin(response.bytes_stream().eventsource()),

@@ -1,6 +1,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
@@ -22,7 +22,20 @@ pub struct MemoryBroker {
     /// Held while an event is numbered, delivered and stored, so that positions reach
     /// clients in order and a history read sees a consistent sequence.
     state: Mutex<State>,
+    /// Stream tickets: a lock of their own, so that they never wait for a publish.
+    tickets: Mutex<Tickets>,
 }
+
+/// Tickets by key, with their deadlines; expired ones are swept as the table grows.
+#[derive(Debug, Default)]
+struct Tickets {
+    kept: HashMap<String, (Instant, String)>,
+    /// The table is swept when it reaches this size, then twice what is left.
+    sweep_at: usize,
+}
+
+/// The smallest table of tickets that is swept.
+const TICKETS_SWEPT_FROM: usize = 1024;
 
 #[derive(Debug, Default)]
 struct State {
@@ -75,7 +88,12 @@ impl MemoryBroker {
             epoch: new_epoch(),
             retention,
             state: Mutex::default(),
+            tickets: Mutex::default(),
         }
+    }
+
+    fn tickets(&self) -> std::sync::MutexGuard<'_, Tickets> {
+        self.tickets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -210,5 +228,24 @@ impl Broker for MemoryBroker {
     fn history(&self, targets: Vec<Target>, after: Option<Position>) -> BoxFuture<'_, History> {
         let history = self.history_now(&targets, after.as_ref());
         Box::pin(async move { history })
+    }
+
+    fn put_ticket(&self, key: String, value: String, ttl: Duration) -> BoxFuture<'_, Result<()>> {
+        let now = Instant::now();
+        let mut tickets = self.tickets();
+        if tickets.kept.len() >= tickets.sweep_at.max(TICKETS_SWEPT_FROM) {
+            tickets.kept.retain(|_, (deadline, _)| *deadline > now);
+            tickets.sweep_at = tickets.kept.len() * 2;
+        }
+        tickets.kept.insert(key, (now + ttl, value));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn take_ticket(&self, key: String) -> BoxFuture<'_, Result<Option<String>>> {
+        let taken = self.tickets().kept.remove(&key);
+        let value = taken
+            .filter(|(deadline, _)| *deadline > Instant::now())
+            .map(|(_, value)| value);
+        Box::pin(async move { Ok(value) })
     }
 }

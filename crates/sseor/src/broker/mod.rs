@@ -131,6 +131,31 @@ pub trait Broker: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Keeps `value` under `key` for `ttl`, for one [`take_ticket`](Self::take_ticket) on
+    /// any instance: how stream tickets work behind a load balancer.
+    ///
+    /// # Errors
+    /// [`Error::Broker`](crate::Error::Broker) when it cannot be stored (the default: this
+    /// broker keeps no tickets).
+    fn put_ticket(&self, key: String, value: String, ttl: Duration) -> BoxFuture<'_, Result<()>> {
+        let _ = (key, value, ttl);
+        Box::pin(async {
+            Err(crate::Error::Broker(
+                "this broker cannot keep stream tickets".into(),
+            ))
+        })
+    }
+
+    /// Removes and returns the value kept under `key`; `None` when there is none (never
+    /// stored, expired, or taken already). Two concurrent calls never both get it.
+    ///
+    /// # Errors
+    /// [`Error::Broker`](crate::Error::Broker) when the store cannot be reached.
+    fn take_ticket(&self, key: String) -> BoxFuture<'_, Result<Option<String>>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Stops the broker; called once by [`Manager::close`](crate::Manager::close).
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})

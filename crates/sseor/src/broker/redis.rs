@@ -187,6 +187,11 @@ impl Names {
     fn instances(&self) -> String {
         format!("{}:instances", self.prefix)
     }
+
+    /// A stream ticket, by the digest it is kept under.
+    fn ticket(&self, key: &str) -> String {
+        format!("{}:ticket:{key}", self.prefix)
+    }
 }
 
 /// The sequence number in a history stream entry's id, `MS-SEQ`.
@@ -423,6 +428,25 @@ impl RedisPublisher {
 }
 
 impl RedisPublisher {
+    /// Keeps `value` under the ticket `key` for `ttl` (at least 1 ms).
+    async fn put_ticket(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut set = redis::cmd("SET");
+        set.arg(self.names.ticket(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms);
+        self.commands.query::<()>(&set).await.map_err(unavailable)
+    }
+
+    /// Takes the value of the ticket `key` away: `GETDEL`, so that of two instances
+    /// redeeming it at once, one gets it.
+    async fn take_ticket(&self, key: &str) -> Result<Option<String>> {
+        let mut take = redis::cmd("GETDEL");
+        take.arg(self.names.ticket(key));
+        self.commands.query(&take).await.map_err(unavailable)
+    }
+
     /// Connections across every live instance: of `user_id`, or in all when `None`.
     ///
     /// # Errors
@@ -648,6 +672,14 @@ impl Broker for RedisBroker {
                 .await
                 .map(Some)
         })
+    }
+
+    fn put_ticket(&self, key: String, value: String, ttl: Duration) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { self.publisher.put_ticket(&key, &value, ttl).await })
+    }
+
+    fn take_ticket(&self, key: String) -> BoxFuture<'_, Result<Option<String>>> {
+        Box::pin(async move { self.publisher.take_ticket(&key).await })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
@@ -936,6 +968,7 @@ impl Subscriber {
             self.shared.health().subscribed = false;
             if down_since.is_none() {
                 down_since = Some(Instant::now());
+                self.fanout.metrics().redis_reconnected();
                 tracing::warn!(%reason, "Redis subscription down; reconnecting");
             } else {
                 tracing::debug!(%reason, "Redis still unreachable");
