@@ -54,9 +54,12 @@ async fn an_invalid_log_level_fails_clearly() {
     );
 }
 
+/// Arguments, environment, and the variable the error line must name.
+type InvalidCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test]
 async fn an_invalid_value_stops_with_one_line_and_exit_code_2() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[InvalidCase] = &[
         (&["--port", "99999"], &[], "SERVER_PORT"),
         (&[], &[("SERVER_PORT", "abc")], "SERVER_PORT"),
         (
