@@ -104,13 +104,27 @@ pub(crate) struct Bounds {
     pub(crate) policy: SlowConsumer,
 }
 
+/// [`Bounds`] as every queue keeps them: in 32 bits, which is plenty for one connection's
+/// backlog and keeps an idle stream's queue as small as before it had a byte bound.
+#[derive(Debug, Clone, Copy)]
+struct Compact {
+    events: u32,
+    bytes: u32,
+    policy: SlowConsumer,
+}
+
+/// `n` in 32 bits, saturating.
+fn small(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// A queue bounded by `bounds`: the sending half (cloned into every table of the registry
 /// that holds the stream) and the receiving half (the stream).
 pub(crate) fn bounded(bounds: Bounds) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
-        bounds: Bounds {
-            events: bounds.events.max(1),
-            bytes: bounds.bytes.max(1),
+        bounds: Compact {
+            events: small(bounds.events).max(1),
+            bytes: small(bounds.bytes).max(1),
             policy: bounds.policy,
         },
         state: Mutex::new(State {
@@ -131,32 +145,42 @@ pub(crate) fn bounded(bounds: Bounds) -> (Sender, Receiver) {
 }
 
 struct Shared {
-    bounds: Bounds,
+    bounds: Compact,
     state: Mutex<State>,
 }
 
 struct State {
     frames: VecDeque<Queued>,
-    /// The length of every frame in `frames`, together.
-    bytes: usize,
-    /// Frames dropped to make room (drop-oldest, latest-per-type).
-    dropped: u64,
+    /// The length of every frame in `frames`, together (saturating).
+    bytes: u32,
+    /// Frames dropped to make room (drop-oldest, latest-per-type; saturating).
+    dropped: u32,
     /// The stream waiting for a frame.
     waker: Option<Waker>,
-    senders: usize,
+    senders: u32,
     receiver_gone: bool,
 }
 
 impl State {
-    fn fits(&self, bounds: &Bounds, len: usize) -> bool {
+    fn fits(&self, bounds: &Compact, len: u32) -> bool {
         self.frames.is_empty()
-            || (self.frames.len() < bounds.events && self.bytes + len <= bounds.bytes)
+            || (self.frames.len() < bounds.events as usize
+                && self.bytes.saturating_add(len) <= bounds.bytes)
+    }
+
+    fn push_back(&mut self, frame: Queued) {
+        self.bytes = self.bytes.saturating_add(small(frame.bytes.len()));
+        self.frames.push_back(frame);
     }
 
     fn pop_front(&mut self) -> Option<Queued> {
         let frame = self.frames.pop_front()?;
-        self.bytes -= frame.bytes.len();
+        self.bytes = self.bytes.saturating_sub(small(frame.bytes.len()));
         Some(frame)
+    }
+
+    fn count_dropped(&mut self) {
+        self.dropped = self.dropped.saturating_add(1);
     }
 
     /// Removes the waiting frame of the same type as `frame`, if any.
@@ -172,7 +196,7 @@ impl State {
             return false;
         };
         if let Some(replaced) = self.frames.remove(at) {
-            self.bytes -= replaced.bytes.len();
+            self.bytes = self.bytes.saturating_sub(small(replaced.bytes.len()));
         }
         true
     }
@@ -210,7 +234,7 @@ impl Sender {
             if state.receiver_gone {
                 return Err(SendError::Closed);
             }
-            let len = frame.bytes.len();
+            let len = small(frame.bytes.len());
             match bounds.policy {
                 SlowConsumer::Disconnect if !state.fits(bounds, len) => {
                     return Err(SendError::Full);
@@ -220,15 +244,14 @@ impl Sender {
                     if bounds.policy == SlowConsumer::LatestPerType
                         && state.remove_same_kind(&frame)
                     {
-                        state.dropped += 1;
+                        state.count_dropped();
                     }
                     while !state.fits(bounds, len) && state.pop_front().is_some() {
-                        state.dropped += 1;
+                        state.count_dropped();
                     }
                 }
             }
-            state.bytes += len;
-            state.frames.push_back(frame);
+            state.push_back(frame);
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -245,8 +268,7 @@ impl Sender {
             if state.receiver_gone || !state.frames.is_empty() {
                 return;
             }
-            state.bytes += frame.bytes.len();
-            state.frames.push_back(frame);
+            state.push_back(frame);
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -255,7 +277,7 @@ impl Sender {
     }
 
     /// How many frames were dropped to make room so far.
-    pub(crate) fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u32 {
         self.shared.lock().dropped
     }
 }

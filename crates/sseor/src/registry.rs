@@ -158,11 +158,12 @@ pub(crate) struct Opening {
     pub(crate) client_ip: Option<IpAddr>,
 }
 
+/// What the registry keeps per stream, kept small: every idle stream has one.
 struct Entry {
     sink: Sink,
     targets: Vec<Target>,
-    client_ip: Option<IpAddr>,
-    opened: Instant,
+    /// When the stream opened, in milliseconds since the registry started.
+    opened_ms: u64,
 }
 
 impl Entry {
@@ -183,8 +184,10 @@ struct Tables {
     closed: bool,
     connections: HashMap<u64, Entry>,
     by_target: HashMap<Target, HashMap<u64, Sink>>,
-    /// Streams per client address, kept only with a per-address limit.
+    /// Streams per client address, and each stream's address, kept only with a
+    /// per-address limit.
     by_ip: HashMap<IpAddr, usize>,
+    ip_of: HashMap<u64, IpAddr>,
     /// Users whose number of connections changed since the broker last asked, kept only
     /// for brokers that publish presence.
     changed_users: std::collections::HashSet<Arc<str>>,
@@ -232,6 +235,8 @@ pub(crate) struct Registry {
     limits: Limits,
     interest: Option<mpsc::UnboundedSender<Interest>>,
     metrics: Arc<Metrics>,
+    /// What the streams' opening times count from.
+    started: Instant,
 }
 
 impl Registry {
@@ -245,7 +250,12 @@ impl Registry {
             limits,
             interest,
             metrics: Arc::default(),
+            started: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// What this instance counts, for `/metrics`.
@@ -306,12 +316,12 @@ impl Registry {
         }
         if let (true, Some(ip)) = (self.limits.per_ip > 0, client_ip) {
             *tables.by_ip.entry(ip).or_default() += 1;
+            tables.ip_of.insert(id, ip);
         }
         let entry = Entry {
             sink,
             targets,
-            client_ip,
-            opened: Instant::now(),
+            opened_ms: self.now_ms(),
         };
         tables.connections.insert(id, entry);
         self.total.fetch_add(1, Ordering::Relaxed);
@@ -344,7 +354,12 @@ impl Registry {
             self.detach(&mut tables, id, &entry);
             entry
         };
-        log_closed(id, &entry, reason);
+        log_closed(
+            id,
+            &entry,
+            self.now_ms().saturating_sub(entry.opened_ms),
+            reason,
+        );
         self.metrics.closed(reason.as_str());
         true
     }
@@ -490,7 +505,7 @@ impl Registry {
                 self.report(Interest::Unsubscribe(target.clone()));
             }
         }
-        if let Some(ip) = entry.client_ip
+        if let Some(ip) = tables.ip_of.remove(&id)
             && let std::collections::hash_map::Entry::Occupied(mut open) = tables.by_ip.entry(ip)
         {
             *open.get_mut() -= 1;
@@ -520,9 +535,8 @@ impl Registry {
 }
 
 /// The one line logged when a stream ends (outside the registry's lock).
-fn log_closed(id: u64, entry: &Entry, reason: CloseReason) {
+fn log_closed(id: u64, entry: &Entry, duration_ms: u64, reason: CloseReason) {
     let user = entry.user();
-    let duration_ms = u64::try_from(entry.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
     let dropped = entry.sink.tx.dropped();
     if reason == CloseReason::SlowConsumer {
         tracing::warn!(
