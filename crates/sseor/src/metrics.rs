@@ -137,6 +137,7 @@ impl Metrics {
             .inc();
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn redis_reconnected(&self) {
         self.redis_reconnects.inc();
     }

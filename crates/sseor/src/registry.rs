@@ -572,6 +572,7 @@ impl Fanout {
         Self { registry }
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn metrics(&self) -> &Metrics {
         self.registry.metrics()
     }
