@@ -5,6 +5,7 @@ mod transport;
 
 use std::process::ExitCode;
 
+use axum::body::Bytes;
 use axum::response::Html;
 use axum::routing::get;
 
@@ -46,6 +47,16 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The demo page, marked when streams need a credential so that it asks for a token.
+fn demo_page(requires_auth: bool) -> Bytes {
+    if requires_auth {
+        let marked = INDEX_HTML.replacen(r#"data-auth="off""#, r#"data-auth="on""#, 1);
+        Bytes::from(marked)
+    } else {
+        Bytes::from_static(INDEX_HTML.as_bytes())
+    }
+}
+
 /// Why the server stopped early.
 enum Stop {
     /// A setting cannot be used (exit code 2).
@@ -74,7 +85,8 @@ async fn run(config: Config, transport: Transport) -> Result<(), Stop> {
         authentication = config.authentication_name(),
         "sseor listening on {scheme}://{address}"
     );
-    let app = sseor::api::router(&manager).route("/", get(|| async { Html(INDEX_HTML) }));
+    let page = demo_page(manager.requires_auth());
+    let app = sseor::api::router(&manager).route("/", get(move || async move { Html(page) }));
     let app = transport.layer(app);
     manager
         .serve(listener, app)

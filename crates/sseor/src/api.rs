@@ -8,6 +8,7 @@
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
 //! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
+//! | `GET /sseor.js`, `GET /sseor.mjs` | the browser client, as a plain script and as an ES module; see [`browser`](crate::browser) |
 //! | `POST /api/v1/tickets` | with an authorizer: `{"ticket", "expires_in"}`, a single-use ticket for the stream the `Authorization` header grants, to open as `GET /api/v1/sse?ticket=...` |
 //!
 //! Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.
@@ -57,6 +58,8 @@ pub fn router(manager: &Manager) -> Router {
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/sseor.js", get(crate::browser::script))
+        .route("/sseor.mjs", get(crate::browser::module))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(manager.max_body_bytes()))

@@ -48,6 +48,7 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
+pub mod browser;
 mod connection;
 pub mod encode;
 mod error;

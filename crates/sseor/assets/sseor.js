@@ -1,0 +1,324 @@
+/*! sseor.js: the browser client of sseor event streams. MIT licence.
+ *
+ * A thin layer over EventSource that
+ *  - shares one stream among all tabs of the same origin and user: one tab holds the
+ *    EventSource, the others receive its events through a BroadcastChannel, and when the
+ *    holder closes another tab takes over (Web Locks) and resumes where it left off;
+ *  - keeps the last event id (in localStorage) so that a reload resumes with no event lost;
+ *  - reconnects by itself, with backoff and jitter, also after answers EventSource gives up
+ *    on (429, 503) and after the server ended the stream;
+ *  - fetches a single-use stream ticket when given a token, so tokens stay out of URLs.
+ *
+ * As a plain script:  <script src="/sseor.js"></script>  then  Sseor.connect({...})
+ * As an ES module:    import { connect } from "/sseor.mjs";
+ *
+ *   const stream = Sseor.connect({ user: "user123", topics: ["news"] });
+ *   stream.on("transaction.updated", (event) => console.log(JSON.parse(event.data), event.lastEventId));
+ *   stream.onState((s) => console.log(s.state, s.leader, s.retryAt, s.error));
+ *   stream.close();
+ */
+(function (root) {
+  "use strict";
+
+  const DEFAULTS = {
+    url: "/api/v1/sse",          // the stream endpoint
+    user: null,                  // user_id: also what tabs share the stream by
+    topics: [],                  // topic=... (repeated)
+    token: null,                 // string, or function returning one (or a promise of one)
+    ticketUrl: "/api/v1/tickets",
+    withCredentials: false,      // send cookies to another origin
+    share: true,                 // one stream for all tabs of this origin and user
+    resume: true,                // keep the last event id across reloads
+    minDelay: 1000,              // first reconnection delay, ms (then doubling, with jitter)
+    maxDelay: 30000,             // longest reconnection delay, ms
+  };
+
+  /** Always present: an event no EventSource listener would hear otherwise. */
+  const RESET_EVENT = "sseor.reset";
+  /** Answers that another attempt cannot change: the client stops and reports them. */
+  const FATAL_STATUSES = new Set([400, 401, 403, 404, 405, 410, 422]);
+  /** How many recent ids are remembered to drop an event that arrives twice at a handover. */
+  const SEEN_IDS = 256;
+
+  /** Opens a stream; see the top of this file. */
+  function connect(options) {
+    return new SseorStream(options);
+  }
+
+  class SseorStream {
+    constructor(options) {
+      this.options = Object.assign({}, DEFAULTS, options || {});
+      const o = this.options;
+      this.state = "connecting";
+      this.leader = false;
+      this.shared = false;
+      this.retryAt = null;
+      this.error = null;
+      this._base = streamUrl(o.url, o.user, o.topics);
+      // Tabs share and persist by stream, and a stream is only known by its user: without
+      // one (a token naming the user) two tabs could be two users.
+      this._key = o.user ? "sseor:" + this._base.href : null;
+      this.lastEventId = o.resume && this._key ? storage.get(this._key) : null;
+      this._events = new EventTarget();
+      this._stateListeners = new Set();
+      this._types = new Set(["message", RESET_EVENT]);
+      this._seen = [];
+      this._attempt = 0;
+      this._closed = false;
+      this._es = null;
+      this._timer = null;
+      this._onWire = (event) => this._received(event.type, event.data, event.lastEventId, true);
+      this._start();
+    }
+
+    /** Calls `listener(event)` for each event of `type` (a MessageEvent, like EventSource's). */
+    on(type, listener) {
+      this._listen(type, true);
+      this._events.addEventListener(type, listener);
+      return () => this._events.removeEventListener(type, listener);
+    }
+
+    /** Calls `listener(snapshot)` now and on every change of state. */
+    onState(listener) {
+      this._stateListeners.add(listener);
+      listener(this.snapshot());
+      return () => this._stateListeners.delete(listener);
+    }
+
+    /** `{state, leader, shared, retryAt, error, lastEventId}`. */
+    snapshot() {
+      return {
+        state: this.state, leader: this.leader, shared: this.shared,
+        retryAt: this.retryAt, error: this.error, lastEventId: this.lastEventId,
+      };
+    }
+
+    /** Ends the stream for this tab; another tab sharing it takes it over. */
+    close() {
+      if (this._closed) return;
+      this._closed = true;
+      clearTimeout(this._timer);
+      if (this._es) this._es.close();
+      this._es = null;
+      if (this._lockRequest) this._lockRequest.abort();
+      if (this._releaseLock) this._releaseLock();
+      if (this._channel) this._channel.close();
+      this._setState("closed", { retryAt: null });
+    }
+
+    _start() {
+      const o = this.options;
+      const canShare = o.share && this._key && typeof BroadcastChannel === "function" &&
+        typeof navigator !== "undefined" && navigator.locks;
+      if (!canShare) {
+        this._lead();
+        return;
+      }
+      this.shared = true;
+      this._channel = new BroadcastChannel(this._key);
+      this._channel.onmessage = (message) => this._heard(message.data);
+      this._lockRequest = new AbortController();
+      // The lock is held for as long as this tab holds the stream: closing the tab releases
+      // it and wakes the next tab waiting for it.
+      navigator.locks.request(this._key, { signal: this._lockRequest.signal }, () => {
+        if (this._closed) return undefined;
+        this._lead();
+        return new Promise((release) => { this._releaseLock = release; });
+      }).catch((error) => {
+        if (error && error.name !== "AbortError") this._fail({ message: String(error) });
+      });
+      this._post({ t: "hello", types: Array.from(this._types) });
+    }
+
+    _lead() {
+      this.leader = true;
+      this._open();
+    }
+
+    async _open() {
+      if (this._closed) return;
+      this._setState(this._attempt > 0 ? "reconnecting" : "connecting", { retryAt: null });
+      let url;
+      try {
+        url = await this._connectUrl();
+      } catch (failure) {
+        this._afterFailure(failure);
+        return;
+      }
+      if (this._closed) return;
+      const es = new EventSource(url, { withCredentials: this.options.withCredentials });
+      this._es = es;
+      let opened = false;
+      es.onopen = () => {
+        opened = true;
+        this._attempt = 0;
+        this._setState("open", { retryAt: null, error: null });
+      };
+      // EventSource would reconnect by itself, but not after a 429 or 503, never with a
+      // fresh ticket, and without telling when: this client reconnects instead.
+      es.onerror = () => {
+        if (this._es !== es) return;
+        es.close();
+        this._es = null;
+        if (opened) this._retry(null);
+        else this._diagnose().then((failure) => this._afterFailure(failure));
+      };
+      this._types.forEach((type) => es.addEventListener(type, this._onWire));
+    }
+
+    /** The stream's URL for the next attempt: a fresh ticket and the position to resume from. */
+    async _connectUrl() {
+      const url = new URL(this._base.href);
+      if (this.options.token) url.searchParams.set("ticket", await this._ticket());
+      if (this.lastEventId) url.searchParams.set("last_event_id", this.lastEventId);
+      return url.href;
+    }
+
+    async _ticket() {
+      const token = typeof this.options.token === "function"
+        ? await this.options.token() : this.options.token;
+      let response;
+      try {
+        response = await fetch(this.options.ticketUrl, {
+          method: "POST",
+          headers: { Authorization: "Bearer " + token },
+          credentials: this.options.withCredentials ? "include" : "same-origin",
+          cache: "no-store",
+        });
+      } catch (error) {
+        throw { network: true, message: "cannot reach the server" };
+      }
+      if (!response.ok) throw await refusal(response);
+      const body = await response.json();
+      return body.ticket;
+    }
+
+    /** EventSource hides why a stream did not open: one plain request tells a refusal from an outage. */
+    async _diagnose() {
+      const abort = new AbortController();
+      try {
+        const response = await fetch(await this._connectUrl(), {
+          headers: { Accept: "text/event-stream" },
+          credentials: this.options.withCredentials ? "include" : "same-origin",
+          cache: "no-store",
+          signal: abort.signal,
+        });
+        if (response.ok) return { message: "the stream was interrupted" };
+        return await refusal(response);
+      } catch (failure) {
+        return failure && failure.status ? failure : { network: true, message: "cannot reach the server" };
+      } finally {
+        abort.abort();
+      }
+    }
+
+    _afterFailure(failure) {
+      if (this._closed) return;
+      if (failure.status && FATAL_STATUSES.has(failure.status)) this._fail(failure);
+      else this._retry(failure);
+    }
+
+    _fail(error) {
+      clearTimeout(this._timer);
+      this._setState("closed", { retryAt: null, error: error });
+    }
+
+    _retry(failure) {
+      this._attempt += 1;
+      const o = this.options;
+      const backoff = Math.min(o.maxDelay, o.minDelay * 2 ** (this._attempt - 1));
+      let delay = backoff * (0.5 + Math.random()); // spread a crowd of clients
+      if (failure && failure.retryAfter) delay = Math.max(delay, failure.retryAfter);
+      clearTimeout(this._timer);
+      this._timer = setTimeout(() => this._open(), delay);
+      this._setState("reconnecting", { retryAt: Date.now() + delay, error: failure });
+    }
+
+    _listen(type, announce) {
+      if (this._types.has(type)) return;
+      this._types.add(type);
+      if (this._es) this._es.addEventListener(type, this._onWire);
+      if (announce) this._post({ t: "listen", type: type });
+    }
+
+    _received(type, data, id, fromWire) {
+      if (id) {
+        if (this._seen.includes(id)) return;
+        this._seen.push(id);
+        if (this._seen.length > SEEN_IDS) this._seen.shift();
+        this.lastEventId = id;
+        if (this.options.resume && this._key) storage.set(this._key, id);
+      }
+      if (fromWire) this._post({ t: "event", type: type, data: data, id: id });
+      this._events.dispatchEvent(new MessageEvent(type, { data: data, lastEventId: id || "" }));
+    }
+
+    /** A message from another tab of the same stream. */
+    _heard(message) {
+      if (this._closed || !message) return;
+      switch (message.t) {
+        case "hello":
+          (message.types || []).forEach((type) => this._listen(type, false));
+          if (this.leader) this._post(Object.assign({ t: "state" }, this._sharedState()));
+          break;
+        case "listen":
+          this._listen(message.type, false);
+          break;
+        case "state":
+          if (!this.leader) this._setState(message.state, { retryAt: message.retryAt, error: message.error });
+          break;
+        case "event":
+          if (!this.leader) this._received(message.type, message.data, message.id, false);
+          break;
+      }
+    }
+
+    _sharedState() {
+      return { state: this.state, retryAt: this.retryAt, error: this.error };
+    }
+
+    _setState(state, changes) {
+      Object.assign(this, changes || {});
+      this.state = state;
+      if (this.leader) this._post(Object.assign({ t: "state" }, this._sharedState()));
+      const snapshot = this.snapshot();
+      this._stateListeners.forEach((listener) => listener(snapshot));
+    }
+
+    _post(message) {
+      if (this._channel && !this._closed) this._channel.postMessage(message);
+    }
+  }
+
+  function streamUrl(path, user, topics) {
+    const url = new URL(path, typeof location !== "undefined" ? location.href : undefined);
+    if (user) url.searchParams.set("user_id", user);
+    Array.from(topics || []).slice().sort().forEach((topic) => url.searchParams.append("topic", topic));
+    return url;
+  }
+
+  /** `{status, reason, message, retryAfter}` of an answer that is not a success. */
+  async function refusal(response) {
+    let body = null;
+    try { body = await response.json(); } catch (_) { /* not JSON */ }
+    const seconds = Number(response.headers.get("Retry-After"));
+    return {
+      status: response.status,
+      reason: body && body.reason ? body.reason : null,
+      message: body && body.error ? body.error : "HTTP " + response.status,
+      retryAfter: seconds > 0 ? seconds * 1000 : null,
+    };
+  }
+
+  /** localStorage that may be missing or refuse (private windows, storage disabled). */
+  const storage = {
+    get(key) {
+      try { return root.localStorage.getItem(key + ":last-event-id"); } catch (_) { return null; }
+    },
+    set(key, id) {
+      try { root.localStorage.setItem(key + ":last-event-id", id); } catch (_) { /* keep it in memory */ }
+    },
+  };
+
+  root.Sseor = { connect: connect, SseorStream: SseorStream, RESET_EVENT: RESET_EVENT };
+})(typeof globalThis !== "undefined" ? globalThis : this);
