@@ -644,7 +644,8 @@ export function scenario(name, body) {
     }
     const problems = await s.cleanup();
     if (failure || problems.length) {
-      console.error(`--- ${name}: what the processes printed ---\n${s.output()}\n--- end ---`);
+      const output = s.output();
+      if (output) console.error(`--- ${name}: what the processes printed ---\n${output}\n--- end ---`);
       for (const problem of failure ? problems : problems.slice(1)) console.error(problem);
       throw failure ?? problems[0];
     }
