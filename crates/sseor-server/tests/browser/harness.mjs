@@ -393,12 +393,9 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 }
 
-/** Errors every page may log. Chromium asks every origin for /favicon.ico on its own; the
- * demo page names no icon and the server has none, so the answer is a 404, which Chromium
- * logs as a console error. */
-export const ALWAYS_ALLOWED_CONSOLE_ERRORS = [
-  /^Failed to load resource: the server responded with a status of 404 \(Not Found\) @ http:\/\/127\.0\.0\.1:\d+\/favicon\.ico$/,
-];
+/** Errors every page may log: none. (The demo page names its icon, so Chromium does not ask
+ * for /favicon.ico.) */
+export const ALWAYS_ALLOWED_CONSOLE_ERRORS = [];
 
 /** What each page opened by `openPage` recorded. */
 const recorders = new WeakMap();
@@ -433,6 +430,12 @@ export function unexpectedConsoleErrors(page) {
 export function connectionRefusedBy(server) {
   const origin = server.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return new RegExp(`net::ERR_CONNECTION_REFUSED.* @ ${origin}/`);
+}
+
+/** The pattern of the error Chromium logs when `server` answers `status` on `path`. */
+export function answeredBy(server, status, path) {
+  const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`status of ${status} .* @ ${escape(server.url + path)}`);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -501,6 +504,39 @@ export async function waitForLogEntry(page, { type, text }) {
     );
   }
   return entry;
+}
+
+/** The ids of the entries of `#log` of `type`, oldest first. */
+export async function logIds(page, type) {
+  return page.locator(`#log li[data-type="${type}"]`)
+    .evaluateAll((entries) => entries.map((li) => li.dataset.id).reverse());
+}
+
+/** Waits until `#log` holds exactly the events `ids` of `type`, oldest first, each once. */
+export async function waitForLogIds(page, type, ids) {
+  let last = [];
+  await until(
+    async () => {
+      last = await logIds(page, type);
+      return last.length >= ids.length;
+    },
+    () => `#log never held ${ids.length} ${type} events: has ${JSON.stringify(last)}, wants ${JSON.stringify(ids)}`,
+  );
+  assert.deepEqual(last, ids, `the ${type} events in #log, oldest first`);
+}
+
+/** Publishes `count` deposits of `amount` to `user` on `server`, one after another; their ids. */
+export async function deposits(server, user, count, label) {
+  const ids = [];
+  for (let n = 1; n <= count; n++) {
+    const { status, json } = await publish(server, {
+      user_id: user,
+      event: { type: 'transaction.updated', data: { transaction_id: `txn_${label}_${n}`, status: 'completed', amount: n } },
+    });
+    assert.equal(status, 202, JSON.stringify(json));
+    ids.push(json.id);
+  }
+  return ids;
 }
 
 /**
@@ -581,6 +617,14 @@ class Scenario {
     return page;
   }
 
+  /** Opens `url` in another tab of `page`'s browser context: same origin storage, same
+   * BroadcastChannel and Web Locks, as two tabs of one browser window. */
+  async openTab(page, url, options) {
+    const tab = await openPage(page.context(), url, options);
+    this.pages.push(tab);
+    return tab;
+  }
+
   /** Prints `message` with the test's result. */
   note(message) {
     this.t.diagnostic(message);
@@ -598,6 +642,7 @@ class Scenario {
     };
     mkdirSync(SCREENSHOT_DIR, { recursive: true });
     for (const [index, page] of this.pages.entries()) {
+      if (page.isClosed()) continue; // a tab the scenario closed
       const file = path.join(SCREENSHOT_DIR, `${slug(this.name)}${this.pages.length > 1 ? `-${index + 1}` : ''}.png`);
       await attempt(`screenshot ${file}`, async () => {
         await page.screenshot({ path: file, fullPage: true, animations: 'disabled', timeout: HANG_GUARD_MS });
