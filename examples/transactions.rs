@@ -36,6 +36,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sse.route("/", |_request, _manager| async {
         Html(include_str!("client_example.html"))
     })?;
+    // The browser client the page uses: shares one stream among tabs, resumes, reconnects.
+    sse.route("/sseor.js", |_request, _manager| sseor::browser::script())?;
 
     let port = std::env::var("SERVER_PORT").unwrap_or_else(|_| "9090".into());
     tracing::info!("transactions example on http://127.0.0.1:{port}/");

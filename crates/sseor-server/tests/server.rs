@@ -489,6 +489,16 @@ async fn the_root_serves_the_demo_page() {
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let page = response.text().await.unwrap();
     assert!(page.contains("<title>sseor"), "{page}");
+    assert!(page.contains(r#"data-auth="off""#), "{page}");
+
+    // The browser client the page uses, as a plain script and as an ES module.
+    for (path, marker) in [("/sseor.js", "root.Sseor ="), ("/sseor.mjs", "export {")] {
+        let response = guard(http().get(server.url(path)).send()).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let content_type = &response.headers()["content-type"];
+        assert_eq!(content_type, "text/javascript; charset=utf-8", "{path}");
+        assert!(response.text().await.unwrap().contains(marker), "{path}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

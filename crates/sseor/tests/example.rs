@@ -55,7 +55,18 @@ async fn the_quick_start_streams_deposits_to_their_user() {
     .await;
 
     let page = http().get(format!("{base}/")).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("EventSource"));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains(r#"<script src="/sseor.js">"#)
+    );
+    let client = http().get(format!("{base}/sseor.js")).send().await.unwrap();
+    assert_eq!(
+        client.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(client.text().await.unwrap(), sseor::browser::SCRIPT);
 
     let missing = http()
         .get(format!("{base}/api/v1/sse/transactions"))

@@ -1,7 +1,7 @@
 // The demo page opens a stream and says so.
 
 import assert from 'node:assert/strict';
-import { connectAs, connections, scenario, waitForUserCount } from './harness.mjs';
+import { connectAs, connections, publish, scenario, waitForConnections, waitForUserCount } from './harness.mjs';
 
 scenario('the page connects and shows open', async (s) => {
   const server = await s.startServer();
@@ -14,4 +14,22 @@ scenario('the page connects and shows open', async (s) => {
   assert.equal(counts.total, 1, JSON.stringify(counts));
   await waitForUserCount(page, 1);
   assert.equal(await page.textContent('#connect-btn'), 'Disconnect');
+});
+
+scenario('sseor.mjs works as an ES module', async (s) => {
+  const server = await s.startServer();
+  const page = await s.openPage(server.url);
+  // A module of the page's own: it imports the client and waits for one event.
+  const received = page.evaluate(async () => {
+    const { connect, RESET_EVENT } = await import('/sseor.mjs');
+    const stream = connect({ user: 'mona', share: false });
+    const event = await new Promise((resolve) => stream.on('notification', resolve));
+    stream.close();
+    return { data: JSON.parse(event.data), id: event.lastEventId, reset: RESET_EVENT, state: stream.state };
+  });
+  await waitForConnections(server, 'mona', 1);
+  const { status, json } = await publish(server, { user_id: 'mona', event: { type: 'notification', data: { text: 'hi' } } });
+  assert.equal(status, 202, JSON.stringify(json));
+  assert.deepEqual(await received, { data: { text: 'hi' }, id: json.id, reset: 'sseor.reset', state: 'closed' });
+  await waitForConnections(server, 'mona', 0);
 });
