@@ -57,3 +57,23 @@ scenario('a page without the token the server requires says why it cannot connec
   await waitForState(page, 'closed');
   await page.waitForFunction(() => /401 missing/.test(document.getElementById('connect-status').textContent));
 });
+
+scenario('when its token expires the stream ends and the page says so instead of retrying', async (s) => {
+  const publisher = 'a-publish-token-for-the-counts';
+  const server = await s.startServer({
+    env: { SSEOR_JWT_SECRET: SECRET, SSEOR_JWT_LEEWAY: '0s', SSEOR_PUBLISH_TOKEN: publisher },
+  });
+  const page = await s.openPage(server.url, { allowedConsoleErrors: [answeredBy(server, 401, '/api/v1/tickets')] });
+  await page.fill('#user', 'carol');
+  await page.fill('#token', jwt({ sub: 'carol', exp: Math.floor(Date.now() / 1000) + 3 }));
+  await page.click('#connect-btn');
+  await waitForState(page, 'open');
+
+  // The server ends the stream at expiry; the next ticket is refused: nothing to retry.
+  await waitForState(page, 'closed');
+  await page.waitForFunction(() => /^401 expired/.test(document.getElementById('connect-status').textContent));
+  const counts = await fetch(`${server.url}/api/v1/connections?user_id=carol`, {
+    headers: { Authorization: `Bearer ${publisher}` },
+  }).then((response) => response.json());
+  assert.equal(counts.user, 0, JSON.stringify(counts));
+});
