@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import {
-  answeredBy, connectionRefusedBy, scenario, waitForConnections, waitForLogEntry, waitForState,
+  answeredBy, connectionRefusedBy, scenario, waitForLogEntry, waitForState,
 } from './harness.mjs';
 
 const SECRET = 'a-test-secret-of-more-than-thirty-two-bytes';
@@ -27,7 +27,6 @@ scenario('with a token the page connects through a ticket and reconnects with a 
   await page.fill('#token', token);
   await page.click('#connect-btn');
   await waitForState(page, 'open');
-  await waitForConnections(server, 'carol', 1).catch(() => {}); // counts need a publisher: checked below
   const counts = await fetch(`${server.url}/api/v1/connections?user_id=carol`, {
     headers: { Authorization: `Bearer ${token}` },
   }).then((response) => response.json());

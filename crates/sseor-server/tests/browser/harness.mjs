@@ -66,7 +66,8 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(signal, () => process.exit(1)); // runs the 'exit' handler above
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits `ms` milliseconds. */
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A child process whose output is kept, line by line, with `label` in front. */
 class Proc {
@@ -428,14 +429,18 @@ export function unexpectedConsoleErrors(page) {
  * (while it is stopped): "Failed to load resource: net::ERR_CONNECTION_REFUSED" and the
  * like, for that server's URLs only. */
 export function connectionRefusedBy(server) {
-  const origin = server.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const origin = escapeRegExp(server.url);
   return new RegExp(`net::ERR_CONNECTION_REFUSED.* @ ${origin}/`);
+}
+
+/** `text`, matched literally inside a regular expression. */
+function escapeRegExp(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** The pattern of the error Chromium logs when `server` answers `status` on `path`. */
 export function answeredBy(server, status, path) {
-  const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`status of ${status} .* @ ${escape(server.url + path)}`);
+  return new RegExp(`status of ${status} .* @ ${escapeRegExp(server.url + path)}`);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -525,7 +530,8 @@ export async function waitForLogIds(page, type, ids) {
   assert.deepEqual(last, ids, `the ${type} events in #log, oldest first`);
 }
 
-/** Publishes `count` deposits of `amount` to `user` on `server`, one after another; their ids. */
+/** Publishes `count` deposits to `user` on `server`, one after another, their transaction
+ * ids marked with `label`; returns their event ids. */
 export async function deposits(server, user, count, label) {
   const ids = [];
   for (let n = 1; n <= count; n++) {

@@ -2,10 +2,9 @@
 // Two tabs of one user share a stream; deposits, a notification and a broadcast arrive
 // over a few seconds so that the chart has something to show.
 
-import { launchBrowser, publish, startServer, waitForConnections } from './harness.mjs';
+import { launchBrowser, publish, sleep, startServer, waitForConnections } from './harness.mjs';
 
 const out = process.argv[2] ?? 'demo.png';
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const server = await startServer();
 const browser = await launchBrowser();
 try {

@@ -11,16 +11,23 @@ async function holdsStream(page) {
   return (await page.getAttribute('#state', 'data-leader')) === 'true';
 }
 
+/** Two tabs of `user` in one browser context, connected: the first holds the stream, the
+ * second shares it. */
+async function twoTabsOf(s, server, user) {
+  const holder = await s.openPage(server.url);
+  await connectAs(holder, user);
+  const other = await s.openTab(holder, server.url);
+  await connectAs(other, user);
+  assert.ok(await holdsStream(holder), 'the first tab holds the stream');
+  assert.ok(!(await holdsStream(other)), 'the second tab shares it');
+  return [holder, other];
+}
+
 scenario('two tabs of a user receive a deposit over one shared stream, another user does not', async (s) => {
   const server = await s.startServer();
-  const first = await s.openPage(server.url);
-  await connectAs(first, 'alice');
-  const second = await s.openTab(first, server.url);
-  await connectAs(second, 'alice');
+  const [first, second] = await twoTabsOf(s, server, 'alice');
   const bob = await s.openTab(first, server.url);
   await connectAs(bob, 'bob');
-  assert.ok(await holdsStream(first), 'the first tab holds the stream');
-  assert.ok(!(await holdsStream(second)), 'the second tab shares it');
 
   const { status, json } = await curlPublish(server, {
     user_id: 'alice',
@@ -45,11 +52,7 @@ scenario('two tabs of a user receive a deposit over one shared stream, another u
 
 scenario('closing the tab that holds the stream hands it over with nothing lost', async (s) => {
   const server = await s.startServer();
-  const holder = await s.openPage(server.url);
-  await connectAs(holder, 'alice');
-  const other = await s.openTab(holder, server.url);
-  await connectAs(other, 'alice');
-  assert.ok(await holdsStream(holder));
+  const [holder, other] = await twoTabsOf(s, server, 'alice');
 
   const before = await deposits(server, 'alice', 3, 'before');
   await waitForLogIds(other, 'transaction.updated', before);
