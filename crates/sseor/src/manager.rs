@@ -437,6 +437,7 @@ impl Builder {
                 let registry = Arc::new(Registry::new(Some(interest_tx), self.limits));
                 let mut options = self.redis.clone();
                 options.retention = self.retention;
+                options.foreign_message_limit = self.max_body_bytes;
                 let broker = crate::broker::redis::RedisBroker::connect(
                     url,
                     Fanout::new(registry.clone()),

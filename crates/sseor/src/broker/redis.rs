@@ -25,25 +25,48 @@ use crate::{Error, Event, Fanout, Interest, Position, Result, Target};
 /// Channels subscribed or unsubscribed in one command, at most.
 const SUBSCRIBE_BATCH: usize = 1000;
 
+/// The Lua that finds the epoch, or starts a new one from the candidate `ARGV[3]` when
+/// Redis lost the clock or the epoch (emptied, restarted without persistence, a key
+/// evicted): a position is never given twice, and one that the lost history held is
+/// never taken for one of the new history. Scripts run one at a time, so of two
+/// instances that find Redis empty, the first starts the epoch and the second uses it.
+/// KEYS[1] is the clock and KEYS[2] the epoch.
+macro_rules! epoch_lua {
+    () => {
+        r#"
+local epoch = redis.call('GET', KEYS[2])
+if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[2], epoch)
+end
+"#
+    };
+}
+
 /// Numbers an event, keeps it in its target's history and publishes it, atomically, so
 /// that positions reach every subscriber in increasing order and every event published is
 /// in the history.
 ///
 /// KEYS: the clock (hash `ms`, `seq`), the epoch, the target's history stream, the key
-/// that remembers a publisher's id (the stream again when there is none), and the key
-/// that remembers the newest event trimmed from the stream.
+/// that remembers a publisher's id (the stream again when there is none), the key that
+/// remembers the newest event trimmed from the stream, and the two keys of the retention
+/// the serving instances keep (most events, longest time in ms).
 /// ARGV: the event's JSON without an id (the position is spliced in as its first field),
-/// the channel, an epoch to use if there is none yet, the most events kept, the longest
-/// time kept (ms), the publisher's id (or empty).
+/// the channel, a fresh random epoch to start if Redis has none, the most events kept,
+/// the longest time kept (ms), the publisher's id (or empty). The retention used is the
+/// longer of this publisher's and the serving instances', so that a process that only
+/// publishes never cuts the history they keep.
 /// Returns the position and the number of instances that received it, or the earlier
 /// position and -1 for a publisher id seen before.
-const PUBLISH: &str = r#"
-redis.call('SET', KEYS[2], ARGV[3], 'NX')
-local epoch = redis.call('GET', KEYS[2])
+const PUBLISH: &str = concat!(
+    epoch_lua!(),
+    r#"
 if ARGV[6] ~= '' then
   local earlier = redis.call('GET', KEYS[4])
   if earlier then return {earlier, -1} end
 end
+local max_events = math.max(tonumber(ARGV[4]), tonumber(redis.call('GET', KEYS[6]) or '0'))
+local max_age = math.max(tonumber(ARGV[5]), tonumber(redis.call('GET', KEYS[7]) or '0'))
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local last = tonumber(redis.call('HGET', KEYS[1], 'ms') or '0')
@@ -56,12 +79,12 @@ redis.call('XADD', KEYS[3], string.format('%d', ms) .. '-' .. seq, 'e', payload)
 -- Trim exactly, and remember the newest event trimmed, so that a client whose position
 -- is older than that is told it missed events.
 local trimmed = nil
-local excess = redis.call('XLEN', KEYS[3]) - tonumber(ARGV[4])
+local excess = redis.call('XLEN', KEYS[3]) - max_events
 if excess > 0 then
   local gone = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', excess)
   trimmed = gone[#gone][1]
 end
-local oldest = ms - tonumber(ARGV[5])
+local oldest = ms - max_age
 if oldest > 0 then
   local old = redis.call('XREVRANGE', KEYS[3], '(' .. string.format('%d', oldest) .. '-0', '-', 'COUNT', 1)
   if #old > 0 then
@@ -69,16 +92,55 @@ if oldest > 0 then
     if trimmed == nil or seq_of(old[1][1]) > seq_of(trimmed) then trimmed = old[1][1] end
   end
 end
+local age = string.format('%d', max_age)
 if trimmed then
   local trimmed_ms, trimmed_seq = string.match(trimmed, '^(%d+)-(%d+)$')
   redis.call('XTRIM', KEYS[3], 'MINID', trimmed_ms .. '-' .. (tonumber(trimmed_seq) + 1))
-  redis.call('SET', KEYS[5], trimmed, 'PX', ARGV[5])
+  redis.call('SET', KEYS[5], trimmed, 'PX', age)
 end
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], age)
 if ARGV[6] ~= '' then
-  redis.call('SET', KEYS[4], position, 'PX', ARGV[5])
+  redis.call('SET', KEYS[4], position, 'PX', age)
 end
 return {position, redis.call('PUBLISH', ARGV[2], payload)}
+"#
+);
+
+/// The position the event sequence is at, starting a new epoch (from the candidate
+/// `ARGV[3]`) when Redis lost the old one, as [`PUBLISH`] would: what an instance reads
+/// when its subscription comes back, to tell whether its streams missed events.
+/// KEYS: the clock, the epoch. Returns the epoch, the clock's `ms` and `seq`.
+const SEQUENCE: &str = concat!(
+    epoch_lua!(),
+    r#"
+local ms = redis.call('HGET', KEYS[1], 'ms')
+if not ms then
+  local now = redis.call('TIME')
+  ms = string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+  redis.call('HSET', KEYS[1], 'ms', ms)
+end
+return {epoch, ms, redis.call('HGET', KEYS[1], 'seq') or '0'}
+"#
+);
+
+/// Records the retention of a serving instance for every publisher: each of the two keys
+/// (KEYS: most events, longest time in ms; ARGV: this instance's values, then how long
+/// the record lasts in ms) keeps the longest retention of the instances alive. A key is
+/// only refreshed by an instance whose value is at least the one recorded, so that once
+/// the instances that asked for more are gone, it expires and the others' takes over.
+/// Returns, per key, 1 when this instance's value is recorded, 0 when a longer one is.
+const RECORD_RETENTION: &str = r#"
+local kept = {}
+for i = 1, 2 do
+  local recorded = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tonumber(ARGV[i]) >= recorded then
+    redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[3])
+    kept[i] = 1
+  else
+    kept[i] = 0
+  end
+end
+return kept
 "#;
 
 /// Options of the Redis broker; see [`Builder`](crate::Builder) for how they are set.
@@ -99,8 +161,14 @@ pub struct RedisOptions {
     /// A PEM file of the certificate authority that signed the Redis server's
     /// certificate, for `rediss://` with a private CA (default: the system's roots).
     pub ca_file: Option<std::path::PathBuf>,
-    /// How much history is kept per target.
+    /// How much history is kept per target. The retention of the serving instances
+    /// ([`RedisBroker`]) is recorded in Redis, and every publish keeps the longer of its
+    /// own and that one.
     pub retention: Retention,
+    /// The largest message from another Redis client (one that sseor did not number) that
+    /// is delivered, in bytes (default 64 KiB, the HTTP API's body limit); larger ones are
+    /// dropped with a warning.
+    pub foreign_message_limit: usize,
 }
 
 impl Default for RedisOptions {
@@ -112,6 +180,7 @@ impl Default for RedisOptions {
             presence_ttl: Duration::from_secs(15),
             ca_file: None,
             retention: Retention::default(),
+            foreign_message_limit: 64 * 1024,
         }
     }
 }
@@ -169,9 +238,23 @@ impl Names {
         format!("{}:trimmed:{}", self.prefix, Self::suffix(target))
     }
 
-    /// Remembers that a publisher already sent the event with this id to this target.
+    /// Remembers that a publisher already sent the event with this id to this target:
+    /// `PREFIX:sent:LEN:TARGET:ID`, where LEN is the length of `TARGET` in bytes, so that
+    /// no other (target, id) pair gives the same key (`user:a:b` + `c` and `user:a` +
+    /// `b:c` would otherwise both be `user:a:b:c`).
     fn publisher_id(&self, target: &Target, id: &str) -> String {
-        format!("{}:sent:{}:{id}", self.prefix, Self::suffix(target))
+        let suffix = Self::suffix(target);
+        format!("{}:sent:{}:{suffix}:{id}", self.prefix, suffix.len())
+    }
+
+    /// The most events per target that the serving instances keep.
+    fn retention_events(&self) -> String {
+        format!("{}:retention:events", self.prefix)
+    }
+
+    /// The longest time (ms) the serving instances keep events.
+    fn retention_age(&self) -> String {
+        format!("{}:retention:age", self.prefix)
     }
 
     fn probe(&self, instance: &str) -> String {
@@ -197,6 +280,18 @@ impl Names {
 /// The sequence number in a history stream entry's id, `MS-SEQ`.
 fn stream_seq(id: &str) -> Option<u64> {
     id.rsplit_once('-').and_then(|(_, seq)| seq.parse().ok())
+}
+
+/// The sequence number and event of a history entry as the publish script writes it
+/// (its one field `e` holding the event); `None` for anything else.
+fn history_entry(id: &str, fields: &[(String, String)]) -> Option<(u64, Event)> {
+    let seq = stream_seq(id).filter(|&seq| seq > 0)?;
+    let [(name, json)] = fields else { return None };
+    if name != "e" {
+        return None;
+    }
+    let event = serde_json::from_str::<Event>(json).ok()?;
+    Some((seq, event))
 }
 
 /// The presence field that holds an instance's total: no user id is empty.
@@ -257,8 +352,6 @@ pub struct RedisPublisher {
     commands: Commands,
     names: Names,
     publish_script: Script,
-    /// The epoch this publisher starts if Redis has none (empty, or emptied).
-    epoch_candidate: String,
     retention: Retention,
 }
 
@@ -295,7 +388,6 @@ impl RedisPublisher {
                 prefix: options.prefix.clone(),
             },
             publish_script: Script::new(PUBLISH),
-            epoch_candidate: new_epoch(),
             retention: options.retention,
         };
         Ok((endpoint, publisher))
@@ -323,9 +415,13 @@ impl RedisPublisher {
             .key(history)
             .key(remembered)
             .key(self.names.trimmed(target))
+            .key(self.names.retention_events())
+            .key(self.names.retention_age())
             .arg(json)
             .arg(self.names.channel(target))
-            .arg(&self.epoch_candidate)
+            // Drawn anew for every publish: a Redis that lost its data must get an epoch
+            // it never had.
+            .arg(new_epoch())
             .arg(self.retention.max_events)
             .arg(max_age_ms.max(1))
             .arg(publisher_id.unwrap_or_default());
@@ -395,14 +491,12 @@ impl RedisPublisher {
             let entries: Vec<(String, Vec<(String, String)>)> =
                 self.commands.query(&range).await.map_err(unavailable)?;
             for (id, fields) in entries {
-                let seq = stream_seq(&id);
-                let event = fields
-                    .iter()
-                    .find(|(name, _)| name == "e")
-                    .and_then(|(_, json)| serde_json::from_str::<Event>(json).ok());
-                if let (Some(seq), Some(event)) = (seq, event) {
-                    missed.push((seq, event));
-                }
+                // Skipping an entry would be a silent gap: what it held is unknown.
+                let Some(entry) = history_entry(&id, &fields) else {
+                    tracing::warn!(stream, entry = id, "history entry that is not an event");
+                    return reset("the history holds an entry that cannot be read");
+                };
+                missed.push(entry);
             }
         }
         missed.sort_by_key(|(seq, _)| *seq);
@@ -452,13 +546,23 @@ impl RedisPublisher {
     /// # Errors
     /// [`Error::Broker`] when Redis cannot be reached.
     pub async fn cluster_connections(&self, user_id: Option<&str>) -> Result<usize> {
+        self.stored_connections(user_id, None).await
+    }
+
+    /// Connections that live instances other than `except` stored in their presence: of
+    /// `user_id`, or in all when `None`.
+    async fn stored_connections(
+        &self,
+        user_id: Option<&str>,
+        except: Option<&str>,
+    ) -> Result<usize> {
         let mut live = redis::cmd("ZRANGEBYSCORE");
         live.arg(self.names.instances())
             .arg(unix_millis())
             .arg("+inf");
         let live: Vec<String> = self.commands.query(&live).await.map_err(unavailable)?;
         let mut counts = redis::pipe();
-        for instance in &live {
+        for instance in live.iter().filter(|&live| Some(live.as_str()) != except) {
             counts.hget(
                 self.names.presence(instance),
                 user_id.unwrap_or(TOTAL_FIELD),
@@ -474,6 +578,7 @@ impl RedisPublisher {
 pub struct RedisBroker {
     publisher: RedisPublisher,
     shared: Arc<Shared>,
+    fanout: Fanout,
     stop: CancellationToken,
     presence: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -515,23 +620,30 @@ impl RedisBroker {
             commands: publisher.commands.clone(),
             shared: shared.clone(),
             fanout: fanout.clone(),
+            record_retention: Script::new(RECORD_RETENTION),
+            told_of_longer_retention: false,
         };
         let presence = tokio::spawn(presence.run(stop.clone()));
         let subscriber = Subscriber {
             endpoint,
             commands: publisher.commands.clone(),
             shared: shared.clone(),
-            fanout,
+            fanout: fanout.clone(),
             interest,
             stop: stop.clone(),
             wanted: HashSet::new(),
+            epoch: None,
             last_seen: 0,
+            sequence_script: Script::new(SEQUENCE),
+            foreign_epochs: HashSet::new(),
+            dropped: DroppedLog::default(),
             barriers: Vec::new(),
         };
         tokio::spawn(subscriber.run());
         Ok(Self {
             publisher,
             shared,
+            fanout,
             stop,
             presence: Mutex::new(Some(presence)),
         })
@@ -571,10 +683,13 @@ struct Presence {
     commands: Commands,
     shared: Arc<Shared>,
     fanout: Fanout,
+    record_retention: Script,
+    /// Whether the log already says that another instance keeps a longer history.
+    told_of_longer_retention: bool,
 }
 
 impl Presence {
-    async fn run(self, stop: CancellationToken) {
+    async fn run(mut self, stop: CancellationToken) {
         let ttl = self
             .shared
             .options
@@ -588,8 +703,11 @@ impl Presence {
                 () = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let refreshed =
-                tokio::time::timeout(self.shared.options.timeout, self.refresh(whole, ttl)).await;
+            let refreshed = tokio::time::timeout(self.shared.options.timeout, async {
+                self.refresh(whole, ttl).await?;
+                self.record_retention(ttl).await
+            })
+            .await;
             // After any failure, Redis may have lost the hash: write it whole next time.
             whole = !matches!(refreshed, Ok(Ok(())));
         }
@@ -626,6 +744,37 @@ impl Presence {
             .zrembyscore(names.instances(), "-inf", now)
             .ignore();
         self.commands.pipeline(&update).await
+    }
+
+    /// Records this instance's retention for every publisher, for as long as its
+    /// presence, so that a process that only publishes keeps the history this instance's
+    /// clients resume from.
+    async fn record_retention(&mut self, ttl: Duration) -> redis::RedisResult<()> {
+        let names = &self.shared.names;
+        let retention = self.shared.options.retention;
+        let max_age_ms = u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut invocation = self.record_retention.prepare_invoke();
+        invocation
+            .key(names.retention_events())
+            .key(names.retention_age())
+            .arg(retention.max_events)
+            .arg(max_age_ms.max(1))
+            .arg(ttl_ms);
+        let invocation = &invocation;
+        let kept: Vec<u8> = self
+            .commands
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        if kept.contains(&0) && !self.told_of_longer_retention {
+            self.told_of_longer_retention = true;
+            tracing::warn!(
+                max_events = retention.max_events,
+                max_age_seconds = retention.max_age.as_secs(),
+                "another instance keeps a longer history; every publish keeps the longer one"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -667,10 +816,17 @@ impl Broker for RedisBroker {
 
     fn cluster_connections(&self, user_id: Option<String>) -> BoxFuture<'_, Result<Option<usize>>> {
         Box::pin(async move {
-            self.publisher
-                .cluster_connections(user_id.as_deref())
-                .await
-                .map(Some)
+            // This instance's presence in Redis lags behind its connections (refreshed
+            // every few seconds): its own part is counted live instead.
+            let others = self
+                .publisher
+                .stored_connections(user_id.as_deref(), Some(&self.shared.instance))
+                .await?;
+            let local = match user_id.as_deref() {
+                Some(user) => Target::user(user).map_or(0, |user| self.fanout.count(&user)),
+                None => self.fanout.total(),
+            };
+            Ok(Some(others + local))
         })
     }
 
@@ -912,6 +1068,48 @@ fn instance_id() -> String {
     format!("{:016x}", crate::position::random())
 }
 
+/// Epochs of foreign messages remembered, at most.
+const MAX_FOREIGN_EPOCHS: usize = 64;
+
+/// The position a message starts with when sseor's publish script wrote it:
+/// `{"id":"EPOCH-MS-SEQ",...`; read from its first bytes, without parsing the rest.
+fn envelope_position(payload: &[u8]) -> Option<Position> {
+    let rest = payload.strip_prefix(br#"{"id":""#)?;
+    // An epoch of 32 characters and two numbers of 20 digits, with their dashes.
+    let end = rest.iter().take(80).position(|&b| b == b'"')?;
+    if rest.get(end + 1) != Some(&b',') {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// Warns of foreign messages dropped for their size, at most once every 10 s.
+#[derive(Debug, Default)]
+struct DroppedLog {
+    last_warned: Option<Instant>,
+    since_warned: u64,
+}
+
+impl DroppedLog {
+    fn note(&mut self, channel: &str, bytes: usize) {
+        self.since_warned += 1;
+        if self
+            .last_warned
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        tracing::warn!(
+            channel,
+            bytes,
+            dropped = self.since_warned,
+            "messages from other Redis clients over the size limit dropped"
+        );
+        self.last_warned = Some(Instant::now());
+        self.since_warned = 0;
+    }
+}
+
 /// The task that owns the subscription connection.
 struct Subscriber {
     endpoint: Arc<Endpoint>,
@@ -922,9 +1120,16 @@ struct Subscriber {
     stop: CancellationToken,
     /// The channels this instance wants, whatever the state of the connection.
     wanted: HashSet<String>,
-    /// The highest sequence number delivered here, to tell after a loss of the
-    /// subscription whether events were published meanwhile.
+    /// The epoch of the events delivered here: only positions of this epoch are trusted.
+    /// `None` until it was first read.
+    epoch: Option<String>,
+    /// The highest sequence number of `epoch` delivered or read here, to tell after a loss
+    /// of the subscription whether events were published meanwhile.
     last_seen: u64,
+    sequence_script: Script,
+    /// Epochs of messages that turned out not to be sseor's, so that Redis is asked once.
+    foreign_epochs: HashSet<String>,
+    dropped: DroppedLog,
     /// Barriers that wait for the subscription to be back.
     barriers: Vec<crate::registry::Barrier>,
 }
@@ -951,10 +1156,10 @@ impl Subscriber {
                             after_seconds = since.elapsed().as_secs_f64(),
                             "resubscribed to Redis"
                         );
-                        self.release_if_missed().await;
                     } else {
                         tracing::info!(channels = self.wanted.len(), "subscribed to Redis");
                     }
+                    self.release_if_missed().await;
                     delay = Duration::from_millis(100);
                     // Everything wanted is subscribed: waiting streams may read history.
                     self.pass_barriers();
@@ -980,31 +1185,31 @@ impl Subscriber {
         }
     }
 
-    /// After the subscription was down: if anything was published meanwhile, this
+    /// Once subscribed: if anything was published while the subscription was down, this
     /// instance's clients may have missed it, so their streams end and they resume from
-    /// history (a browser reconnects by itself, with `Last-Event-ID`).
+    /// history (a browser reconnects by itself, with `Last-Event-ID`). If Redis lost its
+    /// data meanwhile (a new epoch), every stream gets a reset first: no position it holds
+    /// can be resumed from.
     async fn release_if_missed(&mut self) {
-        let mut clock = redis::cmd("HGET");
-        clock.arg(self.shared.names.clock()).arg("seq");
-        // The command connection may be reconnecting too: its first answer can be an error.
-        let mut published = Err(None);
-        for _ in 0..3 {
-            published = self
-                .commands
-                .query::<Option<u64>>(&clock)
-                .await
-                .map_err(Some);
-            if published.is_ok() {
-                break;
-            }
-            tokio::time::sleep(self.shared.options.probe_interval / 2).await;
+        let Some(now) = self.read_sequence().await else {
+            tracing::warn!("cannot tell what was missed; ending streams");
+            self.fanout.release_all();
+            return;
+        };
+        let Some(known) = self.epoch.clone() else {
+            // The first subscription: no stream has seen anything yet.
+            self.epoch = Some(now.epoch().to_owned());
+            self.last_seen = now.seq();
+            return;
+        };
+        if known != now.epoch() {
+            let reason = "the event history was lost (Redis lost its data)";
+            self.reset_all(reason, now.clone());
+            self.epoch = Some(now.epoch().to_owned());
+            self.last_seen = now.seq();
+            return;
         }
-        let published = published.unwrap_or_else(|e| {
-            let error = e.map(|e| describe(&e)).unwrap_or_default();
-            tracing::warn!(%error, "cannot tell what was missed; ending streams");
-            Some(u64::MAX)
-        });
-        if published.unwrap_or(0) > self.last_seen {
+        if now.seq() > self.last_seen {
             let released = self.fanout.release_all();
             tracing::info!(
                 streams = released,
@@ -1012,6 +1217,51 @@ impl Subscriber {
                  streams end so that their clients resume from history"
             );
         }
+    }
+
+    /// The position the event sequence is at (a new epoch when Redis lost the old one);
+    /// `None` when Redis cannot tell. The command connection may be reconnecting too:
+    /// its first answers can be errors.
+    async fn read_sequence(&self) -> Option<Position> {
+        let mut invocation = self.sequence_script.prepare_invoke();
+        invocation
+            .key(self.shared.names.clock())
+            .key(self.shared.names.epoch())
+            .arg("")
+            .arg("")
+            .arg(new_epoch());
+        let invocation = &invocation;
+        for _ in 0..3 {
+            let read: redis::RedisResult<(String, u64, u64)> = self
+                .commands
+                .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+                .await;
+            match read {
+                Ok((epoch, ms, seq)) => return Some(Position::new(epoch, ms, seq)),
+                Err(e) => tracing::debug!(error = %describe(&e), "sequence not read"),
+            }
+            tokio::time::sleep(self.shared.options.probe_interval / 2).await;
+        }
+        None
+    }
+
+    /// Sends every local stream a reset whose id is `current`, where its client resumes
+    /// from, and ends the stream: its positions belong to a history that is gone, and
+    /// what it missed of the new one cannot be told.
+    fn reset_all(&self, reason: &str, current: Position) {
+        let mut reset =
+            Event::new(crate::RESET_EVENT).with_data(serde_json::json!({ "reason": reason }));
+        reset.id = Some(current.to_string());
+        // Every stream receives broadcasts: this reaches them all.
+        if let Err(e) = self.fanout.deliver(&Target::All, 0, &reset) {
+            tracing::warn!(error = %e, "reset not sent");
+        }
+        let released = self.fanout.release_all();
+        tracing::warn!(
+            streams = released,
+            epoch = current.epoch(),
+            "{reason}: every stream gets a reset and ends"
+        );
     }
 
     /// Sleeps for `delay` while keeping track of interest; false when stopped.
@@ -1096,7 +1346,7 @@ impl Subscriber {
                 message = stream.next() => match message {
                     None => return SessionEnd::Lost("the subscription connection closed".into()),
                     Some(message) if message.get_channel_name() == probe_channel => self.probe_answered(),
-                    Some(message) => self.deliver(message.get_channel_name(), message.get_payload_bytes()),
+                    Some(message) => self.deliver(message.get_channel_name(), message.get_payload_bytes()).await,
                 },
                 change = self.interest.recv() => {
                     let Some(change) = change else { return SessionEnd::Stopped };
@@ -1159,28 +1409,81 @@ impl Subscriber {
         Ok(())
     }
 
-    fn deliver(&mut self, channel: &str, payload: &[u8]) {
+    async fn deliver(&mut self, channel: &str, payload: &[u8]) {
         let Some(target) = self.shared.names.target(channel) else {
             tracing::warn!(channel, "message on an unexpected channel skipped");
             return;
         };
-        let event = match serde_json::from_slice::<Event>(payload) {
+        let position = self.own_position(payload).await;
+        if position.is_none() && payload.len() > self.shared.options.foreign_message_limit {
+            self.dropped.note(channel, payload.len());
+            return;
+        }
+        let mut event = match serde_json::from_slice::<Event>(payload) {
             Ok(event) => event,
             Err(e) => {
                 tracing::warn!(channel, bytes = payload.len(), error = %e, "payload that is not an event skipped");
                 return;
             }
         };
-        // Events published by other clients of Redis may carry no position.
-        let seq = event
-            .id
-            .as_deref()
-            .and_then(|id| id.parse::<Position>().ok())
-            .map_or(0, |position| position.seq());
-        self.last_seen = self.last_seen.max(seq);
+        let seq = match &position {
+            Some(position) => {
+                self.last_seen = self.last_seen.max(position.seq());
+                position.seq()
+            }
+            None => {
+                // Another Redis client's id is no position: a browser that sent it back
+                // would be reset. The event goes out without one.
+                event.id = None;
+                0
+            }
+        };
         if let Err(e) = self.fanout.deliver(&target, seq, &event) {
             tracing::warn!(channel, error = %e, "invalid event skipped");
         }
+    }
+
+    /// The position of a message that sseor's publish script numbered, in the epoch Redis
+    /// holds; `None` for a message of another Redis client. A message of a new epoch (Redis
+    /// lost its data while this instance stayed subscribed) resets every stream first.
+    async fn own_position(&mut self, payload: &[u8]) -> Option<Position> {
+        let position = envelope_position(payload)?;
+        if self.epoch.as_deref() == Some(position.epoch()) {
+            return Some(position);
+        }
+        if self.foreign_epochs.contains(position.epoch()) {
+            return None;
+        }
+        let mut get = redis::cmd("GET");
+        get.arg(self.shared.names.epoch());
+        let stored = match self.commands.query::<Option<String>>(&get).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "cannot tell whose message this is; sent without its id");
+                return None;
+            }
+        };
+        if stored.as_deref() != Some(position.epoch()) {
+            if self.foreign_epochs.len() >= MAX_FOREIGN_EPOCHS {
+                self.foreign_epochs.clear();
+            }
+            self.foreign_epochs.insert(position.epoch().to_owned());
+            return None;
+        }
+        if self.epoch.is_some() {
+            // Streams resume from just before this event: it and what follows is in the
+            // new history; what came before it is what the reset stands for.
+            let before = Position::new(
+                position.epoch(),
+                position.ms(),
+                position.seq().saturating_sub(1),
+            );
+            self.reset_all("the event history was lost (Redis lost its data)", before);
+        }
+        self.epoch = Some(position.epoch().to_owned());
+        self.last_seen = position.seq();
+        self.foreign_epochs.clear();
+        Some(position)
     }
 
     fn probe_answered(&self) {
