@@ -264,10 +264,18 @@ impl Builder {
     /// How many events per target are kept for clients that resume with `Last-Event-ID`
     /// (default 1,000), and for how long (default 1 hour).
     pub fn history(mut self, max_events: usize, max_age: Duration) -> Self {
-        self.retention = Retention {
-            max_events,
-            max_age,
-        };
+        self.retention.max_events = max_events;
+        self.retention.max_age = max_age;
+        self
+    }
+
+    /// The most bytes of history the embedded broker keeps across every target (default
+    /// 64 MiB), counted as the events' JSON plus about 200 bytes each: beyond, the oldest
+    /// events go first, whatever their target, and a client resuming from before them gets
+    /// a [`RESET_EVENT`]. Without it, history could grow with every target ever published
+    /// to. Redis's history is bounded per target by [`history`](Self::history) alone.
+    pub fn history_max_bytes(mut self, bytes: usize) -> Self {
+        self.retention.max_bytes = bytes;
         self
     }
 
