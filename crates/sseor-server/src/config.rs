@@ -58,6 +58,12 @@ pub(crate) struct Config {
     #[arg(long, env = "SSEOR_HISTORY_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
     history_max_age: Duration,
 
+    /// Most bytes of history the embedded broker keeps across every user, topic and
+    /// broadcast (the events' JSON plus about 200 bytes each); beyond, the oldest events
+    /// are evicted first and a client resuming from before them gets `sseor.reset`.
+    #[arg(long, env = "SSEOR_HISTORY_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    history_max_bytes: usize,
+
     /// Prefix of every Redis key and channel, so that applications can share a Redis.
     #[arg(long, env = "SSEOR_REDIS_PREFIX", default_value = "sseor")]
     redis_prefix: String,
@@ -371,6 +377,7 @@ impl Config {
             )
             .retry_jitter(self.flow.retry_jitter)
             .history(self.history_size, self.history_max_age)
+            .history_max_bytes(self.history_max_bytes)
             .redis_prefix(self.redis_prefix.clone())
             .redis_timeout(self.redis_timeout)
             .redis_probe_interval(self.probe_interval)

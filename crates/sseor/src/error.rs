@@ -78,6 +78,11 @@ pub enum Error {
         retry_after: std::time::Duration,
     },
 
+    /// The manager is set up in a way the server it runs under cannot honour (a limit per
+    /// client address without the address); the message names the fix. HTTP 500.
+    #[error("misconfigured server: {0}")]
+    Misconfigured(String),
+
     /// An authentication setting cannot be used (a key that is not a PEM public key, a
     /// secret too short); the message names the setting, never the secret.
     #[error("invalid authentication setting: {0}")]

@@ -212,7 +212,10 @@ impl Builder {
     /// limit); one more gets HTTP 429 with `Retry-After`. The address is the socket's
     /// peer (from [`ConnectInfo`]), or the one a trusted proxy names, see
     /// [`client_ip_header`](Self::client_ip_header). A stream whose address is unknown
-    /// (served by a server that records no [`ConnectInfo`]) is not counted.
+    /// cannot be counted, so it is refused with [`Error::Misconfigured`] (HTTP 500, logged
+    /// once): under `axum::serve`, serve
+    /// `app.into_make_service_with_connect_info::<SocketAddr>()`; [`Manager::serve`]
+    /// records the address by itself.
     pub fn max_connections_per_ip(mut self, streams: usize) -> Self {
         self.limits.per_ip = streams;
         self
@@ -264,10 +267,18 @@ impl Builder {
     /// How many events per target are kept for clients that resume with `Last-Event-ID`
     /// (default 1,000), and for how long (default 1 hour).
     pub fn history(mut self, max_events: usize, max_age: Duration) -> Self {
-        self.retention = Retention {
-            max_events,
-            max_age,
-        };
+        self.retention.max_events = max_events;
+        self.retention.max_age = max_age;
+        self
+    }
+
+    /// The most bytes of history the embedded broker keeps across every target (default
+    /// 64 MiB), counted as the events' JSON plus about 200 bytes each: beyond, the oldest
+    /// events go first, whatever their target, and a client resuming from before them gets
+    /// a [`RESET_EVENT`]. Without it, history could grow with every target ever published
+    /// to. Redis's history is bounded per target by [`history`](Self::history) alone.
+    pub fn history_max_bytes(mut self, bytes: usize) -> Self {
+        self.retention.max_bytes = bytes;
         self
     }
 
@@ -740,6 +751,7 @@ impl Manager {
             .extensions()
             .get::<ConnectionAbort>()
             .map(|abort| abort.0.clone());
+        let client_ip = self.client_ip(request)?;
         let registry = &self.inner.registry;
         // Registered first, so that nothing published while the history is read is lost;
         // the stream drops what the replay already covered.
@@ -747,7 +759,7 @@ impl Manager {
             .register(Opening {
                 sink: Sink::new(tx, abort),
                 targets: targets.clone(),
-                client_ip: self.client_ip(request),
+                client_ip,
             })
             .map_err(|refused| self.refusal(refused))?;
         if let Some(at) = expires_at {
@@ -768,21 +780,40 @@ impl Manager {
 
     /// The client's address: from the configured proxy header when it holds one, else the
     /// socket's peer.
-    fn client_ip<B>(&self, request: &http::Request<B>) -> Option<IpAddr> {
+    ///
+    /// # Errors
+    /// [`Error::Misconfigured`] when a limit per address is set and the address is unknown:
+    /// a server that records no [`ConnectInfo`] would otherwise make the limit a silent
+    /// no-op.
+    fn client_ip<B>(&self, request: &http::Request<B>) -> Result<Option<IpAddr>> {
         let forwarded = self
             .inner
             .config
             .client_ip_header
             .as_ref()
             .and_then(|header| forwarded_ip(request.headers(), header));
-        forwarded
+        let ip = forwarded
             .or_else(|| {
                 request
                     .extensions()
                     .get::<ConnectInfo<SocketAddr>>()
                     .map(|info| info.0.ip())
             })
-            .map(|ip| ip.to_canonical())
+            .map(|ip| ip.to_canonical());
+        if ip.is_none() && self.inner.config.limits.per_ip > 0 {
+            return Err(self.unknown_client_address());
+        }
+        Ok(ip)
+    }
+
+    /// The refusal of a stream whose address a limit per address needs, logged once.
+    fn unknown_client_address(&self) -> Error {
+        const FIX: &str = "max_connections_per_ip is set but the client's address is unknown: \
+            serve with Manager::serve, or with axum::serve(listener, \
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>())";
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| tracing::error!("streams are refused: {FIX}"));
+        Error::Misconfigured(FIX.to_owned())
     }
 
     fn refusal(&self, refused: Refused) -> Error {
@@ -1111,6 +1142,61 @@ impl Manager {
         {
             tracing::warn!("a server did not stop within the shutdown timeout");
         }
+    }
+
+    /// The application's own shutdown `signal`, for `axum::serve`'s graceful shutdown:
+    /// completes once `signal` has (or [`close`](Self::close) has begun) and the open
+    /// streams have been ended, shutdown having begun as with `close`.
+    ///
+    /// axum's graceful shutdown waits for every open response, and an event stream only
+    /// ends when this manager ends it: given the bare signal, `axum::serve` would wait for
+    /// ever and `close` after it would never run. With this, axum stops once the streams
+    /// are drained; `close` then finishes what is left.
+    ///
+    /// A client that stops reading can still hold axum's connection open: bound the
+    /// wait, as below (the manager's own [`serve`](Self::serve) closes such connections at
+    /// the [shutdown timeout](Builder::shutdown_timeout) by itself).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use axum::Router;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sse = sseor::Manager::new("").await?;
+    /// let app = Router::new().merge(sse.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// let ctrl_c = async { tokio::signal::ctrl_c().await.ok(); };
+    /// let server = axum::serve(listener, app)
+    ///     .with_graceful_shutdown(sse.shutdown_signal(ctrl_c))
+    ///     .into_future();
+    /// // The shutdown timeout (10 s by default) plus a second, counted from the signal.
+    /// let bounded = async {
+    ///     sse.closed().await;
+    ///     tokio::time::sleep(Duration::from_secs(11)).await;
+    /// };
+    /// tokio::select! { served = server => served?, () = bounded => {} }
+    /// sse.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_signal<F>(&self, signal: F) -> impl Future<Output = ()> + Send + 'static
+    where
+        F: Future + Send + 'static,
+    {
+        let manager = self.clone();
+        async move {
+            tokio::select! {
+                _ = signal => {},
+                () = manager.inner.shutdown.cancelled() => {},
+            }
+            manager.begin_close();
+            manager.inner.drained.cancelled().await;
+        }
+    }
+
+    /// Completes once shutdown has begun, by [`close`](Self::close), a signal that
+    /// [`serve`](Self::serve) handles, or [`shutdown_signal`](Self::shutdown_signal).
+    pub async fn closed(&self) {
+        self.inner.shutdown.cancelled().await;
     }
 
     /// Starts shutting down, once: refuses new streams at once, and drains the open ones

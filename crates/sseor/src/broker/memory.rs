@@ -1,4 +1,4 @@
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -42,13 +42,20 @@ struct State {
     seq: u64,
     /// When the last event was published (Unix ms).
     ms: u64,
+    /// Only targets with at least one event kept: a target whose last event goes is
+    /// removed, so that targets published to once hold no memory.
     histories: HashMap<Target, TargetHistory>,
-    /// The highest position of any history dropped whole (all its events too old).
+    /// The target of every event kept, by position: the oldest across all targets first,
+    /// for eviction by age and by bytes.
+    order: BTreeMap<u64, Target>,
+    /// What the events kept weigh, as counted by [`weight`].
+    bytes: usize,
+    /// The highest position of any event dropped from a history that was then removed:
+    /// a target without history may have lost events up to there.
     forgotten_through: u64,
-    publishes_since_sweep: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct TargetHistory {
     events: VecDeque<Stored>,
     /// The highest position trimmed from this history.
@@ -60,22 +67,105 @@ struct Stored {
     seq: u64,
     ms: u64,
     at: Instant,
+    /// What this event counts towards the history's byte bound.
+    bytes: usize,
     /// The id the publisher gave, kept to recognize a publish that is repeated.
     publisher_id: Option<String>,
     event: Event,
 }
 
-impl TargetHistory {
-    fn trim(&mut self, retention: &Retention, now: Instant) {
-        while self.events.len() > retention.max_events
-            || self
-                .events
-                .front()
-                .is_some_and(|oldest| now.saturating_duration_since(oldest.at) > retention.max_age)
+/// What an event kept in history counts towards [`Retention::max_bytes`]: its data as
+/// JSON, its type and ids, and the bookkeeping around it.
+fn weight(event: &Event, publisher_id: Option<&String>) -> usize {
+    /// Counts bytes written without keeping them.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut data = Counter(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut data, &event.data);
+    data.0
+        + event.event_type.len()
+        + event.id.as_ref().map_or(0, String::len)
+        + publisher_id.map_or(0, String::len)
+        + STORED_OVERHEAD
+}
+
+/// The bookkeeping of one event kept: its entry, its slot in the order, the positions.
+const STORED_OVERHEAD: usize = std::mem::size_of::<Stored>() + 64;
+
+impl State {
+    /// The history of `target`, created if needed. A new history starts where forgotten
+    /// ones ended: it cannot tell whether the target had events that were dropped.
+    fn history_of(&mut self, target: Target) -> &mut TargetHistory {
+        let forgotten_through = self.forgotten_through;
+        self.histories
+            .entry(target)
+            .or_insert_with(|| TargetHistory {
+                events: VecDeque::new(),
+                trimmed_through: forgotten_through,
+            })
+    }
+
+    fn store(&mut self, target: Target, stored: Stored) {
+        self.bytes += stored.bytes;
+        self.order.insert(stored.seq, target.clone());
+        self.history_of(target).events.push_back(stored);
+    }
+
+    /// Drops the oldest event of `target`, and its history when that was the last one.
+    fn drop_oldest_of(&mut self, target: &Target) {
+        let Some(history) = self.histories.get_mut(target) else {
+            return;
+        };
+        let Some(dropped) = history.events.pop_front() else {
+            return;
+        };
+        history.trimmed_through = dropped.seq;
+        let emptied = history.events.is_empty();
+        self.order.remove(&dropped.seq);
+        self.bytes -= dropped.bytes;
+        if emptied {
+            self.histories.remove(target);
+            self.forgotten_through = self.forgotten_through.max(dropped.seq);
+        }
+    }
+
+    /// Keeps at most `retention.max_events` events of `target`.
+    fn trim_target(&mut self, target: &Target, retention: &Retention) {
+        while self
+            .histories
+            .get(target)
+            .is_some_and(|history| history.events.len() > retention.max_events)
         {
-            if let Some(dropped) = self.events.pop_front() {
-                self.trimmed_through = dropped.seq;
+            self.drop_oldest_of(target);
+        }
+    }
+
+    /// Evicts the oldest events across targets while the history weighs more than
+    /// `retention.max_bytes` or they are older than `retention.max_age`.
+    fn evict(&mut self, retention: &Retention, now: Instant) {
+        while let Some((&seq, target)) = self.order.first_key_value() {
+            let too_heavy = self.bytes > retention.max_bytes;
+            let too_old = self
+                .histories
+                .get(target)
+                .and_then(|history| history.events.front())
+                .is_some_and(|oldest| {
+                    oldest.seq == seq && now.saturating_duration_since(oldest.at) > retention.max_age
+                });
+            if !too_heavy && !too_old {
+                return;
             }
+            let target = target.clone();
+            self.drop_oldest_of(&target);
         }
     }
 }
@@ -98,6 +188,12 @@ impl MemoryBroker {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What the history kept weighs now, in the bytes [`Retention::max_bytes`] bounds.
+    #[cfg(test)]
+    fn history_bytes(&self) -> usize {
+        self.state().bytes
     }
 
     fn publish_now(&self, target: Target, mut event: Event) -> Result<Published> {
@@ -126,45 +222,24 @@ impl MemoryBroker {
         let id = Position::new(self.epoch.clone(), ms, seq).to_string();
         event.id = Some(id.clone());
         let delivered_locally = self.fanout.deliver(&target, seq, &event)?;
-        let history = state.histories.entry(target).or_default();
         let now = Instant::now();
-        history.events.push_back(Stored {
+        let stored = Stored {
             seq,
             ms,
             at: now,
+            bytes: weight(&event, publisher_id.as_ref()),
             publisher_id,
             event,
-        });
-        history.trim(&self.retention, now);
-        self.sweep(&mut state);
+        };
+        state.store(target.clone(), stored);
+        state.trim_target(&target, &self.retention);
+        state.evict(&self.retention, now);
         Ok(Published {
             id,
             delivered_locally: Some(delivered_locally),
             instances: None,
             duplicate: false,
         })
-    }
-
-    /// Now and then, drops the histories of targets whose every event is too old, so that
-    /// targets published to once do not hold memory for ever.
-    fn sweep(&self, state: &mut State) {
-        state.publishes_since_sweep += 1;
-        if state.publishes_since_sweep < 1024 {
-            return;
-        }
-        state.publishes_since_sweep = 0;
-        let mut forgotten = state.forgotten_through;
-        // One clock reading for every target: this runs under the broker's lock.
-        let now = Instant::now();
-        state.histories.retain(|_, history| {
-            history.trim(&self.retention, now);
-            if history.events.is_empty() {
-                forgotten = forgotten.max(history.trimmed_through);
-                return false;
-            }
-            true
-        });
-        state.forgotten_through = forgotten;
     }
 
     fn history_now(&self, targets: &[Target], after: Option<&Position>) -> History {
@@ -187,13 +262,11 @@ impl MemoryBroker {
         {
             return reset("that position is older than the history kept");
         }
-        let forgotten_through = state.forgotten_through;
-        let now = Instant::now();
+        state.evict(&self.retention, Instant::now());
         let mut missed = Vec::new();
         for target in targets {
-            match state.histories.get_mut(target) {
+            match state.histories.get(target) {
                 Some(history) => {
-                    history.trim(&self.retention, now);
                     if after.seq() < history.trimmed_through {
                         return reset("that position is older than the history kept");
                     }
@@ -205,7 +278,7 @@ impl MemoryBroker {
                             .map(|stored| (stored.seq, stored.event.clone())),
                     );
                 }
-                None if after.seq() < forgotten_through => {
+                None if after.seq() < state.forgotten_through => {
                     return reset("that position is older than the history kept");
                 }
                 None => {}
@@ -247,5 +320,136 @@ impl Broker for MemoryBroker {
             .filter(|(deadline, _)| *deadline > Instant::now())
             .map(|(_, value)| value);
         Box::pin(async move { Ok(value) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::registry::{Limits, Registry};
+
+    const BOUND: usize = 64 * 1024;
+
+    fn broker(max_bytes: usize) -> MemoryBroker {
+        let registry = Arc::new(Registry::new(None, Limits::default()));
+        let retention = Retention {
+            max_bytes,
+            ..Retention::default()
+        };
+        MemoryBroker::new(Fanout::new(registry), retention)
+    }
+
+    /// An event of about 2 KiB.
+    fn padded(n: usize) -> Event {
+        Event::new("n").with_data(json!({ "n": n, "padding": "x".repeat(2048) }))
+    }
+
+    fn user(n: usize) -> Target {
+        Target::user(&format!("user{n}")).unwrap()
+    }
+
+    fn position(broker: &MemoryBroker, target: Target, event: Event) -> Position {
+        broker
+            .publish_now(target, event)
+            .unwrap()
+            .id
+            .parse()
+            .unwrap()
+    }
+
+    fn replayed(history: &History) -> Vec<u64> {
+        match history {
+            History::Events { events, .. } => events.iter().map(|(seq, _)| *seq).collect(),
+            History::Reset { reason, .. } => panic!("expected a replay, got a reset: {reason}"),
+        }
+    }
+
+    #[test]
+    fn history_across_many_targets_stays_within_its_byte_bound() {
+        let broker = broker(BOUND);
+        let mut positions = Vec::new();
+        for n in 0..1000 {
+            positions.push(position(&broker, user(n), padded(n)));
+            assert!(
+                broker.history_bytes() <= BOUND,
+                "{} bytes kept after {n} publishes",
+                broker.history_bytes()
+            );
+        }
+        // Most of 1,000 targets lost their only event: their histories are gone too.
+        let state = broker.state();
+        assert!(state.histories.len() < 40, "{}", state.histories.len());
+        assert_eq!(state.histories.len(), state.order.len());
+        assert!(state.bytes > BOUND / 2, "oldest first, not everything");
+    }
+
+    #[test]
+    fn a_resume_past_evicted_events_is_a_reset_and_one_within_replays() {
+        let broker = broker(BOUND);
+        let first = position(&broker, user(0), padded(0));
+        let second = position(&broker, user(0), padded(1));
+        // Others' events push user0's out of the bound.
+        for n in 1..200 {
+            position(&broker, user(n), padded(n));
+        }
+        let kept = position(&broker, user(0), padded(2));
+        let last = position(&broker, user(0), padded(3));
+
+        let history = broker.history_now(&[user(0)], Some(&first));
+        assert!(
+            matches!(history, History::Reset { .. }),
+            "event {} was evicted: {history:?}",
+            second.seq()
+        );
+        assert_eq!(
+            replayed(&broker.history_now(&[user(0)], Some(&kept))),
+            [last.seq()]
+        );
+        // A target with no history left cannot prove it lost nothing since then either.
+        assert!(matches!(
+            broker.history_now(&[user(1)], Some(&first)),
+            History::Reset { .. }
+        ));
+    }
+
+    #[test]
+    fn eviction_by_bytes_takes_the_oldest_events_first() {
+        let broker = broker(BOUND);
+        let start = position(&broker, user(0), padded(0));
+        for n in 1..100 {
+            position(&broker, user(n % 3), padded(n));
+        }
+        let state = broker.state();
+        let oldest_kept = *state.order.keys().next().unwrap();
+        assert_eq!(
+            state.order.keys().copied().collect::<Vec<_>>(),
+            (oldest_kept..=start.seq() + 99).collect::<Vec<_>>(),
+            "a contiguous run of the newest events is kept"
+        );
+    }
+
+    #[test]
+    fn per_target_trims_keep_the_byte_count_exact() {
+        let registry = Arc::new(Registry::new(None, Limits::default()));
+        let retention = Retention {
+            max_events: 3,
+            ..Retention::default()
+        };
+        let broker = MemoryBroker::new(Fanout::new(registry), retention);
+        for n in 0..10 {
+            position(&broker, user(n % 2), padded(n));
+        }
+        let state = broker.state();
+        let counted: usize = state
+            .histories
+            .values()
+            .flat_map(|history| history.events.iter().map(|stored| stored.bytes))
+            .sum();
+        assert_eq!(state.bytes, counted);
+        assert_eq!(state.order.len(), 6);
     }
 }

@@ -47,6 +47,11 @@ pub struct Retention {
     pub max_events: usize,
     /// The oldest event kept (default 1 hour).
     pub max_age: Duration,
+    /// The most bytes of history kept across every target, oldest events evicted first
+    /// (default 64 MiB). Honoured by the embedded broker, whose history lives in this
+    /// process's memory; Redis's history is bounded by `max_events` and `max_age` per
+    /// target.
+    pub max_bytes: usize,
 }
 
 impl Default for Retention {
@@ -54,6 +59,7 @@ impl Default for Retention {
         Self {
             max_events: 1000,
             max_age: Duration::from_secs(3600),
+            max_bytes: 64 * 1024 * 1024,
         }
     }
 }
