@@ -18,7 +18,7 @@ for down in 1 5; do
   t0=$(date +%s.%N)
   until curl -sf http://127.0.0.1:$SP/readyz >/dev/null; do sleep 0.02; done
   t1=$(date +%s.%N)
-  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:$SP/api/v1/publish -d '{"user_id":"r","event":{"type":"after-restart"}}')
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:$SP/api/v1/publish -H 'Content-Type: application/json' -d '{"user_id":"r","event":{"type":"after-restart"}}')
   echo "down ${down}s: ready again $(echo "$t1 - $t0" | bc) s after Redis restarted; publish -> $code"
 done
 sleep 0.3; grep -c after-restart /tmp/rec-client.out

@@ -73,7 +73,12 @@ impl Publisher {
             };
             let n = first + k;
             let request = api.request(channel(n), n, unix_nanos());
-            let sent = self.http.post(request.url).body(request.body).send();
+            let sent = self
+                .http
+                .post(request.url)
+                .header("content-type", "application/json")
+                .body(request.body)
+                .send();
             let (ok, failed, first_error) = (ok.clone(), failed.clone(), first_error.clone());
             tokio::spawn(async move {
                 let error = match sent.await {

@@ -99,6 +99,36 @@ pub(crate) struct Config {
     flow: Flow,
     #[command(flatten)]
     auth: AuthConfig,
+    #[command(flatten)]
+    input: InputLimits,
+}
+
+/// What the HTTP API accepts to read: how long a body may take, how many body bytes at
+/// once, how many topics per stream.
+#[derive(Debug, clap::Args)]
+struct InputLimits {
+    /// How long a request body may take to arrive once its headers are in (longer: 408).
+    #[arg(long, env = "SSEOR_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    body_timeout: Duration,
+
+    /// Bytes of request bodies received at once, all requests together; a request whose
+    /// body does not fit gets 503 with Retry-After.
+    #[arg(long, env = "SSEOR_BODY_BYTES_IN_FLIGHT", default_value_t = 64 * 1024 * 1024, value_parser = parse_positive)]
+    body_bytes_in_flight: usize,
+
+    /// Most topics one stream may join (more: 400).
+    #[arg(long, env = "SSEOR_MAX_TOPICS", default_value_t = 64, value_parser = parse_positive)]
+    max_topics: usize,
+}
+
+impl InputLimits {
+    /// `builder` with these limits.
+    fn apply(&self, builder: sseor::Builder) -> sseor::Builder {
+        builder
+            .body_timeout(self.body_timeout)
+            .body_bytes_in_flight(self.body_bytes_in_flight)
+            .max_topics(self.max_topics)
+    }
 }
 
 /// Slow consumers, limits on open streams, and how shutdown spreads reconnections.
@@ -357,6 +387,7 @@ impl Config {
             None => sseor::Manager::builder(),
         };
         let builder = self.auth.apply(builder)?;
+        let builder = self.input.apply(builder);
         Ok(builder
             .broker_url(self.redis_url.clone().unwrap_or_default())
             .heartbeat(self.heartbeat)

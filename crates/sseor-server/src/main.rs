@@ -86,7 +86,9 @@ async fn run(config: Config, transport: Transport) -> Result<(), Stop> {
         "sseor listening on {scheme}://{address}"
     );
     let page = demo_page(manager.requires_auth());
-    let app = sseor::api::router(&manager).route("/", get(move || async move { Html(page) }));
+    let app = sseor::api::router(&manager)
+        .route("/", get(move || async move { Html(page) }))
+        .fallback(sseor::api::not_found);
     let app = transport.layer(app);
     manager
         .serve(listener, app)

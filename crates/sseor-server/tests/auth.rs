@@ -636,6 +636,7 @@ async fn over_its_publish_rate_a_credential_gets_429_with_retry_after() {
             http()
                 .post(server.url("/api/v1/publish"))
                 .header("authorization", &token)
+                .header("content-type", "application/json")
                 .body(body.to_string())
                 .send(),
         )

@@ -13,6 +13,48 @@
 //!
 //! Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.
 //!
+//! # Input
+//!
+//! * A JSON body is exactly one JSON value sent with `Content-Type: application/json`
+//!   (415 otherwise): a page on another site cannot publish with a form or a `text/plain`
+//!   "simple request".
+//! * Fields are read strictly: an unknown field, a `null` or a value of another type is a
+//!   400 naming the field. `{"user_id": null}` is not a broadcast: only the absence of both
+//!   `user_id` and `topic` sends to everyone.
+//! * Credentials are checked from the headers before any body is read; a body must arrive
+//!   within [`Builder::body_timeout`](crate::Builder::body_timeout) (408 otherwise) and
+//!   the bodies being received at once are bounded by
+//!   [`Builder::body_bytes_in_flight`](crate::Builder::body_bytes_in_flight) (503 with
+//!   `Retry-After` beyond).
+//! * Query parameters must be UTF-8 once percent-decoded, and `user_id` is given at most
+//!   once (400 otherwise).
+//!
+//! # Mounting it in an application
+//!
+//! [`router`] adds no fallback, so it merges or nests into an application's router whatever
+//! fallback and state that router has; add [`not_found`] as the fallback for a JSON 404.
+//!
+//! ```
+//! use axum::Router;
+//! use axum::extract::State;
+//! use axum::routing::get;
+//!
+//! #[derive(Clone)]
+//! struct AppState {
+//!     name: &'static str,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+//! let manager = sseor::Manager::new("").await?;
+//! let app: Router = Router::new()
+//!     .route("/", get(|State(app): State<AppState>| async move { app.name }))
+//!     .fallback(|| async { "the application's own 404" })
+//!     .merge(sseor::api::router(&manager))
+//!     .merge(manager.router())
+//!     .with_state(AppState { name: "shop" });
+//! # drop(app); Ok(()) }
+//! ```
+//!
 //! # With an authorizer
 //!
 //! When the manager has an [`Authorizer`](crate::auth::Authorizer) (see
@@ -27,29 +69,43 @@
 //!   `{"error", "reason"}`, the reason being one of [`AuthReason`](crate::auth::AuthReason).
 //! * Over the publish rate: 429 with `Retry-After`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 use http::request::Parts;
-use http::{Method, StatusCode, Uri};
-use serde::Deserialize;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{Error, Event, Manager, Subscription, Target};
 
-/// The standard API of `manager`, with a JSON 404 for every other path.
+/// The standard API of `manager`, for an application router of any state type `S`.
+///
+/// It has no fallback of its own, so that it merges into an application that has one; a
+/// method a route does not serve gets a JSON 405. For a JSON 404 on every other path, add
+/// [`not_found`] as the fallback (the `sseor` server does).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
 /// let manager = sseor::Manager::new("").await?;
-/// let app = sseor::api::router(&manager).merge(manager.router());
+/// let app: axum::Router = sseor::api::router(&manager)
+///     .merge(manager.router())
+///     .fallback(sseor::api::not_found);
 /// # drop(app); Ok(()) }
 /// ```
-pub fn router(manager: &Manager) -> Router {
+pub fn router<S>(manager: &Manager) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/api/v1/sse", get(subscribe))
         .route("/api/v1/publish", post(publish))
@@ -60,15 +116,78 @@ pub fn router(manager: &Manager) -> Router {
         .route("/metrics", get(metrics))
         .route("/sseor.js", get(crate::browser::script))
         .route("/sseor.mjs", get(crate::browser::module))
-        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(manager.max_body_bytes()))
         .with_state(manager.clone())
 }
 
 /// A JSON error response: `{"error": message}` with `status`.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The limits the HTTP API puts on what it reads, set with the [`Builder`](crate::Builder).
+#[derive(Debug, Clone)]
+pub(crate) struct InputLimits {
+    /// How long a request body may take to arrive.
+    pub(crate) body_timeout: Duration,
+    /// The most topics one stream may join.
+    pub(crate) max_topics: usize,
+    /// Bytes of request bodies that may be received at once, in the whole process.
+    body_bytes_in_flight: usize,
+    /// The budget of those bytes, in KiB: one permit per KiB.
+    bodies: Arc<Semaphore>,
+}
+
+/// Request bodies are reserved in units of this many bytes (a permit count is a `u32`).
+const BODY_UNIT: usize = 1024;
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        let mut limits = Self {
+            body_timeout: Duration::from_secs(10),
+            max_topics: 64,
+            body_bytes_in_flight: 0,
+            bodies: Arc::new(Semaphore::new(0)),
+        };
+        limits.set_body_bytes_in_flight(64 * 1024 * 1024);
+        limits
+    }
+}
+
+impl InputLimits {
+    /// Sets the budget of body bytes in flight (at least one unit).
+    pub(crate) fn set_body_bytes_in_flight(&mut self, bytes: usize) {
+        let units = bytes.div_ceil(BODY_UNIT).clamp(1, u32::MAX as usize);
+        self.body_bytes_in_flight = units * BODY_UNIT;
+        self.bodies = Arc::new(Semaphore::new(units));
+    }
+
+    /// Reserves `bytes` of the budget until the permit is dropped; `None` when it is spent.
+    fn reserve_body(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let units = bytes
+            .div_ceil(BODY_UNIT)
+            .clamp(1, self.body_bytes_in_flight / BODY_UNIT);
+        let units = u32::try_from(units).unwrap_or(u32::MAX);
+        self.bodies.clone().try_acquire_many_owned(units).ok()
+    }
+
+    /// Checks the number of topics of a stream.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTarget`] naming the limit when there are more.
+    pub(crate) fn check_topics(&self, targets: &[Target]) -> crate::Result<()> {
+        let topics = targets
+            .iter()
+            .filter(|target| matches!(target, Target::Topic(_)))
+            .count();
+        if topics > self.max_topics {
+            return Err(Error::InvalidTarget(format!(
+                "a stream may join at most {} topics; this one asks for {topics}",
+                self.max_topics
+            )));
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn error_response(error: &Error) -> Response {
@@ -97,11 +216,11 @@ pub(crate) fn error_response(error: &Error) -> Response {
     response
 }
 
-async fn subscribe(
-    State(manager): State<Manager>,
-    Query(params): Query<Vec<(String, String)>>,
-    request: Request,
-) -> Result<Response, Error> {
+async fn subscribe(State(manager): State<Manager>, request: Request) -> Result<Response, Error> {
+    let params = match query_pairs(request.uri()) {
+        Ok(params) => params,
+        Err(refused) => return Ok(refused),
+    };
     let value_of = |key: &'static str| {
         params
             .iter()
@@ -116,16 +235,81 @@ async fn subscribe(
             manager.counted(grant.subscription(asked, value_of("topic")))?
         }
         None => {
-            let Some(user_id) = value_of("user_id").next() else {
-                return Ok(error(
-                    StatusCode::BAD_REQUEST,
-                    "the query parameter `user_id` is required",
-                ));
+            let user_id = match single_value(&params, "user_id") {
+                Ok(Some(user_id)) => user_id,
+                Ok(None) => {
+                    return Ok(error(
+                        StatusCode::BAD_REQUEST,
+                        "the query parameter `user_id` is required",
+                    ));
+                }
+                Err(refused) => return Ok(refused),
             };
             value_of("topic").try_fold(Subscription::user(user_id)?, |s, topic| s.topic(topic))?
         }
     };
     manager.handle_sse_with(&Request::from_parts(parts, ()), subscription)
+}
+
+/// The query's parameters, percent-decoded (`+` is a space).
+///
+/// # Errors
+/// 400 when a name or value is not UTF-8 once decoded: decoding it lossily would make
+/// different byte strings the same user.
+#[allow(clippy::result_large_err)]
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, Response> {
+    let Some(query) = uri.query() else {
+        return Ok(Vec::new());
+    };
+    let decode = |text: &str| {
+        let spaced = text.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|decoded| decoded.into_owned())
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = decode(key).map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "a query parameter's name is not UTF-8 once percent-decoded",
+                )
+            })?;
+            let value = decode(value).map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the query parameter `{key}` is not UTF-8 once percent-decoded"),
+                )
+            })?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
+/// The value of the parameter `key`, when there is one.
+///
+/// # Errors
+/// 400 when it is given more than once: which one was meant is anyone's guess.
+#[allow(clippy::result_large_err)]
+fn single_value<'a>(
+    params: &'a [(String, String)],
+    key: &str,
+) -> Result<Option<&'a str>, Response> {
+    let mut values = params
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("the query parameter `{key}` is given more than once"),
+        ));
+    }
+    Ok(first)
 }
 
 async fn tickets(State(manager): State<Manager>, request: Parts) -> Result<Response, Error> {
@@ -143,39 +327,43 @@ async fn tickets(State(manager): State<Manager>, request: Parts) -> Result<Respo
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublishRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "target_name")]
     user_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "target_name")]
     topic: Option<String>,
     event: Event,
 }
 
-async fn publish(
-    State(manager): State<Manager>,
-    request: Parts,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err(refused) = manager.authorize_publish(&request).await {
+/// A `user_id` or `topic` that is present: a string. `null` is refused, not read as
+/// absent: a publisher that writes a missing user as `null` would otherwise send that
+/// user's event to everyone.
+fn target_name<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(de)? {
+        Some(name) => Ok(Some(name)),
+        None => Err(D::Error::custom(
+            "null is not a target: give a string, or leave out both `user_id` and `topic` \
+             to send to everyone",
+        )),
+    }
+}
+
+async fn publish(State(manager): State<Manager>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    // From the headers alone: an anonymous client gets its answer before sending a byte.
+    if let Err(refused) = manager.authorize_publish(&parts).await {
         return refused.into_response();
     }
-    let body = match body {
+    if let Err(refused) = require_json(&parts.headers) {
+        return refused;
+    }
+    let body = match read_body(&manager, &parts.headers, body).await {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is larger than {} bytes",
-                    manager.max_body_bytes()
-                ),
-            );
-        }
-        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+        Err(refused) => return refused,
     };
-    let request: PublishRequest =
-        match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)) {
-            Ok(request) => request,
-            Err(e) => return error(StatusCode::BAD_REQUEST, describe_json_error(&e)),
-        };
+    let request: PublishRequest = match parse_json(&body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
     let target = match (&request.user_id, &request.topic) {
         (Some(_), Some(_)) => {
             return error(
@@ -196,6 +384,107 @@ async fn publish(
     }
 }
 
+/// Refuses a body that is not declared as JSON: browsers send forms and `text/plain` to
+/// any site without asking it first, `application/json` only after a CORS preflight.
+#[allow(clippy::result_large_err)]
+fn require_json(headers: &HeaderMap) -> Result<(), Response> {
+    let mut declared = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let media_type = match (declared.next(), declared.next()) {
+        (Some(value), None) => value.to_str().ok(),
+        _ => None,
+    };
+    let is_json = media_type
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        return Ok(());
+    }
+    Err(error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "the body must be JSON, sent with the header `Content-Type: application/json`",
+    ))
+}
+
+/// The request body, read within the body timeout and the budget of bytes in flight.
+async fn read_body(manager: &Manager, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let max = manager.max_body_bytes();
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max as u64) {
+        return Err(too_large(max));
+    }
+    let limits = manager.input_limits();
+    // A body of unknown length may grow up to the largest accepted.
+    let expected = declared.map_or(max, |length| length as usize);
+    let Some(_reserved) = limits.reserve_body(expected) else {
+        let mut busy = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies are being received at once; retry in a second",
+        );
+        busy.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        return Err(busy);
+    };
+    match tokio::time::timeout(limits.body_timeout, collect(body, max)).await {
+        Ok(read) => read,
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} ms",
+                limits.body_timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+/// The whole body, refused as soon as it grows past `max` bytes.
+async fn collect(body: Body, max: usize) -> Result<Bytes, Response> {
+    let mut chunks = body.into_data_stream();
+    let mut collected = bytes::BytesMut::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        if collected.len() + chunk.len() > max {
+            return Err(too_large(max));
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(collected.freeze())
+}
+
+fn too_large(max: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {max} bytes"),
+    )
+}
+
+/// `body` as exactly one JSON value of type `T`.
+///
+/// # Errors
+/// 400 naming the field at fault, or saying that more follows the value.
+#[allow(clippy::result_large_err)]
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, describe_json_error(&e)))?;
+    json.end().map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: it must be exactly one JSON value, and more follows ({e})"),
+        )
+    })?;
+    Ok(value)
+}
+
 fn describe_json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let path = e.path().to_string();
     let inner = e.inner();
@@ -206,25 +495,27 @@ fn describe_json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Str
     }
 }
 
-#[derive(Deserialize)]
-struct CountQuery {
-    user_id: Option<String>,
-}
-
-async fn connections(
-    State(manager): State<Manager>,
-    request: Parts,
-    Query(query): Query<CountQuery>,
-) -> Response {
+async fn connections(State(manager): State<Manager>, request: Parts) -> Response {
     if let Err(refused) = manager.authorize_backend(&request).await {
         return refused.into_response();
+    }
+    let params = match query_pairs(&request.uri) {
+        Ok(params) => params,
+        Err(refused) => return refused,
+    };
+    let user_id = match single_value(&params, "user_id") {
+        Ok(user_id) => user_id.map(str::to_owned),
+        Err(refused) => return refused,
+    };
+    if let Some(Err(invalid)) = user_id.as_deref().map(Target::user) {
+        return invalid.into_response();
     }
     // Cluster-wide counts are null while Redis cannot be read; local ones always answer.
     let mut counts = json!({
         "total": manager.total_connections(),
         "cluster_total": manager.cluster_total_connections().await.ok(),
     });
-    if let Some(user_id) = query.user_id {
+    if let Some(user_id) = user_id {
         counts["user"] = manager.connection_count(&user_id).into();
         counts["cluster_user"] = manager.cluster_connection_count(&user_id).await.ok().into();
         counts["user_id"] = user_id.into();
@@ -258,14 +549,17 @@ async fn metrics(State(manager): State<Manager>) -> Response {
         .into_response()
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+/// The JSON 405 of the API's routes: `{"error": "POST is not allowed on /healthz"}`.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {}", uri.path()),
     )
 }
 
-async fn not_found(method: Method, uri: Uri) -> Response {
+/// A JSON 404, `{"error": "no route for GET /path"}`, to set as the fallback of an
+/// application that serves only JSON (see [`router`]).
+pub async fn not_found(method: Method, uri: Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!("no route for {method} {}", uri.path()),

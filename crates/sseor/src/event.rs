@@ -8,12 +8,19 @@ use crate::{Error, Result};
 /// Longest event type or id accepted, in bytes.
 pub const MAX_FIELD_LEN: usize = 256;
 
+/// Longest reconnection hint accepted, in milliseconds (one hour): a browser told a
+/// longer one in effect never comes back.
+pub const MAX_RETRY_MS: u64 = 3_600_000;
+
 /// An event as published: a type, a JSON object of data, and optionally an id and a
 /// reconnection hint.
 ///
 /// It serializes to `{"id": "...", "type": "...", "data": {...}, "retry": 3000}`, with `id`
 /// and `retry` left out when empty, and reaches the browser as one Server-Sent Event whose
 /// `event:` is the type and whose `data:` is the JSON of `data`.
+///
+/// Read from JSON strictly: an unknown field (a target put inside the event, `"date"` for
+/// `"data"`) and a `null` where a value is expected are errors, never silently dropped.
 ///
 /// ```
 /// use serde_json::json;
@@ -28,9 +35,12 @@ pub const MAX_FIELD_LEN: usize = 256;
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Event {
-    /// The event id sent to the client (`id:`). Left empty, the broker assigns one that
-    /// increases with every event published.
+    /// The publisher's id of the event: a second publish with the same id to the same
+    /// target is recognised as a duplicate and not sent again. Clients never see it: the
+    /// `id:` they receive is the event's position, assigned by the broker, which is what
+    /// they resume from.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -76,13 +86,16 @@ impl Event {
         self
     }
 
-    /// Sets the id the client will see instead of the one the broker would assign.
+    /// Sets the publisher's id of the event, by which a publish that is retried (after a
+    /// timeout, say) is recognised and not delivered twice. The client does not see it:
+    /// its `id:` is the position the broker assigns. An empty id is no id.
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into()).filter(|id| !id.is_empty());
         self
     }
 
-    /// Sets the reconnection hint, in milliseconds.
+    /// Sets the reconnection hint, in milliseconds (0: none); more than [`MAX_RETRY_MS`]
+    /// is refused by [`validate`](Self::validate).
     pub fn with_retry(mut self, retry_ms: u64) -> Self {
         self.retry = Some(retry_ms).filter(|&ms| ms > 0);
         self
@@ -92,8 +105,9 @@ impl Event {
     ///
     /// # Errors
     /// [`Error::InvalidEvent`] when the type is empty, when the type or id is longer than
-    /// [`MAX_FIELD_LEN`] bytes, or when either holds a CR, LF or NUL (which would let a
-    /// publisher inject fields or events of its own).
+    /// [`MAX_FIELD_LEN`] bytes, when either holds a CR, LF or NUL (which would let a
+    /// publisher inject fields or events of its own), or when `retry` is over
+    /// [`MAX_RETRY_MS`].
     ///
     /// ```
     /// use sseor::Event;
@@ -101,6 +115,7 @@ impl Event {
     /// assert!(Event::new("").validate().is_err());
     /// assert!(Event::new("a\nevent: forged").validate().is_err());
     /// assert!(Event::new("ok").with_id("1\r2").validate().is_err());
+    /// assert!(Event::new("ok").with_retry(sseor::MAX_RETRY_MS + 1).validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
         if self.event_type.is_empty() {
@@ -110,7 +125,12 @@ impl Event {
         if let Some(id) = &self.id {
             check_field("id", id)?;
         }
-        Ok(())
+        match self.retry {
+            Some(ms) if ms > MAX_RETRY_MS => Err(Error::InvalidEvent(format!(
+                "`retry` is {ms} ms; at most {MAX_RETRY_MS} (one hour) is allowed"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -129,12 +149,15 @@ fn check_field(name: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+// A field that is present must hold a value: `null` is refused rather than read as
+// absent, so that the absence of a field is always deliberate.
+
 fn empty_string_as_none<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
-    Ok(Option::<String>::deserialize(de)?.filter(|s| !s.is_empty()))
+    Ok(Some(String::deserialize(de)?).filter(|s| !s.is_empty()))
 }
 
 fn zero_as_none<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
-    Ok(Option::<u64>::deserialize(de)?.filter(|&ms| ms > 0))
+    Ok(Some(u64::deserialize(de)?).filter(|&ms| ms > 0))
 }
 
 #[cfg(test)]
@@ -168,6 +191,26 @@ mod tests {
         assert!(Event::new(long.clone()).validate().is_err());
         assert!(Event::new("t").with_id(long).validate().is_err());
         assert!(Event::new("x".repeat(MAX_FIELD_LEN)).validate().is_ok());
+    }
+
+    #[test]
+    fn refuses_unknown_fields_and_nulls() {
+        let unknown = json!({"type": "t", "user_id": "alice", "data": {}});
+        let refused = serde_json::from_value::<Event>(unknown).unwrap_err();
+        assert!(refused.to_string().contains("user_id"), "{refused}");
+        for null in [
+            json!({"type": "t", "id": null}),
+            json!({"type": "t", "retry": null}),
+        ] {
+            assert!(serde_json::from_value::<Event>(null).is_err());
+        }
+    }
+
+    #[test]
+    fn bounds_retry() {
+        assert!(Event::new("t").with_retry(MAX_RETRY_MS).validate().is_ok());
+        let refused = Event::new("t").with_retry(u64::MAX).validate().unwrap_err();
+        assert!(refused.to_string().contains("`retry`"), "{refused}");
     }
 
     #[test]

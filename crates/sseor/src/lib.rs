@@ -69,7 +69,7 @@ mod writer;
 
 pub use broker::{Broker, History, MemoryBroker, Published, Retention};
 pub use error::{Error, Result};
-pub use event::{Event, MAX_FIELD_LEN};
+pub use event::{Event, MAX_FIELD_LEN, MAX_RETRY_MS};
 pub use manager::{Builder, Manager, RESET_EVENT, Subscription};
 pub use position::{InvalidPosition, Position};
 #[cfg(feature = "redis")]

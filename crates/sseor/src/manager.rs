@@ -58,6 +58,7 @@ pub struct Builder {
     drain_period: Duration,
     shutdown_timeout: Duration,
     max_body_bytes: usize,
+    input: crate::api::InputLimits,
     handle_signals: bool,
     retention: Retention,
     auth: auth::Settings,
@@ -82,6 +83,7 @@ impl std::fmt::Debug for Builder {
             .field("drain_period", &self.drain_period)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("input", &self.input)
             .field("tls", &!matches!(self.transport(), Transport::Plain))
             .field("auth", &self.auth)
             .finish_non_exhaustive()
@@ -119,6 +121,7 @@ impl Default for Builder {
             drain_period: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            input: crate::api::InputLimits::default(),
             handle_signals: true,
             retention: Retention::default(),
             auth: auth::Settings::default(),
@@ -230,7 +233,7 @@ impl Builder {
     ///
     /// ```
     /// let builder = sseor::Manager::builder()
-    ///     .client_ip_header(Some(http::HeaderName::from_static("x-forwarded-for")))
+    ///     .client_ip_header(Some(axum::http::HeaderName::from_static("x-forwarded-for")))
     ///     .max_connections_per_ip(20);
     /// # drop(builder);
     /// ```
@@ -261,6 +264,31 @@ impl Builder {
     /// The largest request body the HTTP API accepts (default 64 KiB); larger ones get 413.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long the HTTP API waits for a request body to arrive once its headers are in
+    /// (default 10 s); a slower one gets 408. Credentials are checked before any body is
+    /// read, so an anonymous client never holds a body open.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.input.body_timeout = timeout;
+        self
+    }
+
+    /// How many bytes of request bodies the HTTP API receives at once, all requests
+    /// together (default 64 MiB; counted in KiB, at least 1 KiB). A request whose body
+    /// (its `Content-Length`, else [`max_body_bytes`](Self::max_body_bytes)) does not fit
+    /// gets 503 with `Retry-After: 1` at once, rather than holding its socket while it
+    /// waits. The budget is shared by every manager built from this builder.
+    pub fn body_bytes_in_flight(mut self, bytes: usize) -> Self {
+        self.input.set_body_bytes_in_flight(bytes);
+        self
+    }
+
+    /// The most topics one stream may join (default 64); a stream that asks for more is
+    /// refused with [`Error::InvalidTarget`] (HTTP 400) naming the limit.
+    pub fn max_topics(mut self, topics: usize) -> Self {
+        self.input.max_topics = topics;
         self
     }
 
@@ -608,7 +636,8 @@ impl Manager {
             .unwrap_or_else(PoisonError::into_inner);
         routes.push((path.to_owned(), handler));
         // axum panics on a bad or conflicting path: find out now, while it can be refused.
-        let check = std::panic::catch_unwind(AssertUnwindSafe(|| build_router(&routes, self)));
+        let check =
+            std::panic::catch_unwind(AssertUnwindSafe(|| build_router::<()>(&routes, self)));
         if let Err(panic) = check {
             routes.pop();
             let reason = panic
@@ -622,8 +651,34 @@ impl Manager {
     }
 
     /// An axum router with every route registered through [`route`](Self::route), to serve
-    /// or to merge into an application's own router.
-    pub fn router(&self) -> Router {
+    /// or to merge into an application's own router, whatever its state type `S`.
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use axum::extract::{Request, State};
+    /// use axum::response::IntoResponse;
+    /// use axum::routing::get;
+    ///
+    /// #[derive(Clone)]
+    /// struct AppState {
+    ///     greeting: &'static str,
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// let sse = sseor::Manager::new("").await?;
+    /// sse.route("/events", |request: Request, manager: sseor::Manager| async move {
+    ///     manager.handle_sse(&request, "user123").into_response()
+    /// })?;
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|State(app): State<AppState>| async move { app.greeting }))
+    ///     .merge(sse.router())
+    ///     .with_state(AppState { greeting: "hello" });
+    /// # drop(app); Ok(()) }
+    /// ```
+    pub fn router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
         let routes = self
             .inner
             .routes
@@ -715,7 +770,7 @@ impl Manager {
     /// let manager = sseor::Manager::new("").await?;
     /// // What an authorizer granted: the stream of user123 with `prices`.
     /// let grant = Grant::user("user123")?.with_topics(["prices"]);
-    /// let request = http::Request::get("/events?topic=prices").body(()).unwrap();
+    /// let request = axum::http::Request::get("/events?topic=prices").body(()).unwrap();
     /// let response = manager.handle_sse_with(&request, grant.subscription(None, ["prices"])?)?;
     /// assert_eq!(response.headers()["content-type"], "text/event-stream");
     /// # Ok(()) }
@@ -730,6 +785,7 @@ impl Manager {
         subscription: Subscription,
     ) -> Result<Response> {
         let config = &self.inner.config;
+        config.input.check_topics(&subscription.targets)?;
         let Subscription {
             targets,
             slow_consumer,
@@ -1086,6 +1142,11 @@ impl Manager {
         self.inner.config.max_body_bytes
     }
 
+    /// The limits the HTTP API puts on what it reads.
+    pub(crate) fn input_limits(&self) -> &crate::api::InputLimits {
+        &self.inner.config.input
+    }
+
     /// Whether this instance can deliver what is published now; the error says why not
     /// (Redis unreachable, subscription not confirmed by a probe, shutting down).
     ///
@@ -1299,7 +1360,10 @@ fn last_event_id<B>(request: &http::Request<B>) -> Option<String> {
         .find_map(|(key, value)| (key == "last_event_id").then_some(value))
 }
 
-fn build_router(routes: &[(String, RouteHandler)], manager: &Manager) -> Router {
+fn build_router<S>(routes: &[(String, RouteHandler)], manager: &Manager) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     routes
         .iter()
         .fold(Router::new(), |router, (path, handler)| {

@@ -35,7 +35,7 @@ impl Target {
     ///
     /// # Errors
     /// [`Error::InvalidTarget`] when the id is empty, longer than [`MAX_NAME_LEN`] bytes or
-    /// holds a control character.
+    /// holds a control, invisible or bidirectional-control character.
     pub fn user(user_id: &str) -> Result<Self> {
         check_name("user_id", user_id).map(|()| Self::User(user_id.into()))
     }
@@ -44,7 +44,7 @@ impl Target {
     ///
     /// # Errors
     /// [`Error::InvalidTarget`] when the name is empty, longer than [`MAX_NAME_LEN`] bytes or
-    /// holds a control character.
+    /// holds a control, invisible or bidirectional-control character.
     pub fn topic(topic: &str) -> Result<Self> {
         check_name("topic", topic).map(|()| Self::Topic(topic.into()))
     }
@@ -75,7 +75,33 @@ fn check_name(what: &str, name: &str) -> Result<()> {
             "`{what}` must not contain control characters"
         )));
     }
+    if let Some(hidden) = name.chars().find(|&c| is_hidden(c)) {
+        return Err(Error::InvalidTarget(format!(
+            "`{what}` must not contain invisible or bidirectional-control characters \
+             (found U+{:04X})",
+            u32::from(hidden)
+        )));
+    }
     Ok(())
+}
+
+/// Characters that show as nothing, or reorder what surrounds them: two names that look
+/// the same on a screen or in a log would otherwise be different users or topics.
+fn is_hidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' // soft hyphen
+            | '\u{034F}' // combining grapheme joiner
+            | '\u{061C}' // Arabic letter mark
+            | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' // Hangul fillers
+            | '\u{180E}' // Mongolian vowel separator
+            | '\u{200B}'..='\u{200F}' // zero-width spaces and joiners, LRM, RLM
+            | '\u{2028}'..='\u{202E}' // line and paragraph separators, bidi embeddings
+            | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, bidi isolates
+            | '\u{FEFF}' // zero-width no-break space (byte order mark)
+            | '\u{FFF9}'..='\u{FFFB}' // interlinear annotations
+            | '\u{E0000}'..='\u{E007F}' // tags
+    )
 }
 
 #[cfg(test)]
@@ -88,5 +114,18 @@ mod tests {
         assert!(Target::user("a\nb").is_err());
         assert!(Target::topic(&"t".repeat(MAX_NAME_LEN + 1)).is_err());
         assert_eq!(Target::topic("news").unwrap().to_string(), "topic:news");
+    }
+
+    #[test]
+    fn rejects_invisible_and_bidi_characters() {
+        for hidden in [
+            '\u{200B}', '\u{202E}', '\u{2028}', '\u{2029}', '\u{2066}', '\u{FEFF}',
+        ] {
+            let name = format!("ali{hidden}ce");
+            let refused = Target::user(&name).unwrap_err().to_string();
+            assert!(refused.contains("invisible"), "{refused}");
+            assert!(Target::topic(&name).is_err());
+        }
+        assert!(Target::user("Zoë-ünïcode-用户").is_ok());
     }
 }

@@ -66,6 +66,7 @@ async fn an_applications_own_authorizer_guards_the_standard_api() {
         let mut request = http()
             .post(server.url("/api/v1/publish"))
             .header("x-user", "billing")
+            .header("content-type", "application/json")
             .body(json!({"topic": "prices", "event": {"type": "tick"}}).to_string());
         if let Some(role) = role {
             request = request.header("x-role", role);

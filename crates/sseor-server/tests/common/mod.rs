@@ -62,6 +62,9 @@ pub const SERVER_ENV: &[&str] = &[
     "SSEOR_PUBLISH_RATE",
     "SSEOR_PUBLISH_BURST",
     "SSEOR_INSECURE",
+    "SSEOR_BODY_TIMEOUT",
+    "SSEOR_BODY_BYTES_IN_FLIGHT",
+    "SSEOR_MAX_TOPICS",
 ];
 
 /// Variables that change how any program logs; removed from every child too.

@@ -335,10 +335,7 @@ impl Authorizer for JwtAuthorizer {
             Some(token) => self.verify(&token),
             None => Err(Error::auth(
                 AuthReason::Missing,
-                format!(
-                    "a token is required: `Authorization: Bearer`, the cookie `{}` or `?token=`",
-                    self.cookie
-                ),
+                super::missing_token_message(request, &self.cookie),
             )),
         };
         Box::pin(async move { grant })

@@ -11,7 +11,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
 //! // Behind a gateway that has already checked the user and says who it is.
 //! let manager = sseor::Manager::builder()
-//!     .authorizer(|request: &http::request::Parts| {
+//!     .authorizer(|request: &axum::http::request::Parts| {
 //!         let user = request
 //!             .headers
 //!             .get("x-authenticated-user")
@@ -139,8 +139,8 @@ impl AuthReason {
     ///
     /// ```
     /// use sseor::auth::AuthReason;
-    /// assert_eq!(AuthReason::Expired.status(), http::StatusCode::UNAUTHORIZED);
-    /// assert_eq!(AuthReason::ForbiddenTopic.status(), http::StatusCode::FORBIDDEN);
+    /// assert_eq!(AuthReason::Expired.status(), axum::http::StatusCode::UNAUTHORIZED);
+    /// assert_eq!(AuthReason::ForbiddenTopic.status(), axum::http::StatusCode::FORBIDDEN);
     /// ```
     pub fn status(self) -> StatusCode {
         match self {
@@ -309,7 +309,7 @@ impl Grant {
 /// scheme is passed over.
 ///
 /// ```
-/// let request = http::Request::get("/api/v1/sse?token=abc").body(()).unwrap();
+/// let request = axum::http::Request::get("/api/v1/sse?token=abc").body(()).unwrap();
 /// let (parts, ()) = request.into_parts();
 /// assert_eq!(sseor::auth::bearer_token(&parts, "sseor_token").as_deref(), Some("abc"));
 /// ```
@@ -369,7 +369,24 @@ pub(crate) fn headers_only(request: &Parts) -> Parts {
     if let Ok(path) = http::Uri::try_from(request.uri.path()) {
         parts.uri = path;
     }
+    parts.extensions.insert(HeadersOnly);
     parts
+}
+
+/// Marks a request whose credential may come from its headers only, so that a refusal
+/// names only what the endpoint accepts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadersOnly;
+
+/// What a request without a credential is told it needs: the header alone where cookies
+/// and `?token=` are not read (publishing, tickets, counts), else every way a token may
+/// come with `cookie`.
+pub(crate) fn missing_token_message(request: &Parts, cookie: &str) -> String {
+    if request.extensions.get::<HeadersOnly>().is_some() {
+        "a token is required in the `Authorization: Bearer` header".into()
+    } else {
+        format!("a token is required: `Authorization: Bearer`, the cookie `{cookie}` or `?token=`")
+    }
 }
 
 /// A static publisher secret, kept as its SHA-256 digest and compared in constant time.
