@@ -587,7 +587,7 @@ fn is_cookie_name(name: &str) -> bool {
 }
 
 /// Parses `250ms`, `15s`, `2m`, `1h`, or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')

@@ -1,5 +1,6 @@
-//! How browsers reach the server: HTTPS with HTTP/2 (`SSEOR_TLS_CERT`, `SSEOR_TLS_KEY`)
-//! and cross-origin access (`SSEOR_CORS_ORIGINS`).
+//! How browsers reach the server: HTTPS with HTTP/2 (`SSEOR_TLS_CERT`, `SSEOR_TLS_KEY`),
+//! cross-origin access (`SSEOR_CORS_ORIGINS`), how long an idle connection is kept
+//! (`SSEOR_HEADER_TIMEOUT`) and which host names are answered (`SSEOR_ALLOW_ANY_HOST`).
 //!
 //! There is deliberately no compression layer anywhere: a compressing proxy or layer holds
 //! events back until its buffer fills, which breaks an event stream.
@@ -33,12 +34,42 @@ pub(crate) struct TransportArgs {
     /// `https://app.example.com,http://localhost:3000`. Unset: no CORS headers at all.
     #[arg(long, env = "SSEOR_CORS_ORIGINS")]
     cors_origins: Option<String>,
+
+    /// How long a connection may go without a request before it is closed: the time for
+    /// the first request head (after the TLS handshake), between requests on a kept-alive
+    /// connection, and for an HTTP/2 connection to open a stream.
+    #[arg(long, env = "SSEOR_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_header_timeout)]
+    header_timeout: Duration,
+
+    /// Answer requests for any host name. Without it, a server on loopback without
+    /// authentication answers only `localhost`, `*.localhost`, `127.x.x.x` and `[::1]`
+    /// (403 otherwise), so that a web page cannot reach it through DNS rebinding. For a
+    /// reverse proxy on the same machine that forwards the public `Host`.
+    #[arg(
+        long,
+        env = "SSEOR_ALLOW_ANY_HOST",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    allow_any_host: bool,
+}
+
+/// A header timeout: a duration, not zero (a connection must have time for a request).
+fn parse_header_timeout(text: &str) -> Result<Duration, String> {
+    match crate::config::parse_duration(text)? {
+        timeout if timeout.is_zero() => Err(
+            "must be longer than zero, such as 30s: a client needs time to send a request".into(),
+        ),
+        timeout => Ok(timeout),
+    }
 }
 
 /// The checked transport settings.
 pub(crate) struct Transport {
     tls: Option<sseor::TlsConfig>,
     cors: Option<CorsLayer>,
+    header_timeout: Duration,
+    allow_any_host: bool,
 }
 
 impl TransportArgs {
@@ -48,6 +79,8 @@ impl TransportArgs {
         Ok(Transport {
             tls: self.tls()?,
             cors: self.cors()?,
+            header_timeout: self.header_timeout,
+            allow_any_host: self.allow_any_host,
         })
     }
 
@@ -98,8 +131,11 @@ impl Transport {
         self.tls.is_some()
     }
 
-    /// The manager's options with TLS, when configured.
+    /// The manager's options with TLS, when configured, and the connection rules.
     pub(crate) fn apply(&self, builder: sseor::Builder) -> sseor::Builder {
+        let builder = builder
+            .header_timeout(self.header_timeout)
+            .loopback_hosts_only(!self.allow_any_host);
         match &self.tls {
             Some(tls) => builder.tls(tls.clone()),
             None => builder,

@@ -5,6 +5,7 @@
 //! same connection, is served by hyper.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,10 +21,12 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::serve::{ConnectionRules, MAX_HEAD_BYTES};
 use crate::stream::{AcceptsHandoff, EventBody, Handoff};
 use crate::writer::StreamWriter;
 
@@ -69,6 +72,7 @@ where
 pub(crate) struct Server {
     pub(crate) router: Router,
     pub(crate) hyper: auto::Builder<StreamExecutor>,
+    pub(crate) rules: ConnectionRules,
     /// Cancelled when the server stops accepting: idle connections close, hyper finishes
     /// the requests in flight.
     pub(crate) stopping: CancellationToken,
@@ -79,10 +83,11 @@ pub(crate) struct Server {
 }
 
 /// The longest request head read here (hyper's own limit beyond: a longer one gets 431).
-const MAX_HEAD: usize = 8192;
+const MAX_HEAD: usize = MAX_HEAD_BYTES;
 
-/// How long a new connection may take to send its first request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection that went idle may still finish the requests that raced its
+/// closing (HTTP/2 streams opened before the client saw `GOAWAY`), and take to close.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The most request headers parsed here (hyper's default limit).
 const MAX_HEADERS: usize = 100;
@@ -122,32 +127,62 @@ async fn handle(
     server: &Server,
     abort: &CancellationToken,
 ) -> Option<Handover> {
-    let (received, first) = match Box::pin(read_head(&mut socket, &server.stopping)).await {
-        Head::Gone => return None,
-        Head::Other(received) => (received, None),
-        Head::Get(request, received) => {
-            let chunked = request.version() == Version::HTTP_11;
-            let mut request = with_connection_extensions(*request, peer, abort);
-            request.extensions_mut().insert(AcceptsHandoff);
-            let mut response = Box::pin(server.router.clone().oneshot(request))
-                .await
-                .unwrap_or_else(|never: Infallible| match never {});
-            let stream = response
-                .extensions_mut()
-                .remove::<Handoff>()
-                .and_then(|handoff| handoff.take());
-            if let Some(stream) = stream {
-                let head = response_head(&response, chunked);
-                return Some((socket, head, stream, chunked));
+    let head_timeout = server.rules.header_timeout;
+    let (received, first) =
+        match Box::pin(read_head(&mut socket, &server.stopping, head_timeout)).await {
+            Head::Gone => return None,
+            Head::Other(received) => (received, None),
+            Head::Get(request, received) => {
+                let chunked = request.version() == Version::HTTP_11;
+                match Box::pin(route_get(*request, peer, server, abort)).await {
+                    Routed::Stream(head, stream) => {
+                        return Some((socket, response_head(&head, chunked), stream, chunked));
+                    }
+                    Routed::Response(response) => (received, Some(response)),
+                }
             }
-            (received, Some(response))
-        }
-    };
+        };
     Box::pin(serve_with_hyper(
         socket, received, first, peer, server, abort,
     ))
     .await;
     None
+}
+
+/// What the router made of a `GET` read here.
+enum Routed {
+    /// An event stream, to write to the socket: the response (its head) and the stream.
+    Stream(Response, EventBody),
+    /// Any other response, for hyper to send.
+    Response(Response),
+}
+
+/// Routes a `GET` read by the server loop, unless its `Host` is refused.
+async fn route_get(
+    request: Request,
+    peer: SocketAddr,
+    server: &Server,
+    abort: &CancellationToken,
+) -> Routed {
+    if let Some(refusal) = refuse_host(&request, server.rules.loopback_hosts_only) {
+        return Routed::Response(refusal);
+    }
+    let mut request = with_connection_extensions(request, peer, abort);
+    request.extensions_mut().insert(AcceptsHandoff);
+    let mut response = server
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|never: Infallible| match never {});
+    let stream = response
+        .extensions_mut()
+        .remove::<Handoff>()
+        .and_then(|handoff| handoff.take());
+    match stream {
+        Some(stream) => Routed::Stream(response, stream),
+        None => Routed::Response(response),
+    }
 }
 
 enum Head {
@@ -159,8 +194,12 @@ enum Head {
     Other(Bytes),
 }
 
-async fn read_head(socket: &mut TcpStream, stopping: &CancellationToken) -> Head {
-    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+async fn read_head(
+    socket: &mut TcpStream,
+    stopping: &CancellationToken,
+    timeout: Duration,
+) -> Head {
+    let deadline = tokio::time::Instant::now() + timeout;
     // No buffer until the first bytes arrive: an idle connection holds nothing here.
     tokio::select! {
         ready = socket.readable() => if ready.is_err() { return Head::Gone },
@@ -227,6 +266,16 @@ fn parse_get(received: &[u8]) -> Parsed {
             return Parsed::Other;
         };
         map.append(name, value);
+    }
+    // Two `Content-Length` headers are hyper's to judge (400 when they differ), so that
+    // both ways of reading a request answer alike.
+    if map
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Parsed::Other;
     }
     let has_body = map.contains_key(http::header::TRANSFER_ENCODING)
         || map
@@ -300,7 +349,9 @@ async fn serve_with_hyper(
 
 /// Serves a connection's requests with hyper (HTTP/1.x or HTTP/2, as the client speaks)
 /// until it ends; once the server stops accepting, finishes the requests in flight and
-/// closes. `first`, when set, answers the first request.
+/// closes. `first`, when set, answers the first request. A connection with no request in
+/// flight for the header timeout is closed: it must not hold a socket and buffers for
+/// nothing (an HTTP/2 connection that opens no stream, an idle keep-alive connection).
 pub(crate) async fn serve_io<I>(
     io: I,
     first: Option<Response>,
@@ -310,10 +361,65 @@ pub(crate) async fn serve_io<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (activity, mut idle) = Activity::new();
+    let service = request_service(
+        first,
+        peer,
+        server.router.clone(),
+        server.rules.loopback_hosts_only,
+        abort.clone(),
+        activity,
+    );
+    let connection = server
+        .hyper
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut idle_timeout = server.rules.header_timeout;
+    let mut closing_since = None;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            () = server.stopping.cancelled(), if closing_since.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                break connection.await;
+            }
+            () = idle.expired(idle_timeout, closing_since) => {
+                if closing_since.is_some() {
+                    tracing::debug!(%peer, "idle connection closed");
+                    break Ok(());
+                }
+                // A polite close first (HTTP/2 `GOAWAY`); a client that ignores it is
+                // dropped once idle for the grace period.
+                connection.as_mut().graceful_shutdown();
+                closing_since = Some(tokio::time::Instant::now());
+                idle_timeout = CLOSE_GRACE;
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, %peer, "connection ended with an error");
+    }
+}
+
+/// The service hyper calls for each request of one connection.
+fn request_service(
+    first: Option<Response>,
+    peer: SocketAddr,
+    router: Router,
+    loopback_hosts_only: bool,
+    abort: CancellationToken,
+    activity: Activity,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response, Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
     let first = Arc::new(Mutex::new(first));
-    let abort = abort.clone();
-    let router = server.router.clone();
-    let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+    hyper::service::service_fn(move |request: http::Request<Incoming>| {
+        let in_flight = activity.start();
         let answered = first.lock().unwrap_or_else(PoisonError::into_inner).take();
         let mut request = with_connection_extensions(request, peer, &abort);
         let router = router.clone();
@@ -322,26 +428,192 @@ pub(crate) async fn serve_io<I>(
             if let Ok(stream) = STREAM_ABORT.try_with(CancellationToken::clone) {
                 request.extensions_mut().insert(ConnectionAbort(stream));
             }
-            match answered {
-                Some(response) => Ok::<_, Infallible>(response),
-                None => router.oneshot(request.map(Body::new)).await,
+            let response = match (answered, refuse_host(&request, loopback_hosts_only)) {
+                (Some(response), _) | (None, Some(response)) => response,
+                (None, None) => router
+                    .oneshot(request.map(Body::new))
+                    .await
+                    .unwrap_or_else(|never: Infallible| match never {}),
+            };
+            Ok(response.map(|body| {
+                Body::new(InFlightBody {
+                    body,
+                    _in_flight: in_flight,
+                })
+            }))
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Idle connections: requests in flight, and since when there were none
+// ---------------------------------------------------------------------------------------
+
+/// How busy a connection is.
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    in_flight: usize,
+    /// When the last request ended (or the connection started).
+    idle_since: tokio::time::Instant,
+}
+
+/// Counts a connection's requests in flight, from the moment hyper hands one over until
+/// its response body is dropped (sent, or abandoned).
+#[derive(Clone)]
+struct Activity(Arc<watch::Sender<Load>>);
+
+/// One request in flight; it ends when this is dropped.
+struct InFlight(Arc<watch::Sender<Load>>);
+
+/// Waits for a connection to be idle too long.
+struct Idle(watch::Receiver<Load>);
+
+impl Activity {
+    fn new() -> (Self, Idle) {
+        let (sender, receiver) = watch::channel(Load {
+            in_flight: 0,
+            idle_since: tokio::time::Instant::now(),
+        });
+        (Self(Arc::new(sender)), Idle(receiver))
+    }
+
+    fn start(&self) -> InFlight {
+        self.0.send_modify(|load| load.in_flight += 1);
+        InFlight(self.0.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|load| {
+            load.in_flight -= 1;
+            if load.in_flight == 0 {
+                load.idle_since = tokio::time::Instant::now();
+            }
+        });
+    }
+}
+
+impl Idle {
+    /// Completes once the connection has had no request in flight for `timeout`, counted
+    /// from `not_before` at the earliest.
+    async fn expired(&mut self, timeout: Duration, not_before: Option<tokio::time::Instant>) {
+        loop {
+            let load = *self.0.borrow_and_update();
+            if load.in_flight == 0 {
+                let since = not_before.map_or(load.idle_since, |at| at.max(load.idle_since));
+                tokio::select! {
+                    () = tokio::time::sleep_until(since + timeout) => return,
+                    changed = self.0.changed() => if changed.is_err() { return },
+                }
+            } else if self.0.changed().await.is_err() {
+                return;
             }
         }
-    });
-    let connection = server
-        .hyper
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = server.stopping.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, %peer, "connection ended with an error");
     }
+}
+
+/// A response body that keeps its request counted as in flight until it is dropped.
+struct InFlightBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for InFlightBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The `Host` of a request
+// ---------------------------------------------------------------------------------------
+
+/// The answer to a request whose `Host` is refused: an HTTP/1.1 request needs exactly one
+/// (RFC 9112, section 3.2), and a server that trusts whoever reaches its loopback address
+/// answers only loopback names, or any web page could read it through DNS rebinding.
+fn refuse_host<B>(request: &http::Request<B>, loopback_hosts_only: bool) -> Option<Response> {
+    let hosts = request.headers().get_all(http::header::HOST);
+    let count = hosts.iter().count();
+    if request.version() == Version::HTTP_11 && count != 1 {
+        let message = if count == 0 {
+            "an HTTP/1.1 request needs a Host header"
+        } else {
+            "an HTTP/1.1 request needs exactly one Host header, not several"
+        };
+        return Some(refusal(http::StatusCode::BAD_REQUEST, message));
+    }
+    if !loopback_hosts_only {
+        return None;
+    }
+    let authority = request.uri().authority().map(http::uri::Authority::as_str);
+    let names = hosts
+        .iter()
+        .map(|value| value.to_str().unwrap_or("\u{fffd}"))
+        .chain(authority);
+    for name in names {
+        if !is_loopback_name(name) {
+            let message = format!(
+                "the host `{}` is not a loopback name: this server listens on loopback \
+                 without authentication and answers only localhost, *.localhost, \
+                 127.x.x.x and [::1]",
+                name.escape_debug()
+            );
+            return Some(refusal(http::StatusCode::FORBIDDEN, &message));
+        }
+    }
+    None
+}
+
+/// Whether `host` (with or without a port) names this machine's loopback interface:
+/// `localhost`, `*.localhost`, `127.x.x.x` or `[::1]`.
+fn is_loopback_name(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((ip, rest)) if rest.is_empty() || is_port(rest) => {
+                return ip
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            }
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if is_port(&format!(":{port}")) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `text` is `:` followed by a port number.
+fn is_port(text: &str) -> bool {
+    text.strip_prefix(':')
+        .is_some_and(|port| port.parse::<u16>().is_ok())
+}
+
+/// A JSON error answer, as every other refusal of the API.
+fn refusal(status: http::StatusCode, message: &str) -> Response {
+    crate::api::error(status, message)
 }
 
 #[cfg(test)]

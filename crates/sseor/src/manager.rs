@@ -66,6 +66,8 @@ pub struct Builder {
     redis: crate::broker::redis::RedisOptions,
     #[cfg(feature = "tls")]
     tls: Option<crate::TlsConfig>,
+    header_timeout: Duration,
+    loopback_hosts_only: bool,
 }
 
 impl std::fmt::Debug for Builder {
@@ -85,6 +87,8 @@ impl std::fmt::Debug for Builder {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("input", &self.input)
             .field("tls", &!matches!(self.transport(), Transport::Plain))
+            .field("header_timeout", &self.header_timeout)
+            .field("loopback_hosts_only", &self.loopback_hosts_only)
             .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
@@ -129,6 +133,8 @@ impl Default for Builder {
             redis: crate::broker::redis::RedisOptions::default(),
             #[cfg(feature = "tls")]
             tls: None,
+            header_timeout: Duration::from_secs(30),
+            loopback_hosts_only: true,
         }
     }
 }
@@ -395,6 +401,42 @@ impl Builder {
     pub fn tls(mut self, config: crate::TlsConfig) -> Self {
         self.tls = Some(config);
         self
+    }
+
+    /// How long a connection of [`Manager::serve`] may go without a request (default
+    /// 30 s): a new connection must send its first request head within it (HTTPS: counted
+    /// from the end of the TLS handshake), a kept-alive HTTP/1.1 connection its next one,
+    /// and an HTTP/2 connection must have a stream open; otherwise it is closed. Open
+    /// event streams are requests: a connection that carries one is never idle.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Whether [`Manager::serve`] answers only loopback host names when it could be read
+    /// by anyone who reaches it (default on). When it listens on a loopback address and
+    /// no [`authorizer`](Self::authorizer) is set, a request whose `Host` (or HTTP/2
+    /// `:authority`) is not `localhost`, `*.localhost`, `127.x.x.x` or `[::1]` (any port)
+    /// gets 403 with a JSON error: otherwise a web page the user visits could rebind its
+    /// own name to 127.0.0.1 and read the streams (DNS rebinding). Turn it off behind a
+    /// reverse proxy on the same machine that forwards the public `Host`. Routers served
+    /// by other means (`axum::serve`) are not checked.
+    pub fn loopback_hosts_only(mut self, on: bool) -> Self {
+        self.loopback_hosts_only = on;
+        self
+    }
+
+    /// The rules [`Manager::serve`] applies to the connections of `listener`.
+    fn connection_rules(&self, listener: &TcpListener) -> crate::serve::ConnectionRules {
+        let on_loopback = listener
+            .local_addr()
+            .is_ok_and(|address| address.ip().is_loopback());
+        crate::serve::ConnectionRules {
+            header_timeout: self.header_timeout,
+            loopback_hosts_only: self.loopback_hosts_only
+                && on_loopback
+                && self.auth.authorizer.is_none(),
+        }
     }
 
     fn transport(&self) -> Transport {
@@ -732,7 +774,9 @@ impl Manager {
                 manager.remaining_shutdown_time()
             }
         };
-        serve(listener, router, self.inner.config.transport(), stop).await;
+        let config = &self.inner.config;
+        let rules = config.connection_rules(&listener);
+        serve(listener, router, config.transport(), rules, stop).await;
         Ok(())
     }
 

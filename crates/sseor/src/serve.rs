@@ -2,6 +2,7 @@
 //! within a deadline even while streams are open.
 
 use std::future::Future;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +15,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::connection::{self, Server, StreamExecutor};
 
-/// hyper's per-connection buffer limit, in bytes (its minimum).
+/// hyper's per-connection buffer limit, in bytes (its minimum), which is also the limit
+/// of an HTTP/1.1 request head.
 const MAX_BUF_SIZE: usize = 8192;
+
+/// The largest request head, HTTP/1.1 or HTTP/2 (a longer one gets 431).
+pub(crate) const MAX_HEAD_BYTES: usize = MAX_BUF_SIZE;
 
 /// How many connections may wait to be accepted. A burst of reconnecting clients (after
 /// a deploy, say) overflows a small queue, and each dropped SYN costs its client a second.
@@ -46,6 +51,52 @@ pub(crate) async fn bind(addr: &str) -> crate::Result<TcpListener> {
     Ok(socket.listen(LISTEN_BACKLOG)?)
 }
 
+/// How often a failure to accept (typically: out of file descriptors) is logged at most.
+/// While the limit is hit every attempt fails; one line per attempt would flood the log.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long to wait before accepting again after a failure: a failing `accept` returns at
+/// once, and retrying at once would spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What the server loop enforces on every connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionRules {
+    /// How long a connection may go without a request in flight: the time allowed for
+    /// the first request head, between requests on a kept-alive connection, and for an
+    /// HTTP/2 connection to open a stream.
+    pub(crate) header_timeout: Duration,
+    /// Refuse requests whose `Host` is not a loopback name (DNS rebinding).
+    pub(crate) loopback_hosts_only: bool,
+}
+
+/// Counts failed accepts and logs them at most once per [`ACCEPT_ERROR_LOG_INTERVAL`].
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<tokio::time::Instant>,
+    failed_since_logged: u64,
+}
+
+impl AcceptErrors {
+    fn record(&mut self, error: &io::Error) {
+        self.failed_since_logged += 1;
+        let now = tokio::time::Instant::now();
+        let due = self
+            .last_logged
+            .is_none_or(|last| now.duration_since(last) >= ACCEPT_ERROR_LOG_INTERVAL);
+        if due {
+            tracing::warn!(
+                %error,
+                failed = self.failed_since_logged,
+                "failed to accept connections (counted since the previous such line); \
+                 retrying every 50 ms"
+            );
+            self.last_logged = Some(now);
+            self.failed_since_logged = 0;
+        }
+    }
+}
+
 /// How accepted connections are served.
 #[derive(Clone)]
 pub(crate) enum Transport {
@@ -63,6 +114,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     transport: Transport,
+    rules: ConnectionRules,
     stop: impl Future<Output = Duration>,
 ) {
     let mut hyper = auto::Builder::new(StreamExecutor);
@@ -71,17 +123,24 @@ pub(crate) async fn serve(
     hyper
         .http1()
         .timer(TokioTimer::new())
+        .header_read_timeout(rules.header_timeout)
         .max_buf_size(MAX_BUF_SIZE);
-    hyper.http2().timer(TokioTimer::new());
+    // The same request head limit as HTTP/1.1 (hyper's default for HTTP/2 is 16 KiB).
+    hyper
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let server = Arc::new(Server {
         router,
         hyper,
+        rules,
         stopping: CancellationToken::new(),
         hard_stop: CancellationToken::new(),
         tracker: TaskTracker::new(),
     });
     let connections = &server.tracker;
     tokio::pin!(stop);
+    let mut accept_errors = AcceptErrors::default();
 
     let grace = loop {
         let (socket, peer) = tokio::select! {
@@ -89,9 +148,8 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    // Typically out of file descriptors: back off instead of spinning.
-                    tracing::warn!(%error, "failed to accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    accept_errors.record(&error);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
