@@ -45,15 +45,27 @@ async fn user_ids_and_topics_over_256_bytes_or_with_nul_are_400_on_streams() {
     server.wait_for_connections(&longest, (1, 1)).await;
 
     for (case, query, field) in [
-        ("user id of 257 bytes", format!("user_id={too_long}"), "user_id"),
+        (
+            "user id of 257 bytes",
+            format!("user_id={too_long}"),
+            "user_id",
+        ),
         (
             "topic of 257 bytes",
             format!("user_id=u&topic={too_long}"),
             "topic",
         ),
         ("NUL in a user id", "user_id=a%00b".to_owned(), "user_id"),
-        ("NUL in a topic", "user_id=u&topic=a%00b".to_owned(), "topic"),
-        ("other control in a user id", "user_id=a%01b".to_owned(), "user_id"),
+        (
+            "NUL in a topic",
+            "user_id=u&topic=a%00b".to_owned(),
+            "topic",
+        ),
+        (
+            "other control in a user id",
+            "user_id=a%01b".to_owned(),
+            "user_id",
+        ),
         ("empty topic", "user_id=u&topic=".to_owned(), "topic"),
     ] {
         let answer = server.get_json(&format!("/api/v1/sse?{query}")).await;
@@ -82,11 +94,19 @@ async fn publish_targets_over_256_bytes_or_with_nul_are_400_and_reach_nobody() {
     server.wait_for_connections("a", (1, 2)).await;
 
     for (case, target, field) in [
-        ("user id of 257 bytes", json!({"user_id": too_long}), "user_id"),
+        (
+            "user id of 257 bytes",
+            json!({"user_id": too_long}),
+            "user_id",
+        ),
         ("topic of 257 bytes", json!({"topic": too_long}), "topic"),
         ("NUL in a user id", json!({"user_id": "a\u{0}b"}), "user_id"),
         ("NUL in a topic", json!({"topic": "a\u{0}b"}), "topic"),
-        ("other control in a user id", json!({"user_id": "a\u{1}"}), "user_id"),
+        (
+            "other control in a user id",
+            json!({"user_id": "a\u{1}"}),
+            "user_id",
+        ),
     ] {
         let mut body = target;
         body["event"] = json!({"type": "refused", "data": {"case": case}});
@@ -116,7 +136,11 @@ async fn event_types_and_ids_over_256_bytes_or_with_nul_are_422_and_reach_nobody
 
     for (case, event, field) in [
         ("type of 257 bytes", json!({"type": too_long}), "type"),
-        ("id of 257 bytes", json!({"type": "t", "id": too_long}), "id"),
+        (
+            "id of 257 bytes",
+            json!({"type": "t", "id": too_long}),
+            "id",
+        ),
         ("NUL in a type", json!({"type": "a\u{0}b"}), "type"),
         ("NUL in an id", json!({"type": "t", "id": "a\u{0}b"}), "id"),
     ] {
@@ -183,7 +207,9 @@ async fn answer_to_raw_bytes(server: &Server, bytes: &[u8]) -> String {
 async fn bytes_that_are_not_http_get_400_and_the_connection_is_closed() {
     let server = Server::start(&[]).await;
     let tls_client_hello = [
-        &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03][..],
+        &[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ][..],
         &[0; 64],
     ]
     .concat();

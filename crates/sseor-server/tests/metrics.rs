@@ -224,8 +224,16 @@ async fn every_metric_is_provoked_and_their_names_and_labels_are_pinned() {
     );
 
     // One publish of each target kind; alice receives two of them.
-    publish(&server, &json!({"user_id": "alice", "event": {"type": "one"}})).await;
-    publish(&server, &json!({"topic": "prices", "event": {"type": "two"}})).await;
+    publish(
+        &server,
+        &json!({"user_id": "alice", "event": {"type": "one"}}),
+    )
+    .await;
+    publish(
+        &server,
+        &json!({"topic": "prices", "event": {"type": "two"}}),
+    )
+    .await;
     publish(&server, &json!({"event": {"type": "three"}})).await;
     assert_eq!(stream.next_event().await.event, "one");
     assert_eq!(stream.next_event().await.event, "three");
@@ -241,7 +249,10 @@ async fn every_metric_is_provoked_and_their_names_and_labels_are_pinned() {
     provoke_a_slow_consumer(&server, "slow").await;
     let expiring = token("carol", now() + 2);
     let mut carol = Client::from_response(get(&server, "/api/v1/sse", Some(&expiring)).await);
-    carol.read_to_end().await.expect("an expired stream ends cleanly");
+    carol
+        .read_to_end()
+        .await
+        .expect("an expired stream ends cleanly");
 
     let text = scrape(&server).await;
     for sample in [
