@@ -223,14 +223,18 @@ async fn assert_refused(response: reqwest::Response, status: u16, reason: &str) 
 
 type Events = std::pin::Pin<Box<dyn Stream<Item = eventsource_stream::Event> + Send>>;
 
-/// The events with data of an open stream.
+/// The events with data of an open stream; panics if the stream fails (a stream cut off
+/// is not a stream that ended).
 fn events_of(response: reqwest::Response) -> Events {
     assert_eq!(response.status(), 200);
     Box::pin(
         response
             .bytes_stream()
             .eventsource()
-            .filter_map(|event| async move { event.ok().filter(|e| !e.data.is_empty()) }),
+            .filter_map(|event| async move {
+                let event = event.unwrap_or_else(|error| panic!("the stream failed: {error}"));
+                (!event.data.is_empty()).then_some(event)
+            }),
     )
 }
 

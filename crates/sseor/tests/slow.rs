@@ -106,6 +106,18 @@ async fn latest_per_type_keeps_the_newest_value_of_each_type_while_the_default_r
         "{received} events of {}: the queue kept far more than the newest of each type",
         2 * EACH
     );
+    // The dashboard's stream goes on: a new event reaches it.
+    let after = Event::new("after").with_data(json!({"n": EACH}));
+    server
+        .manager
+        .publish_to_topic("market", after)
+        .await
+        .unwrap();
+    let frame = guard(dashboard.next_frame())
+        .await
+        .expect("the dashboard's stream ended");
+    assert_eq!((frame.event.as_str(), frame.n()), ("after", Some(EACH)));
+    assert_eq!(server.manager.connection_count("screen"), 1);
     // The default route's client was cut off: its stream ends without the terminator.
     guard(plain.read_to_end()).await;
     assert_eq!(plain.ending(), Some(raw::Ending::Cut));
