@@ -124,6 +124,27 @@ async fn latest_per_type_keeps_the_newest_value_of_each_type_while_the_default_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_not_ended_cleanly() {
+    let server = Server::start().await;
+    // An ordinary HTTP client that stops polling its stream: nothing more is read.
+    let mut client = server.subscribe("idle", &[]).await;
+    server.wait_for_total(1).await;
+    let padding = padding();
+    guard(async {
+        let mut n = 0;
+        while server.manager.connection_count("idle") == 1 {
+            let event = Event::new("tick").with_data(json!({"n": n, "pad": padding}));
+            server.manager.publish("idle", event).await.unwrap();
+            n += 1;
+        }
+    })
+    .await;
+    // What it had buffered, then an error: a client can tell it was cut off.
+    let error = client.wait_for_cut_off().await;
+    eprintln!("the idle client's stream failed with: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_keeps_a_stalled_reader_connected_and_it_gets_the_newest_events() {
     const TOTAL: u64 = 20_000;
     let server = Server::with(Manager::builder().slow_consumer(SlowConsumer::DropOldest)).await;
