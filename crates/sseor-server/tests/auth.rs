@@ -223,14 +223,18 @@ async fn assert_refused(response: reqwest::Response, status: u16, reason: &str) 
 
 type Events = std::pin::Pin<Box<dyn Stream<Item = eventsource_stream::Event> + Send>>;
 
-/// The events with data of an open stream.
+/// The events with data of an open stream; panics if the stream fails (a stream cut off
+/// is not a stream that ended).
 fn events_of(response: reqwest::Response) -> Events {
     assert_eq!(response.status(), 200);
     Box::pin(
         response
             .bytes_stream()
             .eventsource()
-            .filter_map(|event| async move { event.ok().filter(|e| !e.data.is_empty()) }),
+            .filter_map(|event| async move {
+                let event = event.unwrap_or_else(|error| panic!("the stream failed: {error}"));
+                (!event.data.is_empty()).then_some(event)
+            }),
     )
 }
 
@@ -489,9 +493,16 @@ async fn tokens_in_the_header_a_cookie_and_the_query_open_streams() {
     assert_streams(&server, &format!("/api/v1/sse?token={carol}"), &[], "carol").await;
 }
 
-#[tokio::test]
-async fn a_stream_ends_cleanly_when_its_token_expires() {
-    let server = start_hs256(&["--jwt-leeway", "0s"]).await;
+/// How much later than its token's expiry plus the leeway a stream may end: the deadline
+/// queue's own delay and a busy machine, not a tolerance of the server's clock.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
+
+/// Opens a stream with a token that expires in 2 s on a server started with
+/// `--jwt-leeway leeway`, and checks that the stream ends cleanly (with the chunked
+/// terminator) between the expiry plus the leeway and that plus [`EXPIRY_MARGIN`], that
+/// it is counted as expired, and that the token opens no new stream afterwards.
+async fn a_stream_ends_cleanly_at_expiry_plus(leeway: Duration) {
+    let server = start_hs256(&["--jwt-leeway", &format!("{}s", leeway.as_secs())]).await;
     let exp = now() + 2;
     let token = hs256(&json!({"sub": "alice", "exp": exp}));
     let auth = bearer(&token);
@@ -507,9 +518,16 @@ async fn a_stream_ends_cleanly_when_its_token_expires() {
     })
     .await;
     let ended_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let closes_at = Duration::from_secs(exp) + leeway;
     assert!(
-        ended_at.as_secs_f64() >= exp as f64 - 0.01,
-        "ended before its token expired"
+        ended_at >= closes_at,
+        "ended {:?} before its token expired (plus leeway {leeway:?})",
+        closes_at - ended_at
+    );
+    assert!(
+        ended_at <= closes_at + EXPIRY_MARGIN,
+        "ended {:?} after its token expired (plus leeway {leeway:?})",
+        ended_at - closes_at
     );
     assert!(
         received.starts_with(b"retry:"),
@@ -529,6 +547,16 @@ async fn a_stream_ends_cleanly_when_its_token_expires() {
         "expired",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_stream_ends_cleanly_when_its_token_expires() {
+    a_stream_ends_cleanly_at_expiry_plus(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn with_a_leeway_a_stream_ends_cleanly_that_long_after_its_token_expires() {
+    a_stream_ends_cleanly_at_expiry_plus(Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -1105,4 +1133,73 @@ async fn tokens_with_an_issuer_and_audience_must_match() {
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn a_custom_topics_claim_grants_topics_and_the_default_one_no_longer_does() {
+    let server = start(
+        &[
+            ("SSEOR_JWT_SECRET", SECRET),
+            ("SSEOR_PUBLISH_TOKEN", PUBLISH_TOKEN),
+            ("SSEOR_JWT_TOPICS_CLAIM", "channels"),
+        ],
+        &[],
+    )
+    .await;
+    let custom = hs256(&json!({"sub": "alice", "exp": now() + 600, "channels": ["prices"]}));
+    let auth = bearer(&custom);
+    let response = get(
+        &server,
+        "/api/v1/sse?topic=prices",
+        &[("authorization", &auth)],
+    )
+    .await;
+    let mut events = events_of(response);
+    wait_for_user(&server, "alice", 1).await;
+    let (status, answer) = post(
+        &server,
+        "/api/v1/publish",
+        &[("authorization", &bearer(PUBLISH_TOKEN))],
+        &json!({"topic": "prices", "event": {"type": "tick"}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let event = guard(events.next()).await.expect("the stream ended");
+    assert_eq!(event.event, "tick");
+    // Only the named claim counts: `topics` grants nothing on this server.
+    let default_claim = hs256(&json!({"sub": "bob", "exp": now() + 600, "topics": ["prices"]}));
+    let auth = bearer(&default_claim);
+    assert_refused(
+        get(
+            &server,
+            "/api/v1/sse?topic=prices",
+            &[("authorization", &auth)],
+        )
+        .await,
+        403,
+        "forbidden_topic",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_with_an_audience_is_refused_when_no_audience_is_configured() {
+    let server = start_hs256(&[]).await;
+    let meant_for_someone_else =
+        hs256(&json!({"sub": "alice", "exp": now() + 600, "aud": "billing"}));
+    let auth = bearer(&meant_for_someone_else);
+    assert_refused(
+        get(&server, "/api/v1/sse", &[("authorization", &auth)]).await,
+        401,
+        "bad_audience",
+    )
+    .await;
+    // The same claims without `aud` are accepted.
+    let auth = bearer(&hs256(&claims("alice")));
+    assert_eq!(
+        get(&server, "/api/v1/sse", &[("authorization", &auth)])
+            .await
+            .status(),
+        200
+    );
 }

@@ -15,14 +15,21 @@ use common::{Server, guard, http, run_to_exit};
 use raw::{Ending, Options, RawStream, Refusal};
 use serde_json::{Value, json};
 
-/// How long the 100,000-event runs may take before they count as hung (debug builds on
+/// How long the runs with a client that never reads may take before they count as hung (debug builds on
 /// two shared cores): a guard, not a measure.
 const LONG_GUARD: Duration = Duration::from_secs(600);
 
-/// The most the server's resident memory may grow while a client refuses 100,000 events:
-/// generous, for the allocator's own slack; what is bounded is that it does not follow the
-/// 100,000 events (about 50 MB of them).
-const RSS_GROWTH_BOUND_KIB: u64 = 64 * 1024;
+/// How many events a client refuses in the runs below.
+const REFUSED_EVENTS: u64 = 50_000;
+
+/// The padding of each of these events: 50,000 of them are about 200 MiB, so that a queue
+/// that kept them all would grow the server far past [`RSS_GROWTH_BOUND_KIB`].
+const EVENT_PADDING: usize = 4096;
+
+/// The most the server's resident memory may grow while a client refuses
+/// [`REFUSED_EVENTS`] events: generous for the allocator's own slack and the buffers of
+/// the connections, and still a sixth of what keeping the refused events would take.
+const RSS_GROWTH_BOUND_KIB: u64 = 32 * 1024;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -76,13 +83,14 @@ fn seq_of(id: &str) -> u64 {
 }
 
 /// Starts `sseor` with `args`, opens a client that never reads and three that do, and
-/// publishes 100,000 events to everyone through the HTTP API, 16 requests in flight. Each
+/// publishes [`REFUSED_EVENTS`] events to everyone through the HTTP API, 16 requests in
+/// flight. Each
 /// reader must receive all of them in the broker's order, none missing: positions one
 /// after the other (only these broadcasts are published), every event once. The
 /// publishers never run more than 128 events ahead of the slowest reader, so that only the
 /// stalled client can fall behind.
-async fn hundred_thousand_events_past_a_client_that_never_reads(args: &[&str]) -> Run {
-    const TOTAL: u64 = 100_000;
+async fn many_events_past_a_client_that_never_reads(args: &[&str]) -> Run {
+    const TOTAL: u64 = REFUSED_EVENTS;
     const READERS: usize = 3;
     const WINDOW: u64 = 128;
     const IN_FLIGHT: usize = 16;
@@ -147,7 +155,7 @@ async fn hundred_thousand_events_past_a_client_that_never_reads(args: &[&str]) -
         let (client, url, next, progress) =
             (client.clone(), url.clone(), next.clone(), progress.clone());
         async move {
-            let pad = "x".repeat(400);
+            let pad = "x".repeat(EVENT_PADDING);
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= TOTAL {
@@ -207,7 +215,7 @@ impl Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_disconnected_by_default_and_the_others_get_everything() {
-    let mut run = hundred_thousand_events_past_a_client_that_never_reads(&[]).await;
+    let mut run = many_events_past_a_client_that_never_reads(&[]).await;
     run.assert_memory_bounded();
     assert_eq!(run.server.connections("stalled").await.0, 0);
     // Its connection was cut: what it had buffered, then the end, without the terminator.
@@ -227,8 +235,7 @@ async fn a_client_that_never_reads_is_disconnected_by_default_and_the_others_get
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_drop_oldest_a_client_that_never_reads_stays_and_the_others_get_everything() {
     let mut run =
-        hundred_thousand_events_past_a_client_that_never_reads(&["--slow-consumer", "drop-oldest"])
-            .await;
+        many_events_past_a_client_that_never_reads(&["--slow-consumer", "drop-oldest"]).await;
     run.assert_memory_bounded();
     assert_eq!(run.server.connections("stalled").await.0, 1);
     // When it reads at last, it gets the newest event.
@@ -248,6 +255,116 @@ async fn with_drop_oldest_a_client_that_never_reads_stays_and_the_others_get_eve
     .await
     .unwrap();
     assert_eq!(last.event, "last");
+}
+
+/// Opens a stream for `screen` that never reads on `server`, publishes `rounds` rounds of
+/// one event of each of `types` to it (numbered from 0 in publishing order, 4 KiB each:
+/// far more than the socket buffers hold), then an `end` event; reads everything up to
+/// `end` and returns the numbers of the events with data, in the order received.
+async fn stall_then_read(server: &Server, types: &[&str], rounds: u64) -> Vec<(String, u64)> {
+    let mut stalled = open(
+        server,
+        "/api/v1/sse?user_id=screen",
+        Options {
+            recv_buffer: Some(4096),
+            from: None,
+        },
+    )
+    .await
+    .unwrap();
+    server.wait_for_connections("screen", (1, 1)).await;
+    let client = reqwest::Client::new();
+    let url = server.url("/api/v1/publish");
+    let pad = "x".repeat(EVENT_PADDING);
+    let publish = |kind: &str, n: u64| {
+        let body =
+            json!({"user_id": "screen", "event": {"type": kind, "data": {"n": n, "pad": pad}}});
+        let request = client.post(&url).json(&body).send();
+        async move {
+            let response = request.await.unwrap();
+            assert_eq!(response.status(), 202);
+        }
+    };
+    let total = rounds * types.len() as u64;
+    tokio::time::timeout(LONG_GUARD, async {
+        for n in 0..total {
+            publish(types[(n % types.len() as u64) as usize], n).await;
+        }
+        publish("end", total).await;
+    })
+    .await
+    .expect("publishing hung");
+    assert_eq!(
+        server.connections("screen").await.0,
+        1,
+        "the stream was cut"
+    );
+
+    let mut received = Vec::new();
+    guard(async {
+        loop {
+            let frame = stalled.next_frame().await.expect("the stream ended");
+            if frame.event == "end" {
+                return;
+            }
+            if let Some(n) = frame.n() {
+                received.push((frame.event, n));
+            }
+        }
+    })
+    .await;
+    // Still open and live.
+    publish("after", total + 1).await;
+    let after = guard(stalled.next_frame()).await.expect("the stream ended");
+    assert_eq!(
+        (after.event.as_str(), after.n()),
+        ("after", Some(total + 1))
+    );
+    received
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_latest_per_type_a_stalled_client_gets_the_newest_of_each_type_and_stays() {
+    const TYPES: [&str; 3] = ["price", "volume", "status"];
+    const ROUNDS: u64 = 2000;
+    let total = ROUNDS * TYPES.len() as u64;
+    let mut command = common::command();
+    command
+        .args(["--port", "0", "--log-format", "json"])
+        .env("SSEOR_SLOW_CONSUMER", "latest-per-type");
+    let server = Server::spawn(command).await;
+    let received = stall_then_read(&server, &TYPES, ROUNDS).await;
+    eprintln!(
+        "the stalled client received {} of {total} events",
+        received.len()
+    );
+
+    // In publishing order, each at most once. Before the stall, an event may still be
+    // replaced by a newer one of its type while the writer catches up.
+    for pair in received.windows(2) {
+        assert!(pair[0].1 < pair[1].1, "{pair:?} out of order: {received:?}");
+    }
+    assert!(
+        (received.len() as u64) < total / 2,
+        "{} of {total} events: the queue kept far more than the newest of each type",
+        received.len()
+    );
+    // The stall is the widest gap; past it, only the newest of each type.
+    let stalled_after = received
+        .windows(2)
+        .enumerate()
+        .max_by_key(|(_, pair)| pair[1].1 - pair[0].1)
+        .map(|(at, _)| at)
+        .expect("more than one event was received");
+    let newest: Vec<(String, u64)> = (total - 3..total)
+        .map(|n| (TYPES[(n % 3) as usize].to_owned(), n))
+        .collect();
+    assert_eq!(
+        received[stalled_after + 1..],
+        newest,
+        "past the stall after {:?}: {received:?}",
+        received[stalled_after]
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -170,7 +170,7 @@ mod tests {
         metrics.delivered(3);
         metrics.closed("slow_consumer");
         metrics.auth_failed("expired");
-        metrics.refused("per_ip");
+        metrics.refused("max_connections_per_ip");
         metrics.redis_reconnected();
         let text = metrics.render(5, 2, true);
         for line in [
@@ -181,7 +181,7 @@ mod tests {
             "sseor_events_published_total{target=\"user\"} 1",
             "sseor_events_delivered_total 3",
             "sseor_connections_closed_total{reason=\"slow_consumer\"} 1",
-            "sseor_connections_refused_total{limit=\"per_ip\"} 1",
+            "sseor_connections_refused_total{limit=\"max_connections_per_ip\"} 1",
             "sseor_auth_failures_total{reason=\"expired\"} 1",
             "sseor_redis_reconnects_total 1",
             "sseor_publish_duration_seconds_count 2",

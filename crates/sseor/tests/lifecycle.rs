@@ -49,7 +49,7 @@ async fn streams_open_with_retry_and_carry_heartbeats() {
 
 #[tokio::test]
 async fn a_client_that_leaves_is_forgotten_within_a_heartbeat() {
-    let heartbeat = Duration::from_millis(200);
+    let heartbeat = Duration::from_secs(1);
     let server = Server::with(Manager::builder().heartbeat(heartbeat)).await;
     let clients = futures_util::future::join_all((0..20).map(|i| {
         let server = &server;
@@ -63,6 +63,22 @@ async fn a_client_that_leaves_is_forgotten_within_a_heartbeat() {
     server.wait_for_total(0).await;
     let took = left.elapsed();
     eprintln!("20 departed clients forgotten after {took:?} (heartbeat {heartbeat:?})");
+    // The margin covers a busy machine, not a second heartbeat.
+    assert!(
+        took <= heartbeat + Duration::from_millis(500),
+        "20 departed clients forgotten only after {took:?} (heartbeat {heartbeat:?})"
+    );
+    // Forgotten because they left, and for no other reason.
+    let metrics = server.manager.render_metrics();
+    let closes: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("sseor_connections_closed_total{"))
+        .collect();
+    assert_eq!(
+        closes,
+        ["sseor_connections_closed_total{reason=\"client_left\"} 20"],
+        "{metrics}"
+    );
     assert_eq!(server.manager.connection_count("user0"), 0);
     assert_eq!(server.manager.topic_connection_count("t"), 0);
 }

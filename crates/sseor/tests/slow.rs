@@ -106,9 +106,42 @@ async fn latest_per_type_keeps_the_newest_value_of_each_type_while_the_default_r
         "{received} events of {}: the queue kept far more than the newest of each type",
         2 * EACH
     );
+    // The dashboard's stream goes on: a new event reaches it.
+    let after = Event::new("after").with_data(json!({"n": EACH}));
+    server
+        .manager
+        .publish_to_topic("market", after)
+        .await
+        .unwrap();
+    let frame = guard(dashboard.next_frame())
+        .await
+        .expect("the dashboard's stream ended");
+    assert_eq!((frame.event.as_str(), frame.n()), ("after", Some(EACH)));
+    assert_eq!(server.manager.connection_count("screen"), 1);
     // The default route's client was cut off: its stream ends without the terminator.
     guard(plain.read_to_end()).await;
     assert_eq!(plain.ending(), Some(raw::Ending::Cut));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_not_ended_cleanly() {
+    let server = Server::start().await;
+    // An ordinary HTTP client that stops polling its stream: nothing more is read.
+    let mut client = server.subscribe("idle", &[]).await;
+    server.wait_for_total(1).await;
+    let padding = padding();
+    guard(async {
+        let mut n = 0;
+        while server.manager.connection_count("idle") == 1 {
+            let event = Event::new("tick").with_data(json!({"n": n, "pad": padding}));
+            server.manager.publish("idle", event).await.unwrap();
+            n += 1;
+        }
+    })
+    .await;
+    // What it had buffered, then an error: a client can tell it was cut off.
+    let error = client.wait_for_cut_off().await;
+    eprintln!("the idle client's stream failed with: {error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

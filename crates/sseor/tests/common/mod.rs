@@ -106,31 +106,70 @@ impl Client {
         }
     }
 
-    /// The next event that carries data; panics if the stream ends or nothing comes.
+    /// The next event that carries data; panics if the stream ends, fails or nothing
+    /// comes.
     pub async fn next_event(&mut self) -> SseEvent {
         self.try_next_event()
             .await
             .expect("the stream ended while an event was expected")
     }
 
-    /// The next event that carries data, or `None` when the stream ends.
+    /// The next event that carries data, or `None` when the server ended the stream
+    /// cleanly; panics if the stream fails (cut off, reset) or nothing comes.
     pub async fn try_next_event(&mut self) -> Option<SseEvent> {
+        match self.next_or_ending().await {
+            Next::Event(event) => Some(event),
+            Next::End => None,
+            Next::CutOff(error) => panic!("the stream failed instead of ending cleanly: {error}"),
+        }
+    }
+
+    /// The next event that carries data, or how the stream ended; panics if nothing comes.
+    pub async fn next_or_ending(&mut self) -> Next {
         guard(async {
             loop {
-                match self.events.next().await? {
-                    Ok(event) if event.data.is_empty() && event.event == "message" => continue,
-                    Ok(event) => return Some(event),
-                    Err(_) => return None,
+                match self.events.next().await {
+                    Some(Ok(event)) if event.data.is_empty() && event.event == "message" => {}
+                    Some(Ok(event)) => return Next::Event(event),
+                    Some(Err(error)) => return Next::CutOff(error.to_string()),
+                    None => return Next::End,
                 }
             }
         })
         .await
     }
 
-    /// Waits for the end of the stream, skipping any events.
+    /// Waits for the server to end the stream cleanly (an HTTP/1.1 chunked stream with its
+    /// terminator), skipping any events; panics if the stream fails instead.
     pub async fn wait_for_end(&mut self) {
         guard(async { while self.try_next_event().await.is_some() {} }).await;
     }
+
+    /// Waits for the stream to be cut off (closed or reset without its terminator),
+    /// skipping any events; panics if it ends cleanly instead. The error, for messages.
+    pub async fn wait_for_cut_off(&mut self) -> String {
+        guard(async {
+            loop {
+                match self.next_or_ending().await {
+                    Next::Event(_) => {}
+                    Next::End => panic!("the stream ended cleanly where a cut-off was expected"),
+                    Next::CutOff(error) => return error,
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// What came next on a stream.
+#[derive(Debug)]
+pub enum Next {
+    /// An event that carries data.
+    Event(SseEvent),
+    /// The server ended the stream cleanly.
+    End,
+    /// The stream failed: the connection closed or was reset before the stream's end.
+    CutOff(String),
 }
 
 /// Awaits `future`, panicking if it hangs.
@@ -225,12 +264,15 @@ pub async fn random_comings_and_goings(managers: Vec<Manager>, servers: Vec<Stri
                         let finished = done.load(Ordering::SeqCst);
                         match tokio::time::timeout(
                             Duration::from_millis(500),
-                            client.try_next_event(),
+                            client.next_or_ending(),
                         )
                         .await
                         {
-                            Ok(Some(event)) => break Some(event),
-                            Ok(None) => break None,
+                            Ok(Next::Event(event)) => break Some(event),
+                            Ok(Next::End) => break None,
+                            Ok(Next::CutOff(error)) => {
+                                panic!("a stream failed instead of ending cleanly: {error}")
+                            }
                             Err(_) if finished => return (follows, received),
                             Err(_) => {}
                         }
