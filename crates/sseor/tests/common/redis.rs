@@ -315,3 +315,147 @@ impl Drop for Sentinel {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A TCP relay in front of a Redis that can make its subscription connections go silent
+/// while their sockets stay open: what a half-dead network path or a stuck proxy does to
+/// a pub/sub connection, and what no error on the client side reveals.
+///
+/// A connection counts as a subscription connection once it has sent a `SUBSCRIBE`. While
+/// the relay is stalled, whatever Redis sends on such a connection is read and dropped;
+/// commands on the other connections pass as usual.
+pub struct StallingProxy {
+    pub port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    subscriptions: std::sync::Arc<std::sync::Mutex<Vec<Relayed>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// One subscription connection, and whether it has gone silent.
+struct Relayed {
+    silent: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingProxy {
+    /// Relays 127.0.0.1:`port` (chosen here) to the Redis on `redis_port`.
+    pub fn start(redis_port: u16) -> Self {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Self {
+            port,
+            stalled: Arc::new(AtomicBool::new(false)),
+            subscriptions: Arc::new(Mutex::new(Vec::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (stalled, subscriptions, stop) = (
+            proxy.stalled.clone(),
+            proxy.subscriptions.clone(),
+            proxy.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", redis_port)) else {
+                    continue;
+                };
+                relay(client, server, stalled.clone(), subscriptions.clone());
+            }
+        });
+        proxy
+    }
+
+    /// A Redis URL that goes through the relay.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Every subscription connection, open now or opened later, goes silent.
+    pub fn stall_subscriptions(&self) {
+        use std::sync::atomic::Ordering;
+        self.stalled.store(true, Ordering::SeqCst);
+        for relayed in self.subscriptions.lock().unwrap().iter() {
+            relayed.silent.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Subscription connections opened from now on work again; the silent ones stay
+    /// silent until their client gives up on them.
+    pub fn heal(&self) {
+        self.stalled
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accepting thread so that it sees `stop`.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Pumps bytes both ways between `client` and `server` on two threads, until either
+/// side closes.
+fn relay(
+    client: std::net::TcpStream,
+    server: std::net::TcpStream,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    subscriptions: std::sync::Arc<std::sync::Mutex<Vec<Relayed>>>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let silent = Arc::new(AtomicBool::new(false));
+    let (mut client_in, mut client_out) = (client.try_clone().unwrap(), client);
+    let (mut server_in, mut server_out) = (server.try_clone().unwrap(), server);
+    let upstream_silent = silent.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 16 * 1024];
+        let mut subscriber = false;
+        while let Ok(read) = client_in.read(&mut buffer) {
+            if read == 0 {
+                break;
+            }
+            let sent = &buffer[..read];
+            if !subscriber
+                && String::from_utf8_lossy(sent)
+                    .to_ascii_uppercase()
+                    .contains("SUBSCRIBE")
+            {
+                subscriber = true;
+                if stalled.load(Ordering::SeqCst) {
+                    upstream_silent.store(true, Ordering::SeqCst);
+                }
+                subscriptions.lock().unwrap().push(Relayed {
+                    silent: upstream_silent.clone(),
+                });
+            }
+            if server_out.write_all(sent).is_err() {
+                break;
+            }
+        }
+        let _ = server_out.shutdown(std::net::Shutdown::Both);
+        let _ = client_in.shutdown(std::net::Shutdown::Both);
+    });
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 16 * 1024];
+        while let Ok(read) = server_in.read(&mut buffer) {
+            if read == 0 {
+                break;
+            }
+            // A silent connection: Redis's words are read and dropped, the socket stays.
+            if silent.load(Ordering::SeqCst) {
+                continue;
+            }
+            if client_out.write_all(&buffer[..read]).is_err() {
+                break;
+            }
+        }
+        let _ = client_out.shutdown(std::net::Shutdown::Both);
+        let _ = server_in.shutdown(std::net::Shutdown::Both);
+    });
+}
