@@ -368,7 +368,8 @@ async fn a_default_publisher_keeps_the_longer_history_of_the_serving_instances()
     let server =
         Server::with(redis_builder(&redis).history(3000, Duration::from_secs(86_400))).await;
     wait_ready(&server.manager).await;
-    guard(async {
+    // The instance records its retention as it starts; give it a moment to.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while redis.cli(&["GET", "sseor:retention:events"]) != "3000" {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

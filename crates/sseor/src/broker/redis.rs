@@ -1216,6 +1216,7 @@ impl Subscriber {
             // The first subscription: no stream has seen anything yet.
             self.epoch = Some(now.epoch().to_owned());
             self.last_seen = now.seq();
+            self.warn_if_evicting().await;
             return;
         };
         if known != now.epoch() {
@@ -1237,6 +1238,36 @@ impl Subscriber {
                 streams = released,
                 "events may have been missed while the subscription was down; \
                  streams end so that their clients resume from history"
+            );
+        }
+    }
+
+    /// Says so when Redis may evict keys: an evicted history stream or trim marker would
+    /// make a resume look complete when it is not. Managed Redis services often refuse
+    /// `CONFIG`: then nothing is said.
+    async fn warn_if_evicting(&self) {
+        let mut config = redis::pipe();
+        config
+            .cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy");
+        let Ok((limit, policy)) = self
+            .commands
+            .pipeline::<(Vec<String>, Vec<String>)>(&config)
+            .await
+        else {
+            return;
+        };
+        let limited = limit.get(1).is_some_and(|bytes| bytes != "0");
+        let policy = policy.get(1).map_or("", String::as_str);
+        if limited && policy != "noeviction" && !policy.is_empty() {
+            tracing::warn!(
+                policy,
+                "Redis may evict keys (maxmemory with an evicting policy): a history it \
+                 evicts is lost without a reset; use maxmemory-policy noeviction"
             );
         }
     }
