@@ -368,7 +368,8 @@ async fn a_default_publisher_keeps_the_longer_history_of_the_serving_instances()
     let server =
         Server::with(redis_builder(&redis).history(3000, Duration::from_secs(86_400))).await;
     wait_ready(&server.manager).await;
-    guard(async {
+    // The instance records its retention as it starts; give it a moment to.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while redis.cli(&["GET", "sseor:retention:events"]) != "3000" {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -433,4 +434,32 @@ async fn cluster_counts_include_this_instance_at_once() {
     assert_eq!(manager.cluster_connection_count("gil").await.unwrap(), 1);
     assert_eq!(manager.cluster_total_connections().await.unwrap(), 1);
     drop(elsewhere);
+}
+
+#[tokio::test]
+async fn a_full_redis_without_eviction_refuses_publishes_and_keeps_what_it_acknowledged() {
+    let redis =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]);
+    let server = instance(&redis).await;
+    let last = receive_some(&server, &redis, "hal", 1).await;
+    wait_for_subscribers(&redis, "sseor:user:hal", "0").await;
+    let blob = "z".repeat(32 * 1024);
+    let mut acked = Vec::new();
+    // 400 events of 32 KiB are three times what this Redis may hold.
+    for n in 1..=400u64 {
+        let event = Event::new("n").with_data(json!({ "n": n, "blob": blob }));
+        match server.manager.publish("hal", event).await {
+            Ok(_) => acked.push(n),
+            Err(sseor::Error::Broker(_)) => break,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(acked.len() < 400, "the Redis filled up: {}", acked.len());
+    let url = server.url("/api/v1/sse?user_id=hal");
+    let mut client = Client::resume(&url, Some(&last)).await;
+    for n in acked {
+        let event = client.next_event().await;
+        assert_eq!(event.event, "n", "{}", event.event);
+        assert_eq!(n_of(&event), n);
+    }
 }

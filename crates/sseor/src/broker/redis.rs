@@ -109,8 +109,17 @@ return {position, redis.call('PUBLISH', ARGV[2], payload)}
 /// The position the event sequence is at, starting a new epoch (from the candidate
 /// `ARGV[3]`) when Redis lost the old one, as [`PUBLISH`] would: what an instance reads
 /// when its subscription comes back, to tell whether its streams missed events.
-/// KEYS: the clock, the epoch. Returns the epoch, the clock's `ms` and `seq`.
+/// KEYS: the clock, the epoch. ARGV: the epoch this instance knows and the highest
+/// sequence number it saw in it (a Redis that restarted from a persistence file older
+/// than that lost events, and would give their positions again: a new epoch too), the
+/// candidate. Returns the epoch, the clock's `ms` and `seq`.
 const SEQUENCE: &str = concat!(
+    r#"
+if redis.call('GET', KEYS[2]) == ARGV[1]
+  and tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') < tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+end
+"#,
     epoch_lua!(),
     r#"
 local ms = redis.call('HGET', KEYS[1], 'ms')
@@ -561,8 +570,15 @@ impl RedisPublisher {
             .arg(unix_millis())
             .arg("+inf");
         let live: Vec<String> = self.commands.query(&live).await.map_err(unavailable)?;
+        let others: Vec<&String> = live
+            .iter()
+            .filter(|&live| Some(live.as_str()) != except)
+            .collect();
+        if others.is_empty() {
+            return Ok(0);
+        }
         let mut counts = redis::pipe();
-        for instance in live.iter().filter(|&live| Some(live.as_str()) != except) {
+        for instance in others {
             counts.hget(
                 self.names.presence(instance),
                 user_id.unwrap_or(TOTAL_FIELD),
@@ -1200,9 +1216,16 @@ impl Subscriber {
             // The first subscription: no stream has seen anything yet.
             self.epoch = Some(now.epoch().to_owned());
             self.last_seen = now.seq();
+            self.warn_if_evicting().await;
             return;
         };
         if known != now.epoch() {
+            tracing::debug!(
+                known,
+                last_seen = self.last_seen,
+                now = %now,
+                "the epoch changed while the subscription was down"
+            );
             let reason = "the event history was lost (Redis lost its data)";
             self.reset_all(reason, now.clone());
             self.epoch = Some(now.epoch().to_owned());
@@ -1219,6 +1242,36 @@ impl Subscriber {
         }
     }
 
+    /// Says so when Redis may evict keys: an evicted history stream or trim marker would
+    /// make a resume look complete when it is not. Managed Redis services often refuse
+    /// `CONFIG`: then nothing is said.
+    async fn warn_if_evicting(&self) {
+        let mut config = redis::pipe();
+        config
+            .cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy");
+        let Ok((limit, policy)) = self
+            .commands
+            .pipeline::<(Vec<String>, Vec<String>)>(&config)
+            .await
+        else {
+            return;
+        };
+        let limited = limit.get(1).is_some_and(|bytes| bytes != "0");
+        let policy = policy.get(1).map_or("", String::as_str);
+        if limited && policy != "noeviction" && !policy.is_empty() {
+            tracing::warn!(
+                policy,
+                "Redis may evict keys (maxmemory with an evicting policy): a history it \
+                 evicts is lost without a reset; use maxmemory-policy noeviction"
+            );
+        }
+    }
+
     /// The position the event sequence is at (a new epoch when Redis lost the old one);
     /// `None` when Redis cannot tell. The command connection may be reconnecting too:
     /// its first answers can be errors.
@@ -1227,8 +1280,8 @@ impl Subscriber {
         invocation
             .key(self.shared.names.clock())
             .key(self.shared.names.epoch())
-            .arg("")
-            .arg("")
+            .arg(self.epoch.as_deref().unwrap_or_default())
+            .arg(self.last_seen)
             .arg(new_epoch());
         let invocation = &invocation;
         for _ in 0..3 {
@@ -1432,8 +1485,13 @@ impl Subscriber {
                 position.seq()
             }
             None => {
-                // Another Redis client's id is no position: a browser that sent it back
-                // would be reset. The event goes out without one.
+                // What other Redis clients publish gets the checks of a publish; its id is
+                // no position (a browser that sent it back would be reset), so the event
+                // goes out without one.
+                if let Err(e) = event.validate() {
+                    tracing::warn!(channel, error = %e, "invalid event skipped");
+                    return;
+                }
                 event.id = None;
                 0
             }
