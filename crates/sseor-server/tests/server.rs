@@ -622,10 +622,9 @@ async fn shutdown_cuts_off_a_client_that_stopped_reading_at_the_deadline() {
         server.output()
     );
     assert!(
-        server
-            .log_messages()
-            .iter()
-            .any(|message| message.starts_with("connections still open after the shutdown deadline")),
+        server.log_messages().iter().any(
+            |message| message.starts_with("connections still open after the shutdown deadline")
+        ),
         "shutdown should have reached its deadline:\n{}",
         server.output()
     );

@@ -165,7 +165,10 @@ async fn the_axum_app_streams_to_the_signed_in_user_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(order.status(), 202);
     let order: Value = order.json().await.unwrap();
-    let expected = format!("id: {}\nevent: order.placed\n", order["id"].as_str().unwrap());
+    let expected = format!(
+        "id: {}\nevent: order.placed\n",
+        order["id"].as_str().unwrap()
+    );
     let mut received = String::new();
     guard(async {
         while !received.contains(&expected) {
@@ -202,5 +205,8 @@ async fn the_axum_app_streams_to_the_signed_in_user_and_stops_on_sigterm() {
     .await;
     let took = signalled.elapsed();
     assert!(exit.success(), "{exit:?}");
-    assert!(took < Duration::from_secs(5), "exited {took:?} after SIGTERM");
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM"
+    );
 }
