@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, command, data_of, guard, http, run_to_exit};
+use common::{Client, Server, command, data_of, guard, http, run_to_exit};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -622,10 +622,9 @@ async fn shutdown_cuts_off_a_client_that_stopped_reading_at_the_deadline() {
         server.output()
     );
     assert!(
-        server
-            .log_messages()
-            .iter()
-            .any(|message| message.starts_with("connections still open after the shutdown deadline")),
+        server.log_messages().iter().any(
+            |message| message.starts_with("connections still open after the shutdown deadline")
+        ),
         "shutdown should have reached its deadline:\n{}",
         server.output()
     );
@@ -691,4 +690,37 @@ async fn metrics_count_streams_publishes_and_deliveries() {
         !text.contains("alice"),
         "a user id leaked into the metrics:\n{text}"
     );
+}
+
+/// Publishes an event of about 2 KiB to `user`; its position.
+async fn publish_padded(server: &Server, user: &str, n: usize) -> String {
+    let body = json!({
+        "user_id": user,
+        "event": {"type": "n", "data": {"n": n, "padding": "x".repeat(2048)}},
+    });
+    let (status, answer) = server.publish(&body).await;
+    assert_eq!(status, 202, "{answer}");
+    answer["id"].as_str().unwrap().to_owned()
+}
+
+/// `--history-max-bytes` bounds the embedded broker's history across every user: the
+/// oldest events go first, a resume from before them is a reset, one after them a replay.
+#[tokio::test]
+async fn history_beyond_its_byte_bound_is_evicted_oldest_first() {
+    let server = Server::start(&["--history-max-bytes", "65536"]).await;
+    let first = publish_padded(&server, "user0", 0).await;
+    // About 200 KiB to other users, nobody connected: user0's first event goes.
+    for n in 1..100 {
+        publish_padded(&server, &format!("user{n}"), n).await;
+    }
+    let kept = publish_padded(&server, "user0", 100).await;
+    publish_padded(&server, "user0", 101).await;
+
+    let resume = |after: &str| format!("{}&last_event_id={after}", server.sse_url("user0", &[]));
+    let mut evicted = Client::connect(&resume(&first)).await;
+    assert_eq!(evicted.next_event().await.event, "sseor.reset");
+    let mut replayed = Client::connect(&resume(&kept)).await;
+    let event = replayed.next_event().await;
+    assert_eq!(event.event, "n");
+    assert_eq!(data_of(&event)["n"], 101);
 }

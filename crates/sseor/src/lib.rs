@@ -27,6 +27,75 @@
 //! | `redis` | yes | the Redis broker (`redis://`, `redis+unix://` URLs) and [`Publisher`] |
 //! | `tls` | yes | HTTPS in the server loop with rustls ([`TlsConfig`], [`Builder::tls`]): HTTP/2 and HTTP/1.1 chosen by ALPN |
 //!
+//! # Serving the streams
+//!
+//! * [`Manager::listen_and_serve`] or [`Manager::serve`] (a listener of your own and
+//!   [`Manager::router`], merged with your routes if you like): sseor's own server loop.
+//!   It writes idle streams on a fast path (about 2.8 KiB of memory per idle stream; 3,000
+//!   idle streams, debug build), records each client's address for
+//!   [`Builder::max_connections_per_ip`], and closes connections still open at the
+//!   [shutdown timeout](Builder::shutdown_timeout), even those of clients that stopped
+//!   reading.
+//! * Your application's own `axum::serve`, calling [`Manager::handle_sse`] from its
+//!   handlers: about 29 KiB per idle stream under the same measure. Then:
+//!   - give `with_graceful_shutdown` your signal wrapped by [`Manager::shutdown_signal`],
+//!     not the bare signal: axum's graceful shutdown waits for every open response, and
+//!     event streams end only when the manager ends them; call [`Manager::close`] after
+//!     `axum::serve` returns, and bound the wait (a client that stops reading can hold an
+//!     axum connection open);
+//!   - with a limit per address, serve
+//!     `app.into_make_service_with_connect_info::<std::net::SocketAddr>()`: without the
+//!     address, streams are refused ([`Error::Misconfigured`]) rather than left unlimited.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::Router;
+//! use axum::extract::{Request, State};
+//! use axum::response::IntoResponse;
+//! use sseor::Manager;
+//!
+//! /// The user comes from the application's authentication (a session, a token),
+//! /// never from a query parameter the client chooses.
+//! fn signed_in_user(request: &Request) -> Option<String> {
+//!     # let _ = request; Some("user123".into())
+//! }
+//!
+//! async fn events(State(sse): State<Manager>, request: Request) -> axum::response::Response {
+//!     match signed_in_user(&request) {
+//!         Some(user) => sse.handle_sse(&request, &user).into_response(),
+//!         None => axum::http::StatusCode::UNAUTHORIZED.into_response(),
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sse = Manager::new("").await?;
+//! let app = Router::new()
+//!     .route("/events", axum::routing::get(events))
+//!     .with_state(sse.clone());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! let signal = async { tokio::signal::ctrl_c().await.ok(); };
+//! let server = axum::serve(listener, app)
+//!     .with_graceful_shutdown(sse.shutdown_signal(signal))
+//!     .into_future();
+//! // The shutdown timeout (10 s by default), from the signal.
+//! let deadline = async {
+//!     sse.closed().await;
+//!     tokio::time::sleep(Duration::from_secs(10)).await;
+//! };
+//! tokio::select! { served = server => served?, () = deadline => {} }
+//! sse.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # History
+//!
+//! Clients that reconnect with `Last-Event-ID` get what they missed from the history: per
+//! target, [`Builder::history`] events for at most its age, and on the embedded broker at
+//! most [`Builder::history_max_bytes`] in all (64 MiB), oldest events evicted first. A
+//! position the history no longer covers gets one [`RESET_EVENT`].
+//!
+//! # Quick start
+//!
 //! ```no_run
 //! use axum::extract::Request;
 //! use axum::response::IntoResponse;

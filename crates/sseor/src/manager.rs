@@ -586,16 +586,24 @@ async fn heartbeat(registry: Arc<Registry>, every: Duration, shutdown: Cancellat
 /// Cheap to clone: clones share the same connections.
 ///
 /// ```no_run
-/// use axum::extract::Request;
+/// use axum::extract::{Query, Request};
 /// use axum::response::IntoResponse;
 /// use sseor::Manager;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Params {
+///     user_id: String,
+/// }
 ///
 /// # #[tokio::main] async fn main() -> sseor::Result<()> {
 /// let sse = Manager::new("memory://").await?;
 /// sse.route("/api/v1/sse/transactions", |request: Request, manager: Manager| async move {
-///     let user_id = request.uri().query().and_then(|q| q.strip_prefix("user_id="))
-///         .unwrap_or_default().to_owned();
-///     manager.handle_sse(&request, &user_id).into_response()
+///     // Development only: in production the user comes from the application's
+///     // authentication (see `auth`), never from the URL.
+///     match Query::<Params>::try_from_uri(request.uri()) {
+///         Ok(Query(params)) => manager.handle_sse(&request, &params.user_id).into_response(),
+///         Err(rejection) => rejection.into_response(),
+///     }
 /// })?;
 /// sse.listen_and_serve(":9090").await?;
 /// sse.close().await;

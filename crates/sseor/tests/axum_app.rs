@@ -138,7 +138,11 @@ async fn close_called_first_also_ends_an_app_serving_itself() {
     let started = Instant::now();
     guard(sse.close()).await;
     guard(app).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     guard(response.bytes()).await.expect("a clean end");
 }
 

@@ -1,19 +1,21 @@
-//! `examples/transactions.rs`, the spec's Quick Start, run as a real process.
+//! The examples, each run as a real process: `examples/transactions.rs` (the spec's Quick
+//! Start) and `examples/axum_app.rs` (an axum application that serves itself).
 
 mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Client, guard, http};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-/// The example binary, which `cargo test` builds beside the test binaries.
-fn example_binary() -> PathBuf {
+/// The example binary `name`, which `cargo test` builds beside the test binaries.
+fn example_binary(name: &str) -> PathBuf {
     let deps = std::env::current_exe().unwrap();
     let profile_dir = deps.parent().unwrap().parent().unwrap();
-    let binary = profile_dir.join("examples").join("transactions");
+    let binary = profile_dir.join("examples").join(name);
     assert!(
         binary.exists(),
         "{} is missing: run `cargo test` (which builds examples) or `cargo build --examples`",
@@ -39,7 +41,7 @@ async fn the_quick_start_streams_deposits_to_their_user() {
         .unwrap()
         .port();
     let _example = Running(
-        Command::new(example_binary())
+        Command::new(example_binary("transactions"))
             .env("SERVER_PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -107,4 +109,104 @@ async fn the_quick_start_streams_deposits_to_their_user() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+}
+
+/// Starts `name` on a free port and waits until it answers on `probe`.
+async fn start_example(name: &str, probe: &str) -> (Running, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let running = Running(
+        Command::new(example_binary(name))
+            .env("SERVER_PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    guard(async {
+        while http().get(format!("{base}{probe}")).send().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    (running, base)
+}
+
+#[tokio::test]
+async fn the_axum_app_streams_to_the_signed_in_user_and_stops_on_sigterm() {
+    let (mut example, base) = start_example("axum_app", "/events").await;
+    let anonymous = http().get(format!("{base}/events")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // The user is the session's: a `user_id` in the query changes nothing.
+    let stream = |user: &str, query: &str| {
+        http()
+            .get(format!("{base}/events{query}"))
+            .header("x-session-user", user)
+            .send()
+    };
+    let alice = guard(stream("alice", "?user_id=mallory&topic=prices"))
+        .await
+        .unwrap();
+    assert_eq!(alice.status(), 200);
+    let mut alice = alice.bytes_stream();
+    let mallory = guard(stream("mallory", "")).await.unwrap();
+    let mut mallory = mallory.bytes_stream();
+
+    let order = http()
+        .post(format!("{base}/orders"))
+        .header("x-session-user", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 202);
+    let order: Value = order.json().await.unwrap();
+    let expected = format!(
+        "id: {}\nevent: order.placed\n",
+        order["id"].as_str().unwrap()
+    );
+    let mut received = String::new();
+    guard(async {
+        while !received.contains(&expected) {
+            let chunk = alice.next().await.unwrap().unwrap();
+            received.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+
+    // SIGTERM with two clients connected: their streams end cleanly and the process exits
+    // within its shutdown timeout (5 s).
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-s", "TERM", &example.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for stream in [&mut alice, &mut mallory] {
+        guard(async {
+            while let Some(chunk) = stream.next().await {
+                chunk.expect("a clean end, not an error");
+            }
+        })
+        .await;
+    }
+    let exit = guard(async {
+        loop {
+            if let Some(exit) = example.0.try_wait().unwrap() {
+                return exit;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let took = signalled.elapsed();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM"
+    );
 }

@@ -159,7 +159,8 @@ impl State {
                 .get(target)
                 .and_then(|history| history.events.front())
                 .is_some_and(|oldest| {
-                    oldest.seq == seq && now.saturating_duration_since(oldest.at) > retention.max_age
+                    oldest.seq == seq
+                        && now.saturating_duration_since(oldest.at) > retention.max_age
                 });
             if !too_heavy && !too_old {
                 return;
