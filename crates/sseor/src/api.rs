@@ -565,3 +565,49 @@ pub async fn not_found(method: Method, uri: Uri) -> Response {
         format!("no route for {method} {}", uri.path()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[derive(Clone)]
+    struct AppState {
+        name: &'static str,
+    }
+
+    async fn status_of(app: &Router, path: &str) -> StatusCode {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        app.clone().oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn merges_into_an_app_with_its_own_fallback_and_state() {
+        let manager = Manager::new("").await.unwrap();
+        let app: Router = Router::new()
+            .route(
+                "/",
+                get(|State(app): State<AppState>| async move { app.name }),
+            )
+            .fallback(|| async { (StatusCode::IM_A_TEAPOT, "the application's own") })
+            .merge(router(&manager))
+            .merge(manager.router())
+            .with_state(AppState { name: "shop" });
+        assert_eq!(status_of(&app, "/").await, StatusCode::OK);
+        assert_eq!(status_of(&app, "/healthz").await, StatusCode::OK);
+        assert_eq!(status_of(&app, "/elsewhere").await, StatusCode::IM_A_TEAPOT);
+        manager.close().await;
+    }
+
+    #[tokio::test]
+    async fn nests_under_a_prefix_with_the_json_not_found() {
+        let manager = Manager::new("").await.unwrap();
+        let app: Router = Router::new()
+            .nest("/sse", router(&manager).fallback(not_found))
+            .fallback(|| async { StatusCode::IM_A_TEAPOT });
+        assert_eq!(status_of(&app, "/sse/healthz").await, StatusCode::OK);
+        assert_eq!(status_of(&app, "/sse/nothing").await, StatusCode::NOT_FOUND);
+        assert_eq!(status_of(&app, "/other").await, StatusCode::IM_A_TEAPOT);
+        manager.close().await;
+    }
+}

@@ -830,7 +830,9 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Closed`] once the manager is closed; [`Error::TooManyConnections`] when a
-    /// limit on open streams is reached (see [`Builder::max_connections`]).
+    /// limit on open streams is reached (see [`Builder::max_connections`]);
+    /// [`Error::InvalidTarget`] when the subscription has more topics than
+    /// [`Builder::max_topics`].
     pub fn handle_sse_with<B>(
         &self,
         request: &http::Request<B>,

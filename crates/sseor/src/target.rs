@@ -10,7 +10,8 @@ pub const MAX_NAME_LEN: usize = 256;
 
 /// The audience of a published event.
 ///
-/// Every connection belongs to one user, may join any number of topics, and always receives
+/// Every connection belongs to one user, may join topics (up to
+/// [`Builder::max_topics`](crate::Builder::max_topics)), and always receives
 /// broadcasts.
 ///
 /// ```
