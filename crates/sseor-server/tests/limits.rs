@@ -15,8 +15,8 @@ use common::{Server, guard, http, run_to_exit};
 use raw::{Ending, Options, RawStream, Refusal};
 use serde_json::{Value, json};
 
-/// How long the runs with a client that never reads may take before they count as hung (debug builds on
-/// two shared cores): a guard, not a measure.
+/// How long the runs with a client that never reads may take before they count as hung
+/// (debug builds on two shared cores): a guard, not a measure.
 const LONG_GUARD: Duration = Duration::from_secs(600);
 
 /// How many events a client refuses in the runs below.
@@ -84,11 +84,10 @@ fn seq_of(id: &str) -> u64 {
 
 /// Starts `sseor` with `args`, opens a client that never reads and three that do, and
 /// publishes [`REFUSED_EVENTS`] events to everyone through the HTTP API, 16 requests in
-/// flight. Each
-/// reader must receive all of them in the broker's order, none missing: positions one
-/// after the other (only these broadcasts are published), every event once. The
-/// publishers never run more than 128 events ahead of the slowest reader, so that only the
-/// stalled client can fall behind.
+/// flight. Each reader must receive all of them in the broker's order, none missing:
+/// positions one after the other (only these broadcasts are published), every event once.
+/// The publishers never run more than 128 events ahead of the slowest reader, so that only
+/// the stalled client can fall behind.
 async fn many_events_past_a_client_that_never_reads(args: &[&str]) -> Run {
     const TOTAL: u64 = REFUSED_EVENTS;
     const READERS: usize = 3;
