@@ -636,6 +636,7 @@ async fn two_prefixes_on_one_redis_share_no_event_ticket_or_count() {
         http()
             .post(a.url("/api/v1/tickets"))
             .bearer_auth(token("alice", &[]))
+            .json(&json!({}))
             .send(),
     )
     .await
