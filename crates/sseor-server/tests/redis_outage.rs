@@ -319,8 +319,9 @@ async fn a_resume_while_redis_is_frozen_waits_then_replays_exactly_what_was_miss
     );
     let mut resumed = Reconnecting::open(&stream_url, Some(&last)).await;
     // While Redis is frozen the history cannot be read: no event, and above all no
-    // partial replay, may come out.
-    let early = tokio::time::timeout(Duration::from_millis(800), resumed.next_event()).await;
+    // partial replay, may come out. Frozen for longer than a history read may take with
+    // its retries, so that a read that did not wait would give up.
+    let early = tokio::time::timeout(Duration::from_secs(3), resumed.next_event()).await;
     assert!(early.is_err(), "nothing before Redis is back: {early:?}");
     redis.resume();
     wait_for_readyz(&server, 200).await;
@@ -385,16 +386,13 @@ async fn a_resume_while_redis_refuses_reads_gets_one_reset_then_live() {
     );
 }
 
-#[tokio::test]
-async fn heartbeats_keep_their_pace_while_redis_is_down() {
-    let heartbeat = Duration::from_millis(400);
-    let mut redis = RedisServer::start();
-    let server = start_on(&redis.url(), &[], &["--heartbeat", "400ms"]).await;
-    let mut stream = RawStream::open(&server.sse_url("lea", &[]), None).await;
-    wait_for_subscribers(&redis, "sseor:user:lea", "1").await;
+/// The heartbeat the servers of the heartbeat tests send.
+const HEARTBEAT: Duration = Duration::from_millis(400);
 
-    redis.kill();
-    wait_for_readyz(&server, 503).await;
+/// Reads `stream` for eight heartbeat intervals while Redis is down and asserts that it
+/// carried nothing but heartbeats, at their pace: neither fewer nor more, none late, none
+/// early.
+async fn assert_heartbeat_pace(server: &Server, stream: &mut RawStream) {
     // What arrived before the window is not counted in it.
     while let Ok(next) = tokio::time::timeout(Duration::from_millis(20), stream.next()).await {
         assert!(
@@ -402,7 +400,7 @@ async fn heartbeats_keep_their_pace_while_redis_is_down() {
             "only the opening and heartbeats while Redis is down: {next:?}"
         );
     }
-    let window = heartbeat * 8;
+    let window = HEARTBEAT * 8;
     let started = Instant::now();
     let mut beats = Vec::new();
     while started.elapsed() < window {
@@ -410,6 +408,7 @@ async fn heartbeats_keep_their_pace_while_redis_is_down() {
         match tokio::time::timeout(left, stream.next()).await {
             Err(_) => break,
             Ok(Next::Frame(frame)) if frame.comment => beats.push(frame.at),
+            Ok(Next::Frame(frame)) if frame.data.is_empty() => {} // the opening `retry:`
             Ok(other) => panic!("only heartbeats while Redis is down: {other:?}"),
         }
     }
@@ -422,15 +421,40 @@ async fn heartbeats_keep_their_pace_while_redis_is_down() {
     eprintln!("{} heartbeats in {window:?}, gaps {gaps:?}", beats.len());
     assert!(
         (6..=10).contains(&beats.len()),
-        "about one heartbeat every {heartbeat:?} for {window:?}: {}",
+        "about one heartbeat every {HEARTBEAT:?} for {window:?}: {}",
         beats.len()
     );
     for gap in gaps {
         assert!(
-            gap >= heartbeat / 2 && gap <= heartbeat * 2,
-            "a heartbeat every {heartbeat:?}, not {gap:?}"
+            gap >= HEARTBEAT / 2 && gap <= HEARTBEAT * 2,
+            "a heartbeat every {HEARTBEAT:?}, not {gap:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn heartbeats_keep_their_pace_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let server = start_on(&redis.url(), &[], &["--heartbeat", "400ms"]).await;
+    let mut stream = RawStream::open(&server.sse_url("lea", &[]), None).await;
+    wait_for_subscribers(&redis, "sseor:user:lea", "1").await;
+
+    redis.kill();
+    wait_for_readyz(&server, 503).await;
+    assert_heartbeat_pace(&server, &mut stream).await;
+    redis.restart();
+    wait_for_readyz(&server, 200).await;
+}
+
+#[tokio::test]
+async fn a_stream_opened_while_redis_is_down_gets_its_heartbeats_too() {
+    let mut redis = RedisServer::start();
+    let server = start_on(&redis.url(), &[], &["--heartbeat", "400ms"]).await;
+    redis.kill();
+    wait_for_readyz(&server, 503).await;
+    // Accepted (200) while Redis is down; it must look alive to proxies and clients.
+    let mut stream = RawStream::open(&server.sse_url("max", &[]), None).await;
+    assert_heartbeat_pace(&server, &mut stream).await;
     redis.restart();
     wait_for_readyz(&server, 200).await;
 }
@@ -527,6 +551,15 @@ async fn publish_to_every_kind_of_target(server: &Server, tag: &str) {
     }
 }
 
+/// Waits for the opening `retry:` of `stream`: a new stream starts once its
+/// subscriptions are in effect, so that nothing published from then on is missed.
+async fn opened(stream: &mut RawStream) {
+    match guard(stream.next()).await {
+        Next::Frame(frame) if frame.data.is_empty() && !frame.comment => {}
+        other => panic!("the stream should open with `retry:`: {other:?}"),
+    }
+}
+
 async fn event_types(stream: &mut RawStream, count: usize) -> Vec<String> {
     let mut types = Vec::new();
     while types.len() < count {
@@ -541,21 +574,10 @@ async fn two_prefixes_on_one_redis_share_no_event_ticket_or_count() {
     let a = start_with_prefix(&redis, "alpha").await;
     let b = start_with_prefix(&redis, "beta").await;
     let mut alice_on_a = subscribe_with_token(&a, "alice", &["news"]).await;
-    let _carol_on_a = subscribe_with_token(&a, "carol", &[]).await;
+    let mut carol_on_a = subscribe_with_token(&a, "carol", &[]).await;
     let mut alice_on_b = subscribe_with_token(&b, "alice", &["news"]).await;
-    for (prefix, channels) in [("alpha", 4), ("beta", 3)] {
-        guard(async {
-            while redis
-                .cli(&["PUBSUB", "CHANNELS", &format!("{prefix}:*")])
-                .lines()
-                .filter(|channel| !channel.contains(":probe:"))
-                .count()
-                != channels
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+    for stream in [&mut alice_on_a, &mut carol_on_a, &mut alice_on_b] {
+        opened(stream).await;
     }
 
     // Events: what A publishes reaches A's streams only, and the other way round.
@@ -612,6 +634,7 @@ async fn two_prefixes_on_one_redis_share_no_event_ticket_or_count() {
         http()
             .post(a.url("/api/v1/tickets"))
             .bearer_auth(token("alice", &[]))
+            .json(&json!({}))
             .send(),
     )
     .await

@@ -211,6 +211,10 @@ async fn a_frozen_redis_turns_not_ready_refuses_publishes_with_503_and_loses_no_
     redis.pause();
     let frozen = Instant::now();
     let not_ready = wait_for_readyz(&server, 503).await;
+    eprintln!(
+        "frozen Redis noticed after {:?}: {not_ready}",
+        frozen.elapsed()
+    );
     assert!(
         not_ready["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{not_ready}"
@@ -226,7 +230,9 @@ async fn a_frozen_redis_turns_not_ready_refuses_publishes_with_503_and_loses_no_
     tokio::time::sleep(outage.saturating_sub(frozen.elapsed())).await;
     assert_eq!(get_json(&server, "/readyz").await.0, 503, "still frozen");
     redis.resume();
+    let thawed = Instant::now();
     wait_for_readyz(&server, 200).await;
+    eprintln!("ready again {:?} after the thaw", thawed.elapsed());
 
     for n in 2..5 {
         // The command connection may need a moment after the thaw: retry refusals only.
@@ -265,8 +271,12 @@ async fn a_subscription_silent_behind_an_open_socket_is_noticed_and_its_streams_
 
     // The subscription's socket stays open, but nothing comes through it any more.
     proxy.stall_subscriptions();
+    let stalled = Instant::now();
     let not_ready = wait_for_readyz(&server, 503).await;
-    eprintln!("silent subscription noticed: {not_ready}");
+    eprintln!(
+        "silent subscription noticed after {:?}: {not_ready}",
+        stalled.elapsed()
+    );
     // Commands still work: these publishes are acknowledged, and must not be lost.
     for n in 2..12 {
         let (status, answer) = publish_n(&server, "gil", n).await;
@@ -279,7 +289,9 @@ async fn a_subscription_silent_behind_an_open_socket_is_noticed_and_its_streams_
         "not ready while no subscription works"
     );
     proxy.heal();
+    let healed = Instant::now();
     wait_for_readyz(&server, 200).await;
+    eprintln!("ready again {:?} after the path healed", healed.elapsed());
     for n in 12..15 {
         assert_eq!(publish_n(&server, "gil", n).await.0, 202);
     }
