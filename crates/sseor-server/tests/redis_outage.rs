@@ -271,10 +271,9 @@ async fn a_publish_while_redis_is_away_is_503_with_a_json_error_and_works_again_
     let error = refused["error"].as_str().unwrap_or_default();
     assert!(!error.is_empty(), "a JSON error: {refused}");
     assert!(!error.contains(password), "the password leaked: {error}");
-    if let Some(value) = retry_after {
-        let seconds: u64 = value.to_str().unwrap().parse().unwrap();
-        assert!(seconds >= 1, "Retry-After: {value:?}");
-    }
+    let retry_after = retry_after.expect("a 503 says when to try again");
+    let seconds: u64 = retry_after.to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&seconds), "Retry-After: {seconds}");
     wait_for_readyz(&server, 503).await;
 
     redis.restart();
@@ -447,16 +446,34 @@ async fn heartbeats_keep_their_pace_while_redis_is_down() {
 }
 
 #[tokio::test]
-async fn a_stream_opened_while_redis_is_down_gets_its_heartbeats_too() {
+async fn a_stream_opened_while_redis_is_down_is_refused_with_503_and_retry_after_then_opens_once_it_is_back()
+ {
     let mut redis = RedisServer::start();
     let server = start_on(&redis.url(), &[], &["--heartbeat", "400ms"]).await;
     redis.kill();
     wait_for_readyz(&server, 503).await;
-    // Accepted (200) while Redis is down; it must look alive to proxies and clients.
-    let mut stream = RawStream::open(&server.sse_url("max", &[]), None).await;
-    assert_heartbeat_pace(&server, &mut stream).await;
+    // A stream accepted now would stay silent, without even its heartbeats, until Redis is
+    // back: it is refused instead, and the client told when to try again.
+    let response = guard(http().get(server.sse_url("max", &[])).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=5).contains(&retry_after), "Retry-After: {retry_after}");
+    let refused: Value = guard(response.json()).await.unwrap();
+    assert!(
+        refused["error"].as_str().unwrap().contains("Redis"),
+        "{refused}"
+    );
     redis.restart();
     wait_for_readyz(&server, 200).await;
+    let mut stream = RawStream::open(&server.sse_url("max", &[]), None).await;
+    let id = publish_until_acknowledged(&server, "max", 1).await;
+    assert_eq!(stream.next_event().await.id, id);
 }
 
 fn now() -> u64 {

@@ -190,6 +190,9 @@ impl InputLimits {
     }
 }
 
+/// When a client refused because the broker is unavailable should try again.
+const BROKER_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) fn error_response(error: &Error) -> Response {
     let status = match error {
         Error::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -206,7 +209,13 @@ pub(crate) fn error_response(error: &Error) -> Response {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut response = self::error(status, error.to_string());
-    if let Error::TooManyConnections { retry_after, .. } = error {
+    let retry_after = match error {
+        Error::TooManyConnections { retry_after, .. } => Some(*retry_after),
+        // The broker reconnects with a backoff of at most 2 s.
+        Error::Broker(_) => Some(BROKER_RETRY_AFTER),
+        _ => None,
+    };
+    if let Some(retry_after) = retry_after {
         // Whole seconds, at least one: what `Retry-After` can say.
         let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         response

@@ -840,6 +840,9 @@ impl Manager {
     ) -> Result<Response> {
         let config = &self.inner.config;
         config.input.check_topics(&subscription.targets)?;
+        if let Some(reason) = self.inner.broker.outage() {
+            return Err(Error::Broker(reason));
+        }
         let Subscription {
             targets,
             slow_consumer,

@@ -127,6 +127,14 @@ pub trait Broker: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Why this instance cannot carry events to new streams now, when the broker knows it
+    /// cannot (its link to other instances is down, not merely unconfirmed): such streams
+    /// are refused with 503 and `Retry-After`, rather than answered with a stream that
+    /// stays silent, without even its heartbeats, until the link is back.
+    fn outage(&self) -> Option<String> {
+        None
+    }
+
     /// Connections across every instance: of `user_id`, or in all when `None`. `None`
     /// when the broker spans no other instance (then the local counts are the answer).
     ///

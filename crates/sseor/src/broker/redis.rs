@@ -310,6 +310,9 @@ const TOTAL_FIELD: &str = "";
 #[derive(Debug, Default)]
 struct Health {
     subscribed: bool,
+    /// Whether the subscription failed and is not back yet (not merely not confirmed, as
+    /// right after start).
+    lost: bool,
     /// When the last probe came back.
     answered: Option<Instant>,
     /// When the oldest probe still unanswered was sent.
@@ -803,6 +806,11 @@ impl Broker for RedisBroker {
         self.shared.readiness()
     }
 
+    fn outage(&self) -> Option<String> {
+        let lost = self.shared.health().lost;
+        lost.then(|| "the subscription to Redis is down; try again shortly".to_owned())
+    }
+
     fn current(&self) -> BoxFuture<'_, Option<Position>> {
         Box::pin(async move { self.publisher.current().await.ok().flatten() })
     }
@@ -1186,7 +1194,11 @@ impl Subscriber {
                 }
                 Err(reason) => reason,
             };
-            self.shared.health().subscribed = false;
+            {
+                let mut health = self.shared.health();
+                health.subscribed = false;
+                health.lost = true;
+            }
             if down_since.is_none() {
                 down_since = Some(Instant::now());
                 self.fanout.metrics().redis_reconnected();
@@ -1380,6 +1392,7 @@ impl Subscriber {
         }
         let mut health = self.shared.health();
         health.subscribed = true;
+        health.lost = false;
         health.answered = None;
         health.waiting_since = None;
         Ok((sink, stream))
