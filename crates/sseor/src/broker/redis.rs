@@ -1601,4 +1601,32 @@ mod tests {
         assert_eq!(names.target("app:seq"), None);
         assert_eq!(names.target("app:user:"), None);
     }
+
+    #[test]
+    fn publisher_id_keys_tell_every_target_and_id_apart() {
+        let names = Names {
+            prefix: "app".into(),
+        };
+        let key = |user: &str, id: &str| names.publisher_id(&Target::user(user).unwrap(), id);
+        assert_ne!(key("a:b", "c"), key("a", "b:c"));
+        assert_eq!(key("a", "b:c"), "app:sent:6:user:a:b:c");
+    }
+
+    #[test]
+    fn only_the_publish_scripts_envelope_gives_a_position() {
+        let position = |payload: &str| envelope_position(payload.as_bytes());
+        assert_eq!(
+            position(r#"{"id":"ab12-5-7","type":"t","data":{}}"#),
+            Some(Position::new("ab12", 5, 7))
+        );
+        for other in [
+            r#"{"type":"t","id":"ab12-5-7"}"#,
+            r#"{"id":"ab12-5-7"}"#,
+            r#"{"id": "ab12-5-7","type":"t"}"#,
+            r#"{"id":"ext-1","type":"t"}"#,
+            "not json",
+        ] {
+            assert_eq!(position(other), None, "{other}");
+        }
+    }
 }
