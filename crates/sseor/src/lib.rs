@@ -31,13 +31,14 @@
 //!
 //! * [`Manager::listen_and_serve`] or [`Manager::serve`] (a listener of your own and
 //!   [`Manager::router`], merged with your routes if you like): sseor's own server loop.
-//!   It writes idle streams on a fast path (about 2.8 KiB of memory per idle stream; 3,000
-//!   idle streams, debug build), records each client's address for
+//!   It writes idle streams on a fast path (about 2-3 KiB of memory per idle stream; 3,000
+//!   idle HTTP/1.1 streams, debug build), records each client's address for
 //!   [`Builder::max_connections_per_ip`], and closes connections still open at the
 //!   [shutdown timeout](Builder::shutdown_timeout), even those of clients that stopped
 //!   reading.
 //! * Your application's own `axum::serve`, calling [`Manager::handle_sse`] from its
-//!   handlers: about 29 KiB per idle stream under the same measure. Then:
+//!   handlers: about 20-30 KiB per idle stream under the same measure, ten times as much.
+//!   Then:
 //!   - give `with_graceful_shutdown` your signal wrapped by [`Manager::shutdown_signal`],
 //!     not the bare signal: axum's graceful shutdown waits for every open response, and
 //!     event streams end only when the manager ends them; call [`Manager::close`] after

@@ -1250,6 +1250,10 @@ impl Manager {
     /// [drain period](Builder::drain_period) so that clients reconnect elsewhere a few at a
     /// time, stops the broker, and waits for running servers to finish, closing
     /// connections that are still open at the shutdown timeout.
+    ///
+    /// Under the application's own `axum::serve`, whose graceful shutdown waits for the
+    /// open streams, hand it the signal through [`shutdown_signal`](Self::shutdown_signal)
+    /// and call this once it returns.
     pub async fn close(&self) {
         self.begin_close();
         self.inner.drained.cancelled().await;
