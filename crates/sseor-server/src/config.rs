@@ -108,7 +108,7 @@ pub(crate) struct Config {
 #[derive(Debug, clap::Args)]
 struct InputLimits {
     /// How long a request body may take to arrive once its headers are in (longer: 408).
-    #[arg(long, env = "SSEOR_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "SSEOR_BODY_TIMEOUT", default_value = "10s", value_parser = parse_body_timeout)]
     body_timeout: Duration,
 
     /// Bytes of request bodies received at once, all requests together; a request whose
@@ -128,6 +128,14 @@ impl InputLimits {
             .body_timeout(self.body_timeout)
             .body_bytes_in_flight(self.body_bytes_in_flight)
             .max_topics(self.max_topics)
+    }
+}
+
+/// A body timeout: a duration above zero, since none would refuse every publish.
+fn parse_body_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        timeout if timeout.is_zero() => Err("must be above 0, such as 10s".into()),
+        timeout => Ok(timeout),
     }
 }
 

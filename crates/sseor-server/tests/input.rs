@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, guard, http};
+use common::{Client, Server, guard, http, run_to_exit};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -280,27 +280,16 @@ async fn request_bodies_in_flight_are_bounded_for_the_whole_process() {
         "100000",
         "--max-body-bytes",
         "65536",
-        "--body-timeout",
-        "3s",
     ])
     .await;
-    let head = publish_head(60_000, "");
-    // The first slow body holds 60,000 of the 100,000 bytes...
-    let mut first = TcpStream::connect(server.addr).await.unwrap();
-    first.write_all(head.as_bytes()).await.unwrap();
-    first.write_all(b"{").await.unwrap();
-    // ...so a second one does not fit: it is refused at once, not left waiting. The
-    // first one's head may still be on its way: try again until it holds its share.
-    let refused = guard(async {
-        loop {
-            let (answer, _socket) = send_and_stall(&server, &head, b"{").await;
-            if answer.status == 503 {
-                return answer;
-            }
-            assert_eq!(answer.status, 408, "{}{}", answer.head, answer.body);
-        }
-    })
-    .await;
+    // Three slow bodies of 40,000 bytes: two fit in the 100,000 bytes, the third does not,
+    // whichever it is. It is refused at once, while the two others wait for their bodies
+    // (until the 10 s body timeout).
+    let head = publish_head(40_000, "");
+    let slow_bodies = (0..3).map(|_| Box::pin(send_and_stall(&server, &head, b"{")));
+    let ((refused, _socket), _, others) =
+        guard(futures_util::future::select_all(slow_bodies)).await;
+    assert_eq!(refused.status, 503, "{}{}", refused.head, refused.body);
     assert!(
         refused
             .head
@@ -310,13 +299,14 @@ async fn request_bodies_in_flight_are_bounded_for_the_whole_process() {
         refused.head
     );
     assert!(
-        refused.after < Duration::from_secs(5),
-        "{:?}",
+        refused.after < Duration::from_secs(9),
+        "the refusal waited {:?}",
         refused.after
     );
-    // Once the first client leaves, its share is free again.
-    drop(first);
-    let publish = json!({"event": {"type": "after"}});
+    // Once the slow clients leave, their shares are free again: a body of 50,000 bytes,
+    // which does not fit beside theirs, goes through.
+    drop(others);
+    let publish = json!({"event": {"type": "after", "data": {"pad": "x".repeat(50_000)}}});
     guard(async {
         while server.publish(&publish).await.0 != 202 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -458,4 +448,17 @@ async fn a_401_names_only_what_each_endpoint_accepts() {
         message.contains("sseor_token") && message.contains("?token="),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn input_limits_that_cannot_work_stop_the_start() {
+    for (flag, value) in [
+        ("--body-timeout", "0s"),
+        ("--body-bytes-in-flight", "0"),
+        ("--max-topics", "0"),
+    ] {
+        let finished = run_to_exit(&["--port", "0", flag, value], &[]).await;
+        assert_eq!(finished.status.code(), Some(2), "{}", finished.all_output());
+        assert!(finished.stderr.contains(flag), "{}", finished.all_output());
+    }
 }

@@ -61,7 +61,7 @@ fn event() -> impl Strategy<Value = Event> {
         field(),
         proptest::option::of(field()),
         prop::collection::btree_map(any::<String>(), json_value(), 0..5),
-        proptest::option::of(1u64..u64::MAX),
+        proptest::option::of(1u64..=sseor::MAX_RETRY_MS),
     )
         .prop_map(|(event_type, id, data, retry)| Event {
             id,
