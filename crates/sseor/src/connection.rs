@@ -636,8 +636,42 @@ mod tests {
             b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
         ] {
             assert!(matches!(parse_get(other), Parsed::Other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn loopback_names_are_localhost_127_and_ipv6_one_with_any_port() {
+        for host in [
+            "localhost",
+            "localhost.",
+            "LocalHost:80",
+            "a.b.localhost:9090",
+            "127.0.0.1",
+            "127.255.0.9:1",
+            "[::1]",
+            "[::1]:443",
+        ] {
+            assert!(is_loopback_name(host), "{host}");
+        }
+        for host in [
+            "",
+            "example.com",
+            "localhost.example.com",
+            "notlocalhost",
+            "127.0.0.1.nip.io",
+            "128.0.0.1",
+            "0.0.0.0",
+            "[::2]",
+            "[::1",
+            "[::1]x",
+            "::1",
+            "localhost:99999",
+            "localhost:",
+        ] {
+            assert!(!is_loopback_name(host), "{host}");
         }
     }
 }

@@ -120,7 +120,7 @@ async fn one_connection_serves_many_requests_in_order_and_runs_each_handler_once
 
     for expected in 0..3 {
         socket
-            .write_all(b"GET /count HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .unwrap();
         let response = read_response(&mut socket, &mut pending).await;
@@ -129,7 +129,7 @@ async fn one_connection_serves_many_requests_in_order_and_runs_each_handler_once
     }
     let publish = br#"{"event":{"type":"t"}}"#;
     let post = format!(
-        "POST /api/v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/v1/publish HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         publish.len()
     );
     socket.write_all(post.as_bytes()).await.unwrap();
@@ -141,7 +141,7 @@ async fn one_connection_serves_many_requests_in_order_and_runs_each_handler_once
 #[tokio::test]
 async fn pipelined_and_split_requests_are_all_answered() {
     let server = Server::start().await;
-    let mut socket = send(&server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/connections HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut socket = send(&server, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /api/v1/connections HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     let mut pending = Vec::new();
     let first = read_response(&mut socket, &mut pending).await;
     assert_eq!(first.status, 200);
@@ -156,7 +156,7 @@ async fn pipelined_and_split_requests_are_all_answered() {
     for piece in [
         &b"GET /api/v1/sse?us"[..],
         b"er_id=slow HTTP/1.1\r\nHo",
-        b"st: x\r\n",
+        b"st: localhost\r\n",
         b"\r\n",
     ] {
         socket.write_all(piece).await.unwrap();
@@ -172,7 +172,7 @@ async fn a_stream_is_chunked_for_http_1_1_and_ends_with_the_terminator() {
     let server = Server::start().await;
     let mut socket = send(
         &server,
-        b"GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: localhost\r\n\r\n",
     )
     .await;
     // The first chunk is the `retry:` (its value spread around 3 s).
