@@ -277,3 +277,20 @@ async fn http_2_without_tls_carries_streams_and_requests_on_one_connection() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn on_loopback_without_an_authorizer_serve_answers_only_loopback_host_names() {
+    let request = |host: &str| format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let checked = Server::start().await;
+    for (host, status) in [("localhost:1", 200), ("rebound.example", 403)] {
+        let mut socket = send(&checked, request(host).as_bytes()).await;
+        let response = read_response(&mut socket, &mut Vec::new()).await;
+        assert_eq!(response.status, status, "{host}");
+    }
+    let unchecked = Server::with(Manager::builder().loopback_hosts_only(false)).await;
+    let mut socket = send(&unchecked, request("rebound.example").as_bytes()).await;
+    assert_eq!(
+        read_response(&mut socket, &mut Vec::new()).await.status,
+        200
+    );
+}
