@@ -14,9 +14,8 @@ use std::process::Command as StdCommand;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use common::{Server, guard, http, run_to_exit};
-use eventsource_stream::Eventsource;
-use futures_util::{Stream, StreamExt};
+use common::{Server, events_of, guard, http, run_to_exit};
+use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -219,23 +218,6 @@ async fn assert_refused(response: reqwest::Response, status: u16, reason: &str) 
         body["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{body}"
     );
-}
-
-type Events = std::pin::Pin<Box<dyn Stream<Item = eventsource_stream::Event> + Send>>;
-
-/// The events with data of an open stream; panics if the stream fails (a stream cut off
-/// is not a stream that ended).
-fn events_of(response: reqwest::Response) -> Events {
-    assert_eq!(response.status(), 200);
-    Box::pin(
-        response
-            .bytes_stream()
-            .eventsource()
-            .filter_map(|event| async move {
-                let event = event.unwrap_or_else(|error| panic!("the stream failed: {error}"));
-                (!event.data.is_empty()).then_some(event)
-            }),
-    )
 }
 
 /// Opens the stream at `path` with `headers`, publishes to `user_id`, and expects the

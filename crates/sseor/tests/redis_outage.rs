@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::{RedisServer, StallingProxy, wait_for_subscribers};
+use common::redis::{RedisServer, StallingProxy, app_user, wait_for_subscribers};
 use common::{Client, Next, PROBE_INTERVAL, Server, guard, http, redis_builder};
 use eventsource_stream::Event as SseEvent;
 use serde_json::{Value, json};
@@ -234,22 +234,6 @@ async fn a_subscription_silent_behind_an_open_socket_is_noticed_and_its_streams_
         browser.reconnections >= 1,
         "the stream ended so that its client resumed from history"
     );
-}
-
-/// A Redis user `app` that may do anything, and the URL that logs in as it.
-fn app_user(redis: &RedisServer) -> String {
-    let created = redis.cli(&[
-        "ACL",
-        "SETUSER",
-        "app",
-        "on",
-        ">app-pass",
-        "~*",
-        "&*",
-        "+@all",
-    ]);
-    assert_eq!(created, "OK");
-    format!("redis://app:app-pass@127.0.0.1:{}/0", redis.port)
 }
 
 #[tokio::test]

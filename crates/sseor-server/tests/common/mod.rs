@@ -350,6 +350,24 @@ async fn json_of(response: reqwest::Response) -> (u16, Value) {
 type Events =
     Pin<Box<dyn Stream<Item = Result<SseEvent, EventStreamError<reqwest::Error>>> + Send>>;
 
+/// The events with data of a stream, as [`events_of`] reads them.
+pub type EventsWithData = Pin<Box<dyn Stream<Item = SseEvent> + Send>>;
+
+/// The events with data of an open stream; panics if the stream fails (a stream cut off
+/// is not a stream that ended).
+pub fn events_of(response: reqwest::Response) -> EventsWithData {
+    assert_eq!(response.status(), 200);
+    Box::pin(
+        response
+            .bytes_stream()
+            .eventsource()
+            .filter_map(|event| async move {
+                let event = event.unwrap_or_else(|error| panic!("the stream failed: {error}"));
+                (!event.data.is_empty()).then_some(event)
+            }),
+    )
+}
+
 /// One SSE client, reading the stream as a browser's `EventSource` would.
 pub struct Client {
     pub headers: reqwest::header::HeaderMap,

@@ -471,3 +471,19 @@ pub async fn wait_for_subscribers(redis: &RedisServer, channel: &str, expected: 
         .await
         .unwrap_or_else(|_| panic!("Redis never counted {expected} subscribers on {channel}"));
 }
+
+/// A Redis user `app` that may do anything, and the URL that logs in as it.
+pub fn app_user(redis: &RedisServer) -> String {
+    let created = redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "app",
+        "on",
+        ">app-pass",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    assert_eq!(created, "OK");
+    format!("redis://app:app-pass@127.0.0.1:{}/0", redis.port)
+}
