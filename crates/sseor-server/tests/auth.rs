@@ -14,7 +14,7 @@ use std::process::Command as StdCommand;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use common::{Server, events_of, guard, http, run_to_exit};
+use common::{EventsWithData, Server, events_of, guard, http, run_to_exit};
 use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -232,6 +232,20 @@ async fn assert_streams(server: &Server, path: &str, headers: &[(&str, &str)], u
     assert_eq!(event.event, "hello");
 }
 
+/// Opens the `prices` stream with the bearer `token` of alice, once it counts as hers.
+async fn alice_on_prices(server: &Server, token: &str) -> EventsWithData {
+    let auth = bearer(token);
+    let response = get(
+        server,
+        "/api/v1/sse?topic=prices",
+        &[("authorization", &auth)],
+    )
+    .await;
+    let events = events_of(response);
+    wait_for_user(server, "alice", 1).await;
+    events
+}
+
 /// Polls (with the publish token) until `user_id` has `expected` connections.
 async fn wait_for_user(server: &Server, user_id: &str, expected: u64) {
     let auth = bearer(PUBLISH_TOKEN);
@@ -279,15 +293,7 @@ async fn hs256_rs256_and_es256_tokens_open_streams_with_their_topics() {
             &[],
         )
         .await;
-        let auth = bearer(&token);
-        let response = get(
-            &server,
-            "/api/v1/sse?topic=prices",
-            &[("authorization", &auth)],
-        )
-        .await;
-        let mut events = events_of(response);
-        wait_for_user(&server, "alice", 1).await;
+        let mut events = alice_on_prices(&server, &token).await;
         publish_to_user(&server, "alice", "to-alice").await;
         let topic = json!({"topic": "prices", "event": {"type": "to-prices", "data": {"p": 1}}});
         let publisher = bearer(PUBLISH_TOKEN);
@@ -1129,15 +1135,7 @@ async fn a_custom_topics_claim_grants_topics_and_the_default_one_no_longer_does(
     )
     .await;
     let custom = hs256(&json!({"sub": "alice", "exp": now() + 600, "channels": ["prices"]}));
-    let auth = bearer(&custom);
-    let response = get(
-        &server,
-        "/api/v1/sse?topic=prices",
-        &[("authorization", &auth)],
-    )
-    .await;
-    let mut events = events_of(response);
-    wait_for_user(&server, "alice", 1).await;
+    let mut events = alice_on_prices(&server, &custom).await;
     let (status, answer) = post(
         &server,
         "/api/v1/publish",

@@ -29,6 +29,15 @@ async fn publish_until_taken(manager: &Manager, user: &str, event: Event) -> sse
     .await
 }
 
+/// The `n` of every numbered event received, in order.
+fn numbers_of(received: &[Received]) -> Vec<u64> {
+    received
+        .iter()
+        .filter(|r| r.event.event == "n")
+        .map(|r| n_of(&r.event))
+        .collect()
+}
+
 /// An event a client received, and when.
 struct Received {
     event: eventsource_stream::Event,
@@ -126,11 +135,7 @@ async fn an_emptied_redis_loses_no_acknowledged_event_silently() {
     publish_until_taken(&b.manager, "ana", Event::new("end")).await;
     let received = guard(reader).await.unwrap();
 
-    let numbers: Vec<u64> = received
-        .iter()
-        .filter(|r| r.event.event == "n")
-        .map(|r| n_of(&r.event))
-        .collect();
+    let numbers = numbers_of(&received);
     let mut distinct = numbers.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -181,11 +186,7 @@ async fn a_client_away_while_redis_lost_its_data_resumes_with_a_reset() {
     publish_until_taken(&server.manager, "bea", numbered(110)).await;
     publish_until_taken(&server.manager, "bea", Event::new("end")).await;
     let received = guard(reader).await.unwrap();
-    let numbers: Vec<u64> = received
-        .iter()
-        .filter(|r| r.event.event == "n")
-        .map(|r| n_of(&r.event))
-        .collect();
+    let numbers = numbers_of(&received);
     assert_eq!(numbers.last(), Some(&110), "{numbers:?}");
     assert!(numbers.iter().all(|&n| n >= 100), "{numbers:?}");
 }

@@ -90,6 +90,13 @@ pub fn command() -> Command {
     command
 }
 
+/// [`command`] for a server on any free port that logs JSON: `--port 0 --log-format json`.
+pub fn listening_command() -> Command {
+    let mut command = command();
+    command.args(["--port", "0", "--log-format", "json"]);
+    command
+}
+
 /// What a process that ran to its end printed, and how it ended.
 #[derive(Debug)]
 pub struct Finished {
@@ -135,10 +142,8 @@ pub struct Server {
 impl Server {
     /// `sseor --port 0 --log-format json` plus `args`.
     pub async fn start(args: &[&str]) -> Self {
-        let mut command = command();
-        command
-            .args(["--port", "0", "--log-format", "json"])
-            .args(args);
+        let mut command = listening_command();
+        command.args(args);
         Self::spawn(command).await
     }
 
