@@ -14,9 +14,8 @@ use std::process::Command as StdCommand;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use common::{Server, guard, http, run_to_exit};
-use eventsource_stream::Eventsource;
-use futures_util::{Stream, StreamExt};
+use common::{EventsWithData, Server, events_of, guard, http, run_to_exit};
+use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -221,23 +220,6 @@ async fn assert_refused(response: reqwest::Response, status: u16, reason: &str) 
     );
 }
 
-type Events = std::pin::Pin<Box<dyn Stream<Item = eventsource_stream::Event> + Send>>;
-
-/// The events with data of an open stream; panics if the stream fails (a stream cut off
-/// is not a stream that ended).
-fn events_of(response: reqwest::Response) -> Events {
-    assert_eq!(response.status(), 200);
-    Box::pin(
-        response
-            .bytes_stream()
-            .eventsource()
-            .filter_map(|event| async move {
-                let event = event.unwrap_or_else(|error| panic!("the stream failed: {error}"));
-                (!event.data.is_empty()).then_some(event)
-            }),
-    )
-}
-
 /// Opens the stream at `path` with `headers`, publishes to `user_id`, and expects the
 /// event on the stream.
 async fn assert_streams(server: &Server, path: &str, headers: &[(&str, &str)], user_id: &str) {
@@ -248,6 +230,20 @@ async fn assert_streams(server: &Server, path: &str, headers: &[(&str, &str)], u
     publish_to_user(server, user_id, "hello").await;
     let event = guard(events.next()).await.expect("the stream ended");
     assert_eq!(event.event, "hello");
+}
+
+/// Opens the `prices` stream with the bearer `token` of alice, once it counts as hers.
+async fn alice_on_prices(server: &Server, token: &str) -> EventsWithData {
+    let auth = bearer(token);
+    let response = get(
+        server,
+        "/api/v1/sse?topic=prices",
+        &[("authorization", &auth)],
+    )
+    .await;
+    let events = events_of(response);
+    wait_for_user(server, "alice", 1).await;
+    events
 }
 
 /// Polls (with the publish token) until `user_id` has `expected` connections.
@@ -297,15 +293,7 @@ async fn hs256_rs256_and_es256_tokens_open_streams_with_their_topics() {
             &[],
         )
         .await;
-        let auth = bearer(&token);
-        let response = get(
-            &server,
-            "/api/v1/sse?topic=prices",
-            &[("authorization", &auth)],
-        )
-        .await;
-        let mut events = events_of(response);
-        wait_for_user(&server, "alice", 1).await;
+        let mut events = alice_on_prices(&server, &token).await;
         publish_to_user(&server, "alice", "to-alice").await;
         let topic = json!({"topic": "prices", "event": {"type": "to-prices", "data": {"p": 1}}});
         let publisher = bearer(PUBLISH_TOKEN);
@@ -1147,15 +1135,7 @@ async fn a_custom_topics_claim_grants_topics_and_the_default_one_no_longer_does(
     )
     .await;
     let custom = hs256(&json!({"sub": "alice", "exp": now() + 600, "channels": ["prices"]}));
-    let auth = bearer(&custom);
-    let response = get(
-        &server,
-        "/api/v1/sse?topic=prices",
-        &[("authorization", &auth)],
-    )
-    .await;
-    let mut events = events_of(response);
-    wait_for_user(&server, "alice", 1).await;
+    let mut events = alice_on_prices(&server, &custom).await;
     let (status, answer) = post(
         &server,
         "/api/v1/publish",

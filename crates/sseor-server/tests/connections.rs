@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, command, guard};
+use common::{Server, guard, listening_command};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -170,17 +170,22 @@ impl Pki {
         }
     }
 
+    /// A `reqwest` client that trusts this certificate and finds `localhost` at `addr`.
+    fn https_client(&self, addr: SocketAddr) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(
+                    &std::fs::read(self.dir.path().join("cert.pem")).unwrap(),
+                )
+                .unwrap(),
+            )
+            .resolve("localhost", addr)
+    }
+
     async fn start(&self, args: &[&str]) -> Server {
-        let mut command = command();
+        let mut command = listening_command();
         command
-            .args([
-                "--port",
-                "0",
-                "--log-format",
-                "json",
-                "--header-timeout",
-                "1s",
-            ])
+            .args(["--header-timeout", "1s"])
             .args(args)
             .env("SSEOR_TLS_CERT", self.dir.path().join("cert.pem"))
             .env("SSEOR_TLS_KEY", self.dir.path().join("key.pem"));
@@ -335,16 +340,7 @@ where
 async fn open_streams_outlive_the_header_timeout_over_http1_and_http2() {
     let pki = Pki::new();
     let server = pki.start(&[]).await;
-    let http2 = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(
-                &std::fs::read(pki.dir.path().join("cert.pem")).unwrap(),
-            )
-            .unwrap(),
-        )
-        .resolve("localhost", server.addr)
-        .build()
-        .unwrap();
+    let http2 = pki.https_client(server.addr).build().unwrap();
     let url = format!(
         "https://localhost:{}/api/v1/sse?user_id=alice",
         server.addr.port()
@@ -352,17 +348,7 @@ async fn open_streams_outlive_the_header_timeout_over_http1_and_http2() {
     let response = guard(http2.get(&url).send()).await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     let mut over_http2 = common::Client::from_response(response);
-    let http1 = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(
-                &std::fs::read(pki.dir.path().join("cert.pem")).unwrap(),
-            )
-            .unwrap(),
-        )
-        .resolve("localhost", server.addr)
-        .http1_only()
-        .build()
-        .unwrap();
+    let http1 = pki.https_client(server.addr).http1_only().build().unwrap();
     let mut over_http1 =
         common::Client::from_response(guard(http1.get(&url).send()).await.unwrap());
     // Three header timeouts with nothing on the streams but heartbeats (every 15 s).

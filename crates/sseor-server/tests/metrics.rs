@@ -97,18 +97,23 @@ async fn publish(server: &Server, body: &Value) {
     assert_eq!(status, 202, "{answer}");
 }
 
+/// How many streams `user_id` has on `server`, asked with the publish token.
+async fn user_streams(server: &Server, user_id: &str) -> Value {
+    let response = get(
+        server,
+        &format!("/api/v1/connections?user_id={user_id}"),
+        Some(PUBLISH_TOKEN),
+    )
+    .await;
+    let counts: Value = response.json().await.unwrap();
+    counts["user"].clone()
+}
+
 /// Polls (with the publish token) until `user_id` has `expected` streams.
 async fn wait_for_user(server: &Server, user_id: &str, expected: u64) {
     guard(async {
         loop {
-            let response = get(
-                server,
-                &format!("/api/v1/connections?user_id={user_id}"),
-                Some(PUBLISH_TOKEN),
-            )
-            .await;
-            let counts: Value = response.json().await.unwrap();
-            if counts["user"] == expected {
+            if user_streams(server, user_id).await == expected {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -185,14 +190,7 @@ async fn provoke_a_slow_consumer(server: &Server, user: &str) {
         for n in 0.. {
             let event = json!({"type": "big", "data": {"n": n, "pad": pad}});
             publish(server, &json!({"user_id": user, "event": event})).await;
-            let response = get(
-                server,
-                &format!("/api/v1/connections?user_id={user}"),
-                Some(PUBLISH_TOKEN),
-            )
-            .await;
-            let counts: Value = response.json().await.unwrap();
-            if counts["user"] == 0 {
+            if user_streams(server, user).await == 0 {
                 return;
             }
         }

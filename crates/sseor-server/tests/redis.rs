@@ -1,5 +1,7 @@
 //! Two `sseor` processes sharing one real Redis.
 
+mod common;
+
 #[path = "../../sseor/tests/common/redis.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod redis_server;
@@ -7,20 +9,12 @@ mod redis_server;
 use std::process::Stdio;
 use std::time::Duration;
 
-use eventsource_stream::Eventsource;
+use common::{events_of, guard};
 use futures_util::StreamExt;
-use redis_server::RedisServer;
+use redis_server::{RedisServer, wait_for_subscribers};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-const HANG_GUARD: Duration = Duration::from_secs(20);
-
-async fn guard<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(HANG_GUARD, future)
-        .await
-        .expect("the test hung")
-}
 
 /// Starts `sseor` on `redis_url` and returns it with its base URL, once it is ready.
 async fn start(redis_url: &str) -> (Child, String) {
@@ -77,13 +71,7 @@ async fn subscribe(
     let response = reqwest::get(format!("{base}/api/v1/sse?user_id={user}"))
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    Box::pin(
-        response
-            .bytes_stream()
-            .eventsource()
-            .filter_map(|event| async move { event.ok().filter(|e| !e.data.is_empty()) }),
-    )
+    events_of(response)
 }
 
 async fn publish(base: &str, body: Value) -> Value {
@@ -95,15 +83,6 @@ async fn publish(base: &str, body: Value) -> Value {
         .unwrap();
     assert_eq!(response.status(), 202);
     response.json().await.unwrap()
-}
-
-async fn wait_for_subscribers(redis: &RedisServer, channel: &str, expected: &str) {
-    guard(async {
-        while redis.cli(&["PUBSUB", "NUMSUB", channel]).lines().nth(1) != Some(expected) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -204,12 +183,7 @@ async fn a_client_of_a_killed_instance_resumes_on_another_with_nothing_lost_or_t
         .send()
         .await
         .unwrap();
-    let mut on_b = Box::pin(
-        response
-            .bytes_stream()
-            .eventsource()
-            .filter_map(|event| async move { event.ok().filter(|e| !e.data.is_empty()) }),
-    );
+    let mut on_b = events_of(response);
     for n in 3..40 {
         let event = guard(on_b.next()).await.unwrap();
         assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["n"], n);

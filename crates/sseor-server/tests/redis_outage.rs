@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Server, guard, http};
 use futures_util::StreamExt;
-use redis_server::RedisServer;
+use redis_server::{RedisServer, app_user, wait_for_subscribers};
 use serde_json::{Value, json};
 
 /// Faults are noticed within a second with these.
@@ -48,15 +48,6 @@ async fn wait_for_readyz(server: &Server, status: u16) -> Value {
         }
     })
     .await
-}
-
-async fn wait_for_subscribers(redis: &RedisServer, channel: &str, expected: &str) {
-    guard(async {
-        while redis.cli(&["PUBSUB", "NUMSUB", channel]).lines().nth(1) != Some(expected) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
 }
 
 fn numbered(user: &str, n: u64) -> Value {
@@ -344,18 +335,7 @@ async fn a_resume_while_redis_is_frozen_waits_then_replays_exactly_what_was_miss
 #[tokio::test]
 async fn a_resume_while_redis_refuses_reads_gets_one_reset_then_live() {
     let redis = RedisServer::start();
-    let created = redis.cli(&[
-        "ACL",
-        "SETUSER",
-        "app",
-        "on",
-        ">app-pass",
-        "~*",
-        "&*",
-        "+@all",
-    ]);
-    assert_eq!(created, "OK");
-    let url = format!("redis://app:app-pass@127.0.0.1:{}/0", redis.port);
+    let url = app_user(&redis);
     let server = start_on(&url, &[], &[]).await;
     let stream_url = server.sse_url("kim", &[]);
     let mut stream = RawStream::open(&stream_url, None).await;

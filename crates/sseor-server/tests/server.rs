@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, command, data_of, guard, http, run_to_exit};
+use common::{Client, Server, command, data_of, guard, http, listening_command, run_to_exit};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -150,16 +150,9 @@ async fn a_malformed_redis_url_fails_without_leaking_the_password() {
 /// never prints the password, even in debug logs.
 #[tokio::test]
 async fn an_unreachable_redis_is_reported_without_leaking_the_password() {
-    let mut command = command();
+    let mut command = listening_command();
     command
-        .args([
-            "--port",
-            "0",
-            "--log-format",
-            "json",
-            "--redis-timeout",
-            "300ms",
-        ])
+        .args(["--redis-timeout", "300ms"])
         .args(["--probe-interval", "100ms"])
         // Port 1 on loopback: nothing listens there, so every attempt is refused.
         .env("REDIS_URL", "redis://user:s3cret@127.0.0.1:1/0")

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use axum::extract::Request;
 use axum::response::IntoResponse;
 use common::redis::RedisServer;
-use common::{Server, guard, http};
+use common::{Client, Server, guard, http};
 use futures_util::StreamExt;
 use http::request::Parts;
 use serde_json::{Value, json};
@@ -58,8 +58,7 @@ async fn an_applications_own_authorizer_guards_the_standard_api() {
     let response = guard(http().get(&sse).header("x-user", "alice").send())
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut events = event_names(response);
+    let mut events = Client::from_response(response);
     server.wait_for_total(1).await;
 
     let publish = |role: Option<&'static str>| {
@@ -76,19 +75,7 @@ async fn an_applications_own_authorizer_guards_the_standard_api() {
     let (status, reason) = status_and_reason(publish(None).await).await;
     assert_eq!((status, reason), (403, json!("forbidden_publish")));
     assert_eq!(publish(Some("publisher")).await.status(), 202);
-    assert_eq!(guard(events.next()).await.unwrap(), "tick");
-}
-
-/// The `event:` names of the events with data of an open stream.
-fn event_names(response: reqwest::Response) -> impl futures_util::Stream<Item = String> + Unpin {
-    use eventsource_stream::Eventsource;
-    Box::pin(
-        response
-            .bytes_stream()
-            .eventsource()
-            .filter_map(|event| async move { event.ok().filter(|e| !e.data.is_empty()) })
-            .map(|event| event.event),
-    )
+    assert_eq!(events.next_event().await.event, "tick");
 }
 
 #[tokio::test]

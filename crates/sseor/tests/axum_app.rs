@@ -75,21 +75,43 @@ fn run_app(sse: Manager, listener: TcpListener, signal: oneshot::Receiver<()>) -
     })
 }
 
-#[tokio::test]
-async fn an_app_serving_itself_shuts_down_within_the_timeout_while_a_client_is_connected() {
-    let timeout = Duration::from_secs(2);
+/// A manager whose streams get `shutdown_timeout` to end, served by [`run_app`] until
+/// `signal`, with a stream of `user` open on it.
+async fn app_with_an_open_stream(
+    shutdown_timeout: Duration,
+    user: &str,
+    signal: oneshot::Receiver<()>,
+) -> (Manager, JoinHandle<()>, reqwest::Response) {
     let sse = Manager::builder()
         .handle_signals(false)
-        .shutdown_timeout(timeout)
+        .shutdown_timeout(shutdown_timeout)
         .build()
         .await
         .unwrap();
     let (listener, addr) = listener().await;
-    let (stop, signal) = oneshot::channel();
     let app = run_app(sse.clone(), listener, signal);
-
-    let response = open_stream(addr, "alice").await;
+    let response = open_stream(addr, user).await;
     assert_eq!(response.status(), 200);
+    (sse, app, response)
+}
+
+/// A manager that allows one stream per client address, and a listener for its app.
+async fn one_stream_per_address() -> (Manager, TcpListener, SocketAddr) {
+    let sse = Manager::builder()
+        .handle_signals(false)
+        .max_connections_per_ip(1)
+        .build()
+        .await
+        .unwrap();
+    let (listener, addr) = listener().await;
+    (sse, listener, addr)
+}
+
+#[tokio::test]
+async fn an_app_serving_itself_shuts_down_within_the_timeout_while_a_client_is_connected() {
+    let timeout = Duration::from_secs(2);
+    let (stop, signal) = oneshot::channel();
+    let (sse, app, response) = app_with_an_open_stream(timeout, "alice", signal).await;
     let mut body = response.bytes_stream();
     let published = sse.publish("alice", Event::new("hello")).await.unwrap();
     assert_eq!(published.delivered_locally, Some(1));
@@ -123,17 +145,8 @@ async fn an_app_serving_itself_shuts_down_within_the_timeout_while_a_client_is_c
 
 #[tokio::test]
 async fn close_called_first_also_ends_an_app_serving_itself() {
-    let sse = Manager::builder()
-        .handle_signals(false)
-        .shutdown_timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .unwrap();
-    let (listener, addr) = listener().await;
     let (_never, signal) = oneshot::channel();
-    let app = run_app(sse.clone(), listener, signal);
-    let response = open_stream(addr, "bob").await;
-    assert_eq!(response.status(), 200);
+    let (sse, app, response) = app_with_an_open_stream(Duration::from_secs(2), "bob", signal).await;
 
     let started = Instant::now();
     guard(sse.close()).await;
@@ -148,13 +161,7 @@ async fn close_called_first_also_ends_an_app_serving_itself() {
 
 #[tokio::test]
 async fn a_limit_per_address_refuses_streams_whose_address_is_unknown() {
-    let sse = Manager::builder()
-        .handle_signals(false)
-        .max_connections_per_ip(1)
-        .build()
-        .await
-        .unwrap();
-    let (listener, addr) = listener().await;
+    let (sse, listener, addr) = one_stream_per_address().await;
     // Served without `into_make_service_with_connect_info`: no address reaches sseor.
     tokio::spawn(axum::serve(listener, app(&sse)).into_future());
 
@@ -172,13 +179,7 @@ async fn a_limit_per_address_refuses_streams_whose_address_is_unknown() {
 
 #[tokio::test]
 async fn a_limit_per_address_holds_when_the_app_records_addresses() {
-    let sse = Manager::builder()
-        .handle_signals(false)
-        .max_connections_per_ip(1)
-        .build()
-        .await
-        .unwrap();
-    let (listener, addr) = listener().await;
+    let (sse, listener, addr) = one_stream_per_address().await;
     let service = app(&sse).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(axum::serve(listener, service).into_future());
 

@@ -35,26 +35,7 @@ impl Drop for Running {
 
 #[tokio::test]
 async fn the_quick_start_streams_deposits_to_their_user() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _example = Running(
-        Command::new(example_binary("transactions"))
-            .env("SERVER_PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    guard(async {
-        while http().get(format!("{base}/")).send().await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let (_example, base) = start_example("transactions", "/").await;
 
     let page = http().get(format!("{base}/")).send().await.unwrap();
     assert!(

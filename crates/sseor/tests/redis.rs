@@ -4,63 +4,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::RedisServer;
-use common::{Client, Server, guard};
+use common::redis::{RedisServer, wait_for_subscribers};
+use common::{
+    Client, Server, guard, instance, n_of, numbered, receive_some, redis_builder, wait_ready,
+    wait_unready,
+};
 use http_body_util::BodyExt;
 use serde_json::json;
 use sseor::{Error, Event, Manager};
 
-fn redis_builder(redis: &RedisServer) -> sseor::Builder {
-    Manager::builder()
-        .broker_url(redis.url())
-        .redis_probe_interval(Duration::from_millis(100))
-        .redis_timeout(Duration::from_millis(500))
-}
-
-async fn instance(redis: &RedisServer) -> Server {
-    let server = Server::with(redis_builder(redis)).await;
-    wait_ready(&server.manager).await;
-    server
-}
-
-async fn wait_ready(manager: &Manager) {
-    guard(async {
-        while manager.readiness().is_err() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-}
-
-async fn wait_unready(manager: &Manager) -> String {
-    guard(async {
-        loop {
-            if let Err(reason) = manager.readiness() {
-                return reason;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-}
-
 /// Whether Redis counts a subscriber on `channel`.
 fn client_subscribed(redis: &RedisServer, channel: &str) -> bool {
     redis.cli(&["PUBSUB", "NUMSUB", channel]).lines().nth(1) == Some("1")
-}
-
-/// Waits until Redis counts `expected` subscribers on `channel`.
-async fn wait_for_subscribers(redis: &RedisServer, channel: &str, expected: &str) {
-    guard(async {
-        loop {
-            let reply = redis.cli(&["PUBSUB", "NUMSUB", channel]);
-            if reply.lines().nth(1) == Some(expected) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -173,7 +128,7 @@ async fn subscriptions_follow_local_connections() {
 #[tokio::test]
 async fn a_hundred_thousand_users_subscribe_in_batches() {
     let redis = RedisServer::start();
-    let manager = redis_builder(&redis)
+    let manager = redis_builder(&redis.url())
         // 100,000 subscriptions keep this Redis busy: give commands more time.
         .redis_timeout(Duration::from_secs(5))
         .handle_signals(false)
@@ -438,8 +393,9 @@ async fn a_publisher_only_service_reaches_every_instance() {
 #[tokio::test]
 async fn counts_span_instances_and_forget_the_dead() {
     let redis = RedisServer::start();
-    let quick =
-        |redis: &RedisServer| redis_builder(redis).redis_presence_ttl(Duration::from_millis(600));
+    let quick = |redis: &RedisServer| {
+        redis_builder(&redis.url()).redis_presence_ttl(Duration::from_millis(600))
+    };
     let a = Server::with(quick(&redis)).await;
     let b = Server::with(quick(&redis)).await;
     wait_ready(&a.manager).await;
@@ -615,34 +571,10 @@ async fn sentinel_failover_is_followed_by_publishes_and_subscriptions() {
     .await;
 }
 
-fn numbered(n: u64) -> Event {
-    Event::new("n").with_data(json!({ "n": n }))
-}
-
-fn n_of(event: &eventsource_stream::Event) -> u64 {
-    serde_json::from_str::<serde_json::Value>(&event.data).unwrap()["n"]
-        .as_u64()
-        .unwrap()
-}
-
 fn n_of_or_reason(event: &eventsource_stream::Event) -> String {
     let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
     data.get("n")
         .map_or_else(|| data["reason"].to_string(), ToString::to_string)
-}
-
-/// Receives events 0..count on `user` through `server`, and returns the last id.
-async fn receive_some(server: &Server, redis: &RedisServer, user: &str, count: u64) -> String {
-    let mut client = server.subscribe(user, &[]).await;
-    wait_for_subscribers(redis, &format!("sseor:user:{user}"), "1").await;
-    let mut last = String::new();
-    for n in 0..count {
-        server.manager.publish(user, numbered(n)).await.unwrap();
-        let event = client.next_event().await;
-        assert_eq!(n_of(&event), n);
-        last = event.id;
-    }
-    last
 }
 
 #[tokio::test]
@@ -723,7 +655,8 @@ async fn an_emptied_redis_means_a_reset_then_live() {
 #[tokio::test]
 async fn redis_history_keeps_what_retention_says() {
     let redis = RedisServer::start();
-    let server = Server::with(redis_builder(&redis).history(5, Duration::from_secs(3600))).await;
+    let server =
+        Server::with(redis_builder(&redis.url()).history(5, Duration::from_secs(3600))).await;
     wait_ready(&server.manager).await;
     let last = receive_some(&server, &redis, "tess", 1).await;
     wait_for_subscribers(&redis, "sseor:user:tess", "0").await;
@@ -786,7 +719,7 @@ async fn events_published_while_a_subscription_was_down_arrive_from_history() {
 #[tokio::test]
 async fn random_comings_and_goings_across_two_instances_lose_nothing() {
     let redis = RedisServer::start();
-    let builder = || redis_builder(&redis).history(100_000, Duration::from_secs(3600));
+    let builder = || redis_builder(&redis.url()).history(100_000, Duration::from_secs(3600));
     let a = Server::with(builder()).await;
     let b = Server::with(builder()).await;
     wait_ready(&a.manager).await;
@@ -830,7 +763,7 @@ async fn a_publisher_id_is_sent_once_on_redis_too() {
 async fn positions_older_than_the_retention_age_get_a_reset() {
     let redis = RedisServer::start();
     let server =
-        Server::with(redis_builder(&redis).history(1000, Duration::from_millis(300))).await;
+        Server::with(redis_builder(&redis.url()).history(1000, Duration::from_millis(300))).await;
     wait_ready(&server.manager).await;
     common::an_old_position_gets_a_reset(&server).await;
 }

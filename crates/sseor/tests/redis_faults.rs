@@ -8,70 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::redis::RedisServer;
-use common::{Client, Server, guard};
+use common::redis::{RedisServer, wait_for_subscribers};
+use common::{
+    Client, Server, guard, instance, n_of, numbered, receive_some, redis_builder, wait_ready,
+};
 use serde_json::json;
 use sseor::{Event, Manager, Position, Publisher};
-
-fn redis_builder(redis: &RedisServer) -> sseor::Builder {
-    Manager::builder()
-        .broker_url(redis.url())
-        .redis_probe_interval(Duration::from_millis(100))
-        .redis_timeout(Duration::from_millis(500))
-}
-
-async fn instance(redis: &RedisServer) -> Server {
-    let server = Server::with(redis_builder(redis)).await;
-    wait_ready(&server.manager).await;
-    server
-}
-
-async fn wait_ready(manager: &Manager) {
-    guard(async {
-        while manager.readiness().is_err() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-}
-
-/// Waits until Redis counts `expected` subscribers on `channel`.
-async fn wait_for_subscribers(redis: &RedisServer, channel: &str, expected: &str) {
-    guard(async {
-        loop {
-            let reply = redis.cli(&["PUBSUB", "NUMSUB", channel]);
-            if reply.lines().nth(1) == Some(expected) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-}
-
-fn numbered(n: u64) -> Event {
-    Event::new("n").with_data(json!({ "n": n }))
-}
-
-fn n_of(event: &eventsource_stream::Event) -> u64 {
-    serde_json::from_str::<serde_json::Value>(&event.data).unwrap()["n"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("not a numbered event: {event:?}"))
-}
-
-/// Receives events 0..count on `user` through `server`, and returns the last id.
-async fn receive_some(server: &Server, redis: &RedisServer, user: &str, count: u64) -> String {
-    let mut client = server.subscribe(user, &[]).await;
-    wait_for_subscribers(redis, &format!("sseor:user:{user}"), "1").await;
-    let mut last = String::new();
-    for n in 0..count {
-        server.manager.publish(user, numbered(n)).await.unwrap();
-        let event = client.next_event().await;
-        assert_eq!(n_of(&event), n);
-        last = event.id;
-    }
-    last
-}
 
 /// Publishes `event` to `user`, again while the command connection is still reconnecting
 /// after a Redis restart (a publish that fails is not acknowledged).
@@ -85,6 +27,15 @@ async fn publish_until_taken(manager: &Manager, user: &str, event: Event) -> sse
         }
     })
     .await
+}
+
+/// The `n` of every numbered event received, in order.
+fn numbers_of(received: &[Received]) -> Vec<u64> {
+    received
+        .iter()
+        .filter(|r| r.event.event == "n")
+        .map(|r| n_of(&r.event))
+        .collect()
 }
 
 /// An event a client received, and when.
@@ -184,11 +135,7 @@ async fn an_emptied_redis_loses_no_acknowledged_event_silently() {
     publish_until_taken(&b.manager, "ana", Event::new("end")).await;
     let received = guard(reader).await.unwrap();
 
-    let numbers: Vec<u64> = received
-        .iter()
-        .filter(|r| r.event.event == "n")
-        .map(|r| n_of(&r.event))
-        .collect();
+    let numbers = numbers_of(&received);
     let mut distinct = numbers.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -239,11 +186,7 @@ async fn a_client_away_while_redis_lost_its_data_resumes_with_a_reset() {
     publish_until_taken(&server.manager, "bea", numbered(110)).await;
     publish_until_taken(&server.manager, "bea", Event::new("end")).await;
     let received = guard(reader).await.unwrap();
-    let numbers: Vec<u64> = received
-        .iter()
-        .filter(|r| r.event.event == "n")
-        .map(|r| n_of(&r.event))
-        .collect();
+    let numbers = numbers_of(&received);
     assert_eq!(numbers.last(), Some(&110), "{numbers:?}");
     assert!(numbers.iter().all(|&n| n >= 100), "{numbers:?}");
 }
@@ -315,7 +258,7 @@ async fn a_foreign_message_neither_disables_gap_detection_nor_leaks_its_id() {
 #[tokio::test]
 async fn an_oversized_foreign_message_is_dropped() {
     let redis = RedisServer::start();
-    let server = Server::with(redis_builder(&redis).max_body_bytes(16 * 1024)).await;
+    let server = Server::with(redis_builder(&redis.url()).max_body_bytes(16 * 1024)).await;
     wait_ready(&server.manager).await;
     let mut client = server.subscribe("dora", &[]).await;
     wait_for_subscribers(&redis, "sseor:user:dora", "1").await;
@@ -366,7 +309,7 @@ async fn publisher_ids_of_different_targets_never_collide() {
 async fn a_default_publisher_keeps_the_longer_history_of_the_serving_instances() {
     let redis = RedisServer::start();
     let server =
-        Server::with(redis_builder(&redis).history(3000, Duration::from_secs(86_400))).await;
+        Server::with(redis_builder(&redis.url()).history(3000, Duration::from_secs(86_400))).await;
     wait_ready(&server.manager).await;
     // The instance records its retention as it starts; give it a moment to.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -410,9 +353,9 @@ async fn cluster_counts_include_this_instance_at_once() {
     let redis = RedisServer::start();
     // Presence is refreshed every 20 s: the counts cannot wait for it.
     let server =
-        Server::with(redis_builder(&redis).redis_presence_ttl(Duration::from_secs(60))).await;
+        Server::with(redis_builder(&redis.url()).redis_presence_ttl(Duration::from_secs(60))).await;
     wait_ready(&server.manager).await;
-    let other = Server::with(redis_builder(&redis)).await;
+    let other = Server::with(redis_builder(&redis.url())).await;
     wait_ready(&other.manager).await;
     let client = server.subscribe("gil", &[]).await;
     let elsewhere = other.subscribe("gil", &[]).await;

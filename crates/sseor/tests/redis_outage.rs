@@ -7,26 +7,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::{RedisServer, StallingProxy};
-use common::{Server, guard, http};
-use eventsource_stream::{Event as SseEvent, Eventsource};
-use futures_util::{Stream, StreamExt};
+use common::redis::{RedisServer, StallingProxy, app_user, wait_for_subscribers};
+use common::{Client, Next, PROBE_INTERVAL, Server, guard, http, redis_builder};
+use eventsource_stream::Event as SseEvent;
 use serde_json::{Value, json};
-use sseor::{Event, Manager, Position, RESET_EVENT};
+use sseor::{Event, Position, RESET_EVENT};
 
-/// Short probe and timeout, so that faults are noticed within a second.
-const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// A shorter timeout than the usual one, so that a frozen Redis is noticed sooner.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
 
-fn redis_builder(url: &str) -> sseor::Builder {
-    Manager::builder()
-        .broker_url(url)
-        .redis_probe_interval(PROBE_INTERVAL)
-        .redis_timeout(REDIS_TIMEOUT)
-}
-
 async fn ready_instance(url: &str) -> Server {
-    let server = Server::with(redis_builder(url)).await;
+    let server = Server::with(redis_builder(url).redis_timeout(REDIS_TIMEOUT)).await;
     wait_for_readyz(&server, 200).await;
     server
 }
@@ -60,79 +51,15 @@ async fn publish_n(server: &Server, user: &str, n: u64) -> (u16, Value) {
     .await
 }
 
-/// Waits until Redis counts `expected` subscribers on `channel`.
-async fn wait_for_subscribers(redis: &RedisServer, channel: &str, expected: &str) {
-    guard(async {
-        while redis.cli(&["PUBSUB", "NUMSUB", channel]).lines().nth(1) != Some(expected) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-}
-
 fn n_of(event: &SseEvent) -> Option<u64> {
     serde_json::from_str::<Value>(&event.data).ok()?["n"].as_u64()
-}
-
-/// What reading a stream gave: an event, its clean end, or a failure (which is never
-/// taken for a clean end).
-#[derive(Debug)]
-enum Read {
-    Event(SseEvent),
-    End,
-    Failed(String),
-}
-
-type Events = std::pin::Pin<
-    Box<
-        dyn Stream<Item = Result<SseEvent, eventsource_stream::EventStreamError<reqwest::Error>>>
-            + Send,
-    >,
->;
-
-/// One open event stream.
-struct Sse {
-    events: Events,
-}
-
-impl Sse {
-    async fn open(url: &str, last_event_id: Option<&str>) -> Self {
-        let mut request = http().get(url);
-        if let Some(last) = last_event_id {
-            request = request.header("last-event-id", last);
-        }
-        let response = guard(request.send()).await.unwrap();
-        assert_eq!(response.status(), 200, "subscribing to {url}");
-        Self {
-            events: Box::pin(response.bytes_stream().eventsource()),
-        }
-    }
-
-    /// The next event with data (the opening `retry:` is skipped), the end, or a failure.
-    async fn read(&mut self) -> Read {
-        loop {
-            match self.events.next().await {
-                None => return Read::End,
-                Some(Err(e)) => return Read::Failed(e.to_string()),
-                Some(Ok(event)) if event.data.is_empty() && event.event == "message" => {}
-                Some(Ok(event)) => return Read::Event(event),
-            }
-        }
-    }
-
-    async fn next_event(&mut self) -> SseEvent {
-        match guard(self.read()).await {
-            Read::Event(event) => event,
-            other => panic!("an event was expected: {other:?}"),
-        }
-    }
 }
 
 /// A client that behaves as a browser's `EventSource`: when its stream ends cleanly it
 /// reconnects with the last id it saw. A stream that fails is a test failure.
 struct Browser {
     url: String,
-    stream: Sse,
+    stream: Client,
     last: Option<String>,
     received: Vec<SseEvent>,
     reconnections: usize,
@@ -140,7 +67,7 @@ struct Browser {
 
 impl Browser {
     async fn open(url: String) -> Self {
-        let stream = Sse::open(&url, None).await;
+        let stream = Client::open(&url, None).await;
         Self {
             url,
             stream,
@@ -154,18 +81,18 @@ impl Browser {
     async fn read_until(&mut self, done: impl Fn(&[SseEvent]) -> bool) {
         guard(async {
             while !done(&self.received) {
-                match self.stream.read().await {
-                    Read::Event(event) => {
+                match self.stream.next_or_ending().await {
+                    Next::Event(event) => {
                         if !event.id.is_empty() {
                             self.last = Some(event.id.clone());
                         }
                         self.received.push(event);
                     }
-                    Read::End => {
+                    Next::End => {
                         self.reconnections += 1;
-                        self.stream = Sse::open(&self.url, self.last.as_deref()).await;
+                        self.stream = Client::open(&self.url, self.last.as_deref()).await;
                     }
-                    Read::Failed(e) => panic!("the stream failed instead of ending: {e}"),
+                    Next::CutOff(e) => panic!("the stream failed instead of ending: {e}"),
                 }
             }
         })
@@ -309,29 +236,13 @@ async fn a_subscription_silent_behind_an_open_socket_is_noticed_and_its_streams_
     );
 }
 
-/// A Redis user `app` that may do anything, and the URL that logs in as it.
-fn app_user(redis: &RedisServer) -> String {
-    let created = redis.cli(&[
-        "ACL",
-        "SETUSER",
-        "app",
-        "on",
-        ">app-pass",
-        "~*",
-        "&*",
-        "+@all",
-    ]);
-    assert_eq!(created, "OK");
-    format!("redis://app:app-pass@127.0.0.1:{}/0", redis.port)
-}
-
 #[tokio::test]
 async fn when_what_was_missed_cannot_be_read_the_streams_end_and_resume_exactly() {
     let redis = RedisServer::start();
     let url = app_user(&redis);
     let server = ready_instance(&url).await;
     let stream_url = server.url("/api/v1/sse?user_id=hal");
-    let mut stream = Sse::open(&stream_url, None).await;
+    let mut stream = Client::open(&stream_url, None).await;
     wait_for_subscribers(&redis, "sseor:user:hal", "1").await;
     let mut last = String::new();
     for n in 0..3 {
@@ -349,14 +260,14 @@ async fn when_what_was_missed_cannot_be_read_the_streams_end_and_resume_exactly(
     // subscription is cut: once back, the instance cannot tell whether it missed events.
     assert_eq!(redis.cli(&["ACL", "SETUSER", "app", "-@read"]), "OK");
     redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
-    match guard(stream.read()).await {
-        Read::End => {}
+    match stream.next_or_ending().await {
+        Next::End => {}
         other => panic!("the stream should end so that its client resumes: {other:?}"),
     }
     wait_for_readyz(&server, 200).await;
 
     assert_eq!(redis.cli(&["ACL", "SETUSER", "app", "+@all"]), "OK");
-    let mut resumed = Sse::open(&stream_url, Some(&last)).await;
+    let mut resumed = Client::open(&stream_url, Some(&last)).await;
     wait_for_subscribers(&redis, "sseor:user:hal", "1").await;
     server
         .manager
@@ -389,7 +300,7 @@ async fn a_resume_while_history_cannot_be_read_gets_a_reset_then_live() {
         .unwrap();
 
     assert_eq!(redis.cli(&["ACL", "SETUSER", "app", "-@read"]), "OK");
-    let mut resumed = Sse::open(&stream_url, Some(&first.id)).await;
+    let mut resumed = Client::open(&stream_url, Some(&first.id)).await;
     let reset = resumed.next_event().await;
     assert_eq!(reset.event, RESET_EVENT, "{reset:?}");
     let reason = serde_json::from_str::<Value>(&reset.data).unwrap()["reason"].clone();
@@ -456,7 +367,7 @@ async fn answers_to_edge_positions(server: &Server, redis: Option<&RedisServer>)
     ];
     let mut answers = Vec::new();
     for (edge, last) in edges {
-        let mut stream = Sse::open(&url, Some(&last)).await;
+        let mut stream = Client::open(&url, Some(&last)).await;
         let first = stream.next_event().await;
         let reason = serde_json::from_str::<Value>(&first.data)
             .ok()
@@ -509,7 +420,7 @@ async fn malformed_future_and_other_epoch_positions_get_the_same_answer_on_both_
 /// Fires 20 pairs of publishes, each pair at once with the same publisher id, over HTTP
 /// to one user; checks the answers, then that the user's stream got each event once.
 async fn concurrent_duplicates_are_sent_once(server: &Server, redis: Option<&RedisServer>) {
-    let mut stream = Sse::open(&server.url("/api/v1/sse?user_id=dup"), None).await;
+    let mut stream = Client::open(&server.url("/api/v1/sse?user_id=dup"), None).await;
     match redis {
         Some(redis) => wait_for_subscribers(redis, "sseor:user:dup", "1").await,
         None => server.wait_for_total(1).await,

@@ -90,6 +90,13 @@ pub fn command() -> Command {
     command
 }
 
+/// [`command`] for a server on any free port that logs JSON: `--port 0 --log-format json`.
+pub fn listening_command() -> Command {
+    let mut command = command();
+    command.args(["--port", "0", "--log-format", "json"]);
+    command
+}
+
 /// What a process that ran to its end printed, and how it ended.
 #[derive(Debug)]
 pub struct Finished {
@@ -135,10 +142,8 @@ pub struct Server {
 impl Server {
     /// `sseor --port 0 --log-format json` plus `args`.
     pub async fn start(args: &[&str]) -> Self {
-        let mut command = command();
-        command
-            .args(["--port", "0", "--log-format", "json"])
-            .args(args);
+        let mut command = listening_command();
+        command.args(args);
         Self::spawn(command).await
     }
 
@@ -349,6 +354,24 @@ async fn json_of(response: reqwest::Response) -> (u16, Value) {
 
 type Events =
     Pin<Box<dyn Stream<Item = Result<SseEvent, EventStreamError<reqwest::Error>>> + Send>>;
+
+/// The events with data of a stream, as [`events_of`] reads them.
+pub type EventsWithData = Pin<Box<dyn Stream<Item = SseEvent> + Send>>;
+
+/// The events with data of an open stream; panics if the stream fails (a stream cut off
+/// is not a stream that ended).
+pub fn events_of(response: reqwest::Response) -> EventsWithData {
+    assert_eq!(response.status(), 200);
+    Box::pin(
+        response
+            .bytes_stream()
+            .eventsource()
+            .filter_map(|event| async move {
+                let event = event.unwrap_or_else(|error| panic!("the stream failed: {error}"));
+                (!event.data.is_empty()).then_some(event)
+            }),
+    )
+}
 
 /// One SSE client, reading the stream as a browser's `EventSource` would.
 pub struct Client {

@@ -112,7 +112,23 @@ impl Client {
             }
         })
         .await;
-        assert_eq!(response.status(), 200, "subscribing to {url}");
+        Self::from_response(response)
+    }
+
+    /// Connects with `Last-Event-ID` once: a refusal of any kind, a 503 included, fails
+    /// the test.
+    pub async fn open(url: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = http().get(url);
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last);
+        }
+        let response = guard(request.send()).await.unwrap();
+        Self::from_response(response)
+    }
+
+    /// Reads the event stream of a response already received, which must be a 200.
+    pub fn from_response(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), 200, "subscribing to {}", response.url());
         let response_headers = response.headers().clone();
         Self {
             response_headers,
@@ -350,4 +366,77 @@ pub async fn an_old_position_gets_a_reset(server: &Server) {
     let reset = client.next_event().await;
     assert_eq!(reset.event, sseor::RESET_EVENT);
     assert!(reset.data.contains("older"), "{}", reset.data);
+}
+
+/// How often the managers of [`redis_builder`] probe Redis.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A manager on the Redis at `url` that notices faults within a second: it probes every
+/// [`PROBE_INTERVAL`] and gives up on a command after 500 ms.
+pub fn redis_builder(url: &str) -> Builder {
+    Manager::builder()
+        .broker_url(url)
+        .redis_probe_interval(PROBE_INTERVAL)
+        .redis_timeout(Duration::from_millis(500))
+}
+
+/// A server on `redis`, once its manager is ready.
+pub async fn instance(redis: &redis::RedisServer) -> Server {
+    let server = Server::with(redis_builder(&redis.url())).await;
+    wait_ready(&server.manager).await;
+    server
+}
+
+/// Polls until `manager` is ready.
+pub async fn wait_ready(manager: &Manager) {
+    guard(async {
+        while manager.readiness().is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// Polls until `manager` is not ready; the reason it gives.
+pub async fn wait_unready(manager: &Manager) -> String {
+    guard(async {
+        loop {
+            if let Err(reason) = manager.readiness() {
+                return reason;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+/// An event of type `n` whose data is `{"n": n}`.
+pub fn numbered(n: u64) -> sseor::Event {
+    sseor::Event::new("n").with_data(serde_json::json!({ "n": n }))
+}
+
+/// The `n` of an event made by [`numbered`]; panics on any other event.
+pub fn n_of(event: &SseEvent) -> u64 {
+    serde_json::from_str::<serde_json::Value>(&event.data).unwrap()["n"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a numbered event: {event:?}"))
+}
+
+/// Receives events 0..count on `user` through `server`, and returns the last id.
+pub async fn receive_some(
+    server: &Server,
+    redis: &redis::RedisServer,
+    user: &str,
+    count: u64,
+) -> String {
+    let mut client = server.subscribe(user, &[]).await;
+    redis::wait_for_subscribers(redis, &format!("sseor:user:{user}"), "1").await;
+    let mut last = String::new();
+    for n in 0..count {
+        server.manager.publish(user, numbered(n)).await.unwrap();
+        let event = client.next_event().await;
+        assert_eq!(n_of(&event), n);
+        last = event.id;
+    }
+    last
 }

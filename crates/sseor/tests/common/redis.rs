@@ -459,3 +459,31 @@ fn relay(
         let _ = server_in.shutdown(std::net::Shutdown::Both);
     });
 }
+
+/// Waits until Redis counts `expected` subscribers on `channel`; panics after 20 s.
+pub async fn wait_for_subscribers(redis: &RedisServer, channel: &str, expected: &str) {
+    let counted = async {
+        while redis.cli(&["PUBSUB", "NUMSUB", channel]).lines().nth(1) != Some(expected) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), counted)
+        .await
+        .unwrap_or_else(|_| panic!("Redis never counted {expected} subscribers on {channel}"));
+}
+
+/// A Redis user `app` that may do anything, and the URL that logs in as it.
+pub fn app_user(redis: &RedisServer) -> String {
+    let created = redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "app",
+        "on",
+        ">app-pass",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    assert_eq!(created, "OK");
+    format!("redis://app:app-pass@127.0.0.1:{}/0", redis.port)
+}
