@@ -6,7 +6,8 @@ mod transport;
 use std::process::ExitCode;
 
 use axum::body::Bytes;
-use axum::response::Html;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use config::Config;
@@ -21,6 +22,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The demo page served at `/`.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
+
+/// The demo page's stylesheet, served at `/demo.css`.
+const DEMO_CSS: &str = include_str!("../assets/demo.css");
+
+/// The demo page's script, served at `/demo.js`.
+const DEMO_JS: &str = include_str!("../assets/demo.js");
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -64,6 +71,16 @@ fn demo_page(requires_auth: bool) -> Bytes {
     }
 }
 
+/// Answers one of the demo page's files.
+fn demo_asset(content_type: &'static str, body: &'static str) -> Response {
+    // Revalidated on every load, like `/sseor.js`: the page and its parts stay of one version.
+    (
+        [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")],
+        body,
+    )
+        .into_response()
+}
+
 /// Why the server stopped early.
 enum Stop {
     /// A setting cannot be used (exit code 2).
@@ -95,6 +112,14 @@ async fn run(config: Config, transport: Transport) -> Result<(), Stop> {
     let page = demo_page(manager.requires_auth());
     let app = sseor::api::router(&manager)
         .route("/", get(move || async move { Html(page) }))
+        .route(
+            "/demo.css",
+            get(|| async { demo_asset("text/css; charset=utf-8", DEMO_CSS) }),
+        )
+        .route(
+            "/demo.js",
+            get(|| async { demo_asset("text/javascript; charset=utf-8", DEMO_JS) }),
+        )
         .fallback(sseor::api::not_found);
     let app = transport.layer(app);
     manager

@@ -486,12 +486,26 @@ async fn the_root_serves_the_demo_page() {
     assert!(page.contains("<title>sseor"), "{page}");
     assert!(page.contains(r#"data-auth="off""#), "{page}");
 
-    // The browser client the page uses, as a plain script and as an ES module.
-    for (path, marker) in [("/sseor.js", "root.Sseor ="), ("/sseor.mjs", "export {")] {
+    // The page's parts, each named in it: the browser client (as a plain script and as an
+    // ES module), the page's stylesheet and its script.
+    for link in [
+        r#"<link rel="stylesheet" href="/demo.css">"#,
+        r#"<script src="/sseor.js">"#,
+        r#"<script src="/demo.js">"#,
+    ] {
+        assert!(page.contains(link), "{link} in {page}");
+    }
+    let javascript = "text/javascript; charset=utf-8";
+    for (path, content_type, marker) in [
+        ("/sseor.js", javascript, "root.Sseor ="),
+        ("/sseor.mjs", javascript, "export {"),
+        ("/demo.css", "text/css; charset=utf-8", "--accent:"),
+        ("/demo.js", javascript, "Sseor.connect("),
+    ] {
         let response = guard(http().get(server.url(path)).send()).await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
-        let content_type = &response.headers()["content-type"];
-        assert_eq!(content_type, "text/javascript; charset=utf-8", "{path}");
+        assert_eq!(response.headers()["content-type"], content_type, "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-cache", "{path}");
         assert!(response.text().await.unwrap().contains(marker), "{path}");
     }
 }
