@@ -45,6 +45,32 @@
     return new SseorStream(options);
   }
 
+  /* Tab sharing. The tabs of one stream (same origin, user and topics) meet on a
+   * BroadcastChannel named by the stream's key, "sseor:" + its URL; a Web Lock of the same
+   * name makes one of them the leader, which holds the EventSource. Every message is an
+   * object whose `t` says its kind:
+   *
+   *   { t: "hello", types }
+   *       Sent by each tab as it starts sharing, before it knows whether it will lead.
+   *       `types`: the event types it listens to. Every other tab adds them to its own (so
+   *       the leader's EventSource hears them, and so would a later leader's); the leader
+   *       also answers with a "state".
+   *   { t: "listen", type }
+   *       Sent by a tab whose page calls on() with a type new to it. Every other tab adds
+   *       `type` to its own, as for "hello".
+   *   { t: "state", state, retryAt, error }
+   *       Sent by the leader on each change of its state and in answer to a "hello". The
+   *       other tabs take on `state` ("connecting", "open", "reconnecting", "closed"),
+   *       `retryAt` (ms since the epoch, or null) and `error` (why it failed, or null).
+   *   { t: "event", type, data, id }
+   *       Sent by the leader for each event its EventSource receives. The other tabs hand it
+   *       to their listeners as a MessageEvent (`id` becomes lastEventId and is kept for
+   *       resuming; an id already seen is dropped).
+   *
+   * Only the leader's "state" and "event" are acted on: a tab that is itself the leader
+   * ignores them. When the leader closes, its lock goes to a waiting tab, which opens the
+   * stream from the last event id it saw and announces its state.
+   */
   class SseorStream {
     constructor(options) {
       this.options = Object.assign({}, DEFAULTS, options || {});
@@ -67,6 +93,10 @@
       this._closed = false;
       this._es = null;
       this._timer = null;
+      // Set by _start() when the stream is shared among tabs.
+      this._channel = null;      // the BroadcastChannel to the other tabs
+      this._lockRequest = null;  // aborts the wait for (or the hold of) the leader's lock
+      this._releaseLock = null;  // gives up the leader's lock, once held
       this._onWire = (event) => this._received(event.type, event.data, event.lastEventId, true);
       this._start();
     }
