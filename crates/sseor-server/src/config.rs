@@ -41,7 +41,8 @@ pub(crate) struct Config {
     #[arg(long, env = "SSEOR_RETRY", default_value = "3s", value_parser = parse_duration)]
     retry: Duration,
 
-    /// Events that may wait for one connection before it counts as stalled and is closed.
+    /// Events that may wait for one stream; beyond, its slow-consumer policy applies
+    /// (`--slow-consumer`: disconnect, drop-oldest or latest-per-type).
     #[arg(long, env = "SSEOR_QUEUE_CAPACITY", default_value_t = 256)]
     queue_capacity: usize,
 

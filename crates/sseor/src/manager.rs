@@ -1,4 +1,4 @@
-//! The [`Manager`]: the spec's API over the registry, the broker and the HTTP server.
+//! The [`Manager`]: the Go original's API over the registry, the broker and the HTTP server.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

@@ -1,4 +1,4 @@
-//! A handle for services that publish events but serve no streams (the spec's "Service C").
+//! A handle for services that publish events but serve no streams (the Go original's "Service C").
 
 use crate::broker::redis::{RedisOptions, RedisPublisher};
 use crate::{Error, Event, Published, Result, Target};

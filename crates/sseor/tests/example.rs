@@ -1,4 +1,4 @@
-//! The examples, each run as a real process: `examples/transactions.rs` (the spec's Quick
+//! The examples, each run as a real process: `examples/transactions.rs` (the Go original's Quick
 //! Start) and `examples/axum_app.rs` (an axum application that serves itself).
 
 mod common;

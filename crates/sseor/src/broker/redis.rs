@@ -451,7 +451,6 @@ impl RedisPublisher {
         })
     }
 
-    /// The events of `targets` after `after`, read from their history streams.
     /// The position of the latest event published; `None` before the first one (or after
     /// Redis lost its data).
     async fn current(&self) -> Result<Option<Position>> {
