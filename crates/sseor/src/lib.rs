@@ -20,6 +20,19 @@
 //!   tickets and grants that expire.
 //! * [`Publisher`] publishes through Redis from services that serve no streams.
 //!
+//! # Words used throughout
+//!
+//! * **stream**: one SSE response (`text/event-stream`) to one client; what the connection
+//!   limits, the queues and the `sseor_connections` metric count.
+//! * **connection**: a TCP (or TLS) connection. Over HTTP/1.1 it carries one stream at a
+//!   time; over HTTP/2 it may carry many.
+//! * **target**: who an event is for, a [`Target`]: one user, one topic, or everyone.
+//! * **position**: the id every event reaches the client with, `EPOCH-MS-SEQ`
+//!   ([`Position`]); a client resumes from the last one it saw (`Last-Event-ID`).
+//! * **subscription**: which targets one stream receives, a [`Subscription`]: its user,
+//!   its topics and the broadcasts. (The broker's subscriptions to Redis channels follow
+//!   from the streams' subscriptions.)
+//!
 //! # Features
 //!
 //! | feature | default | what it adds |
