@@ -131,34 +131,29 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
-pub mod browser;
-mod connection;
 pub mod encode;
 mod error;
 mod event;
+mod fanout;
 mod manager;
 mod metrics;
 mod position;
 #[cfg(feature = "redis")]
 mod publisher;
-mod queue;
-mod registry;
-mod serve;
-mod stream;
+mod server;
+mod subscription;
 mod target;
-#[cfg(feature = "tls")]
-mod tls;
-mod writer;
 
-pub use broker::{Broker, History, MemoryBroker, Published, Retention};
+pub use api::browser;
+pub use broker::{Broker, BrokerContext, History, MemoryBroker, Published, Retention};
 pub use error::{Error, Result};
 pub use event::{Event, MAX_FIELD_LEN, MAX_RETRY_MS};
-pub use manager::{Builder, Manager, RESET_EVENT, Subscription};
+pub use fanout::{Barrier, CloseReason, ConnectionLimit, Fanout, Interest, SlowConsumer};
+pub use manager::{Builder, Manager, RESET_EVENT};
 pub use position::{InvalidPosition, Position};
 #[cfg(feature = "redis")]
 pub use publisher::Publisher;
-pub use queue::SlowConsumer;
-pub use registry::{Barrier, CloseReason, ConnectionLimit, Fanout, Interest};
-pub use target::{MAX_NAME_LEN, Target};
 #[cfg(feature = "tls")]
-pub use tls::TlsConfig;
+pub use server::tls::TlsConfig;
+pub use subscription::Subscription;
+pub use target::{MAX_NAME_LEN, Target};

@@ -1,8 +1,8 @@
 //! Who may open which stream, and who may publish.
 //!
 //! An [`Authorizer`] looks at a request and answers with a [`Grant`]: the user it speaks
-//! for, the topics it may join, whether it may publish, and until when. [`JwtAuthorizer`]
-//! is the one the `sseor` server uses; an application plugs in its own check (a session
+//! for, the topics it may join, whether it may publish, and until when. `JwtAuthorizer`
+//! (feature `jwt`) is the one the `sseor` server uses; an application plugs in its own check (a session
 //! cookie, a header set by an API gateway) by implementing the trait, or with a closure:
 //!
 //! ```
@@ -30,10 +30,12 @@
 //! [`Error::Auth`]: a stable [`AuthReason`] and a message that never contains the
 //! credential.
 
+#[cfg(feature = "jwt")]
 mod jwt;
 mod limit;
 mod ticket;
 
+#[cfg(feature = "jwt")]
 pub use jwt::{JwtAuthorizer, MIN_SECRET_LEN};
 pub(crate) use limit::PublishLimiter;
 pub use ticket::Ticket;
@@ -45,10 +47,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
-use http::StatusCode;
 use http::request::Parts;
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::AuthReason;
 use crate::{Error, Result, Subscription, Target};
 
 /// Decides who a request speaks for and what it may do.
@@ -72,90 +74,6 @@ where
     fn authorize<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<Grant>> {
         let grant = self(request);
         Box::pin(async move { grant })
-    }
-}
-
-/// Why a request was refused: a short, stable word (for clients, logs and metric labels)
-/// and the HTTP status it is answered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AuthReason {
-    /// No credential at all (401).
-    Missing,
-    /// Not a token this server can read: not a JWT, a claim of the wrong type (401).
-    Malformed,
-    /// Its `exp` is past (401).
-    Expired,
-    /// Its `nbf` is still to come (401).
-    NotYetValid,
-    /// Its signature does not verify with the configured key (401).
-    BadSignature,
-    /// Signed with another algorithm than the one configured, `none` included (401).
-    BadAlgorithm,
-    /// Its `iss` is not the configured issuer (401).
-    BadIssuer,
-    /// Its `aud` is not the configured audience (401).
-    BadAudience,
-    /// The ticket is unknown, expired or already used (401).
-    InvalidTicket,
-    /// Refused by an application's own authorizer (401).
-    Rejected,
-    /// Valid, but for another user's stream (403).
-    ForbiddenUser,
-    /// Valid, but it does not grant a topic asked for (403).
-    ForbiddenTopic,
-    /// Valid, but not a publisher's credential (403).
-    ForbiddenPublish,
-    /// Valid, but refused by an application's own authorizer (403).
-    Forbidden,
-}
-
-impl AuthReason {
-    /// The reason as one lowercase word: `missing`, `malformed`, `expired`,
-    /// `not_yet_valid`, `bad_signature`, `bad_algorithm`, `bad_issuer`, `bad_audience`,
-    /// `invalid_ticket`, `rejected`, `forbidden_user`, `forbidden_topic`,
-    /// `forbidden_publish`, `forbidden`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Missing => "missing",
-            Self::Malformed => "malformed",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::BadSignature => "bad_signature",
-            Self::BadAlgorithm => "bad_algorithm",
-            Self::BadIssuer => "bad_issuer",
-            Self::BadAudience => "bad_audience",
-            Self::InvalidTicket => "invalid_ticket",
-            Self::Rejected => "rejected",
-            Self::ForbiddenUser => "forbidden_user",
-            Self::ForbiddenTopic => "forbidden_topic",
-            Self::ForbiddenPublish => "forbidden_publish",
-            Self::Forbidden => "forbidden",
-        }
-    }
-
-    /// 401 when the request has no valid credential, 403 when its credential does not
-    /// grant what it asks.
-    ///
-    /// ```
-    /// use sseor::auth::AuthReason;
-    /// assert_eq!(AuthReason::Expired.status(), axum::http::StatusCode::UNAUTHORIZED);
-    /// assert_eq!(AuthReason::ForbiddenTopic.status(), axum::http::StatusCode::FORBIDDEN);
-    /// ```
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::ForbiddenUser
-            | Self::ForbiddenTopic
-            | Self::ForbiddenPublish
-            | Self::Forbidden => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-}
-
-impl fmt::Display for AuthReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -381,6 +299,7 @@ pub(crate) struct HeadersOnly;
 /// What a request without a credential is told it needs: the header alone where cookies
 /// and `?token=` are not read (publishing, tickets, counts), else every way a token may
 /// come with `cookie`.
+#[cfg(feature = "jwt")]
 pub(crate) fn missing_token_message(request: &Parts, cookie: &str) -> String {
     if request.extensions.get::<HeadersOnly>().is_some() {
         "a token is required in the `Authorization: Bearer` header".into()
@@ -514,40 +433,4 @@ impl Settings {
         }
         Ok(Publisher::User(grant.user_id))
     }
-}
-
-/// The answer to an [`Error::Auth`]: its status, `WWW-Authenticate: Bearer` (RFC 6750),
-/// and `{"error": message, "reason": reason}`.
-pub(crate) fn refusal(reason: AuthReason, message: &str) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let challenge = match reason {
-        AuthReason::Missing => r#"Bearer realm="sseor""#,
-        reason if reason.status() == StatusCode::FORBIDDEN => {
-            r#"Bearer realm="sseor", error="insufficient_scope""#
-        }
-        _ => r#"Bearer realm="sseor", error="invalid_token""#,
-    };
-    let body = serde_json::json!({ "error": message, "reason": reason.as_str() });
-    (
-        reason.status(),
-        [(http::header::WWW_AUTHENTICATE, challenge)],
-        axum::Json(body),
-    )
-        .into_response()
-}
-
-/// The answer to [`Error::RateLimited`]: 429 with `Retry-After` in whole seconds.
-pub(crate) fn rate_limited(
-    retry_after: std::time::Duration,
-    message: &str,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    let body = serde_json::json!({ "error": message, "reason": "rate_limited" });
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [(http::header::RETRY_AFTER, seconds.max(1).to_string())],
-        axum::Json(body),
-    )
-        .into_response()
 }

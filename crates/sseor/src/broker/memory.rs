@@ -326,22 +326,19 @@ impl Broker for MemoryBroker {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use serde_json::json;
 
     use super::*;
-    use crate::registry::{Limits, Registry};
 
     const BOUND: usize = 64 * 1024;
 
     fn broker(max_bytes: usize) -> MemoryBroker {
-        let registry = Arc::new(Registry::new(None, Limits::default()));
         let retention = Retention {
             max_bytes,
             ..Retention::default()
         };
-        MemoryBroker::new(Fanout::new(registry), retention)
+        MemoryBroker::new(Fanout::standalone(), retention)
     }
 
     /// An event of about 2 KiB.
@@ -435,12 +432,11 @@ mod tests {
 
     #[test]
     fn per_target_trims_keep_the_byte_count_exact() {
-        let registry = Arc::new(Registry::new(None, Limits::default()));
         let retention = Retention {
             max_events: 3,
             ..Retention::default()
         };
-        let broker = MemoryBroker::new(Fanout::new(registry), retention);
+        let broker = MemoryBroker::new(Fanout::standalone(), retention);
         for n in 0..10 {
             position(&broker, user(n % 2), padded(n));
         }

@@ -6,10 +6,12 @@
 //! receives the registry's [`Interest`](crate::Interest) changes, so that it subscribes to
 //! a target only while this instance has connections for it.
 
+mod context;
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+pub use context::BrokerContext;
 pub use memory::MemoryBroker;
 
 use futures_util::future::BoxFuture;

@@ -18,7 +18,7 @@ use redis::{Client, ConnectionAddr, ErrorKind, RedisError, Script};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Broker, History, Published, Retention};
+use super::{Broker, BrokerContext, History, Published, Retention};
 use crate::position::{new_epoch, unix_millis};
 use crate::{Error, Event, Fanout, Interest, Position, Result, Target};
 
@@ -611,8 +611,8 @@ impl std::fmt::Debug for RedisBroker {
 }
 
 impl RedisBroker {
-    /// Connects to Redis at `url` and starts the subscription task, which delivers to
-    /// `fanout` and follows `interest`.
+    /// Connects to Redis at `url` and starts the subscription task, which delivers to the
+    /// context's fan-out and follows its interest.
     ///
     /// A Redis that cannot be reached yet is not an error: the broker keeps trying, and is
     /// not ready until it succeeds.
@@ -620,12 +620,9 @@ impl RedisBroker {
     /// # Errors
     /// [`Error::InvalidUrl`] for a URL that does not parse, [`Error::Broker`] when Redis
     /// answers but refuses the credentials or the database.
-    pub async fn connect(
-        url: &str,
-        fanout: Fanout,
-        interest: mpsc::UnboundedReceiver<Interest>,
-        options: RedisOptions,
-    ) -> Result<Self> {
+    pub async fn connect(url: &str, context: BrokerContext, options: RedisOptions) -> Result<Self> {
+        let fanout = context.fanout();
+        let interest = context.interest();
         let (endpoint, publisher) = RedisPublisher::open(url, &options).await?;
         let shared = Arc::new(Shared {
             names: publisher.names.clone(),
@@ -647,6 +644,7 @@ impl RedisBroker {
             commands: publisher.commands.clone(),
             shared: shared.clone(),
             fanout: fanout.clone(),
+            metrics: context.metrics(),
             interest,
             stop: stop.clone(),
             wanted: HashSet::new(),
@@ -1139,6 +1137,7 @@ struct Subscriber {
     commands: Commands,
     shared: Arc<Shared>,
     fanout: Fanout,
+    metrics: Arc<crate::metrics::Metrics>,
     interest: mpsc::UnboundedReceiver<Interest>,
     stop: CancellationToken,
     /// The channels this instance wants, whatever the state of the connection.
@@ -1154,7 +1153,7 @@ struct Subscriber {
     foreign_epochs: HashSet<String>,
     dropped: DroppedLog,
     /// Barriers that wait for the subscription to be back.
-    barriers: Vec<crate::registry::Barrier>,
+    barriers: Vec<crate::Barrier>,
 }
 
 enum SessionEnd {
@@ -1200,7 +1199,7 @@ impl Subscriber {
             }
             if down_since.is_none() {
                 down_since = Some(Instant::now());
-                self.fanout.metrics().redis_reconnected();
+                self.metrics.redis_reconnected();
                 tracing::warn!(%reason, "Redis subscription down; reconnecting");
             } else {
                 tracing::debug!(%reason, "Redis still unreachable");

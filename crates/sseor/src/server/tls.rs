@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connection::{self, Server};
+use super::connection::{self, Server};
 use crate::{Error, Result};
 
 /// How long a new connection may take to complete its TLS handshake: connections that

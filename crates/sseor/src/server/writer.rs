@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use crate::stream::EventBody;
+use super::body::EventBody;
 
 /// The longest chunk-size line: 16 hexadecimal digits and CRLF.
 const SIZE_LINE: usize = 18;

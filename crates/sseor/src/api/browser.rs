@@ -32,10 +32,10 @@ use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 
 /// The client as a plain script: `<script src="/sseor.js">` defines `Sseor`.
-pub const SCRIPT: &str = include_str!("../assets/sseor.js");
+pub const SCRIPT: &str = include_str!("../../assets/sseor.js");
 
 /// The client as an ES module (it imports `./sseor.js`, so serve both side by side).
-pub const MODULE: &str = include_str!("../assets/sseor.mjs");
+pub const MODULE: &str = include_str!("../../assets/sseor.mjs");
 
 /// Answers [`SCRIPT`] as JavaScript.
 ///

@@ -1,4 +1,11 @@
-//! The one error type of the crate.
+//! The one error type of the crate, and the HTTP answer each error gets.
+
+mod answer;
+mod auth_reason;
+
+pub use answer::json_error;
+pub(crate) use answer::{busy, retry_after_seconds};
+pub use auth_reason::AuthReason;
 
 use std::io;
 
@@ -60,19 +67,22 @@ pub enum Error {
     Io(#[from] io::Error),
 
     /// The request's credential was refused (HTTP 401) or does not grant what the request
-    /// asks (HTTP 403): [`AuthReason::status`](crate::auth::AuthReason::status) tells which.
+    /// asks (HTTP 403): [`AuthReason::status`](AuthReason::status) tells which.
     /// The message never holds the credential itself.
     #[error("{message}")]
     Auth {
         /// Why, in a word that is stable across versions (`expired`, `forbidden_topic`).
-        reason: crate::auth::AuthReason,
+        reason: AuthReason,
         /// What went wrong, for the client.
         message: String,
     },
 
     /// The credential published more than its rate allows (HTTP 429); it may again after
     /// `retry_after`.
-    #[error("too many publishes with this credential; retry in {} s", retry_after.as_secs().max(1))]
+    #[error(
+        "too many publishes with this credential; retry in {} s",
+        retry_after_seconds(*retry_after)
+    )]
     RateLimited {
         /// How long until the next publish is allowed.
         retry_after: std::time::Duration,
@@ -98,7 +108,7 @@ impl Error {
     /// let error = sseor::Error::auth(AuthReason::Missing, "no session cookie");
     /// assert_eq!(error.to_string(), "no session cookie");
     /// ```
-    pub fn auth(reason: crate::auth::AuthReason, message: impl Into<String>) -> Self {
+    pub fn auth(reason: AuthReason, message: impl Into<String>) -> Self {
         Self::Auth {
             reason,
             message: message.into(),

@@ -26,15 +26,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::serve::{ConnectionRules, MAX_HEAD_BYTES};
-use crate::stream::{AcceptsHandoff, EventBody, Handoff};
-use crate::writer::StreamWriter;
-
-/// Ends at once the stream a request opens: on HTTP/1 by closing the connection, on
-/// HTTP/2 by resetting that stream alone. Put in every request's extensions, so that a
-/// stream whose client stopped reading can be cut off.
-#[derive(Clone, Debug)]
-pub(crate) struct ConnectionAbort(pub(crate) CancellationToken);
+use super::body::EventBody;
+use super::handoff::{AcceptsHandoff, ConnectionAbort, Handoff};
+use super::writer::StreamWriter;
+use super::{ConnectionRules, MAX_HEAD_BYTES};
 
 tokio::task_local! {
     /// The token that ends the HTTP/2 stream whose task is running; see
@@ -613,7 +608,7 @@ fn is_port(text: &str) -> bool {
 
 /// A JSON error answer, as every other refusal of the API.
 fn refusal(status: http::StatusCode, message: &str) -> Response {
-    crate::api::error(status, message)
+    crate::error::json_error(status, message)
 }
 
 #[cfg(test)]

@@ -1,11 +1,4 @@
-//! What an instance counts, in the Prometheus text format: connections, events published and
-//! delivered, connections closed and refused and why, authentication failures, Redis
-//! reconnects and publish latency.
-//!
-//! Every [`Manager`](crate::Manager) has its own set (no global recorder), so that several
-//! managers in one process do not add up each other's numbers. The metrics carry no user
-//! ids, tokens or topic names: labels are fixed, short reasons, so that their number stays
-//! small whatever the traffic.
+//! The metrics, counted with `prometheus-client` and rendered in its text format.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;

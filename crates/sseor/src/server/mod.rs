@@ -1,5 +1,20 @@
-//! The HTTP server loop: accepts connections, serves a router on each, and shuts down
-//! within a deadline even while streams are open.
+//! The socket side: the server loop that accepts connections, reads each connection's
+//! first request head, serves a router on it, writes event streams to their sockets, and
+//! shuts down within a deadline even while streams are open.
+//!
+//! * [`connection`]: one accepted connection, its first head read here, the rest served by
+//!   hyper.
+//! * [`handoff`]: how an event stream passes from a response to the server loop.
+//! * [`body`]: the response body of one stream, under any server.
+//! * [`writer`]: a handed-over stream written straight to its socket.
+//! * `tls`: TLS termination with rustls (feature `tls`).
+
+pub(crate) mod body;
+mod connection;
+pub(crate) mod handoff;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+mod writer;
 
 use std::future::Future;
 use std::io;
@@ -13,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::{self, Server, StreamExecutor};
+use connection::{Server, StreamExecutor};
 
 /// hyper's per-connection buffer limit, in bytes (its minimum), which is also the limit
 /// of an HTTP/1.1 request head.
@@ -158,12 +173,9 @@ pub(crate) async fn serve(
         match &transport {
             Transport::Plain => connections.spawn(connection::serve(socket, peer, server.clone())),
             #[cfg(feature = "tls")]
-            Transport::Tls(acceptor) => connections.spawn(crate::tls::serve(
-                socket,
-                peer,
-                acceptor.clone(),
-                server.clone(),
-            )),
+            Transport::Tls(acceptor) => {
+                connections.spawn(tls::serve(socket, peer, acceptor.clone(), server.clone()))
+            }
         };
     };
     drop(listener);

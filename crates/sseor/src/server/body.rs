@@ -1,20 +1,21 @@
-//! The body of one SSE response: the bytes queued for its connection, until the registry
-//! lets it go or the client leaves.
-
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+//! The body of one SSE response: the bytes queued for its stream, until the registry
+//! lets it go or the client leaves. Under any server it is an `http_body::Body`; under
+//! sseor's own loop it may be handed over and written to the socket directly (see
+//! [`handoff`](super::handoff)).
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Response, header};
 use http_body::{Body, Frame};
 
-use crate::queue::{self, Queued};
-use crate::registry::Registry;
+use super::handoff;
+use crate::fanout::queue::{self, Queued};
+use crate::fanout::registry::Registration;
 
 /// What a resuming stream sends before it goes live: the frames of the events the client
 /// missed (or of a reset), and the last sequence number they cover, so that live events
@@ -24,8 +25,8 @@ pub(crate) struct Replay {
     pub(crate) through: u64,
 }
 
-/// Streams a connection's queue; unregisters the connection when dropped, which is when
-/// the client goes away or the response ends.
+/// Streams a stream's queue; unregisters the stream when dropped, which is when the client
+/// goes away or the response ends.
 pub(crate) struct EventBody {
     /// Frames to send before anything else: the opening `retry:`, then the replay.
     pending: VecDeque<Bytes>,
@@ -36,43 +37,28 @@ pub(crate) struct EventBody {
     registration: Registration,
 }
 
-struct Registration {
-    registry: Arc<Registry>,
-    id: u64,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.registry.unregister(self.id);
-    }
-}
-
 impl EventBody {
     pub(crate) fn new(
         opening: Bytes,
         replay: Option<BoxFuture<'static, Replay>>,
         queue: queue::Receiver,
-        registry: Arc<Registry>,
-        id: u64,
+        registration: Registration,
     ) -> Self {
         Self {
             pending: VecDeque::from([opening]),
             replay,
             skip_through: 0,
             queue,
-            registration: Registration { registry, id },
+            registration,
         }
     }
 
     /// The streaming response, with the headers that keep proxies from buffering it. With
-    /// `handoff`, the response also carries the stream as a [`Handoff`], for a server loop
-    /// that writes it to the socket itself.
+    /// `handoff`, the response also carries the stream as a
+    /// [`Handoff`](handoff::Handoff), for a server loop that writes it to the socket itself.
     pub(crate) fn into_response(self, handoff: bool) -> axum::response::Response {
         let mut response = if handoff {
-            let shared = Arc::new(Mutex::new(Some(self)));
-            let mut response = Response::new(axum::body::Body::new(SharedBody(shared.clone())));
-            response.extensions_mut().insert(Handoff(shared));
-            response
+            handoff::offer(self)
         } else {
             Response::new(axum::body::Body::new(self))
         };
@@ -87,42 +73,6 @@ impl EventBody {
         );
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         response
-    }
-}
-
-/// Marks a request whose connection's server loop can write an HTTP/1.1 event stream to
-/// the socket itself, so that the stream is handed over as a [`Handoff`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct AcceptsHandoff;
-
-/// An event stream a response hands to the server loop (in its extensions), which then
-/// writes it without keeping an HTTP connection's buffers and state for it. Whoever takes
-/// it first streams it: the loop, or else the response body.
-#[derive(Clone)]
-pub(crate) struct Handoff(Arc<Mutex<Option<EventBody>>>);
-
-impl Handoff {
-    pub(crate) fn take(&self) -> Option<EventBody> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-}
-
-/// The body of a response whose stream may be handed off: empty once it was.
-struct SharedBody(Arc<Mutex<Option<EventBody>>>);
-
-impl Body for SharedBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let mut body = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        match body.as_mut() {
-            Some(body) => Pin::new(body).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
     }
 }
 
@@ -195,7 +145,7 @@ impl EventBody {
 impl std::fmt::Debug for EventBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventBody")
-            .field("connection", &self.registration.id)
+            .field("connection", &self.registration.id())
             .finish()
     }
 }

@@ -1,0 +1,175 @@
+//! The handlers of the standard API's routes.
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use serde_json::json;
+
+use super::error;
+use super::input::{parse_json, query_pairs, read_body, require_json, single_value};
+use crate::manager::Asked;
+use crate::{Error, Event, Manager, Target};
+
+/// `GET /api/v1/sse`: the stream the query asks for, as far as the credential grants it.
+pub(super) async fn subscribe(State(manager): State<Manager>, request: Request) -> Response {
+    let params = match query_pairs(request.uri()) {
+        Ok(params) => params,
+        Err(refused) => return refused,
+    };
+    let values = |key: &'static str| {
+        params
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let asked = Asked {
+        users: values("user_id"),
+        topics: values("topic"),
+    };
+    let (parts, _) = request.into_parts();
+    manager
+        .open_asked(Request::from_parts(parts, ()), asked)
+        .await
+        .into_response()
+}
+
+/// `POST /api/v1/tickets`: a single-use ticket for the stream the credential grants.
+pub(super) async fn tickets(
+    State(manager): State<Manager>,
+    request: Parts,
+) -> Result<Response, Error> {
+    let Some(grant) = manager.authorize_ticket(&request).await? else {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "no authentication is configured: open streams with `user_id`, no ticket needed",
+        ));
+    };
+    let ticket = manager.issue_ticket(&grant).await?;
+    let answer = json!({"ticket": ticket.value(), "expires_in": ticket.ttl().as_secs()});
+    Ok(Json(answer).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    #[serde(default, deserialize_with = "target_name")]
+    user_id: Option<String>,
+    #[serde(default, deserialize_with = "target_name")]
+    topic: Option<String>,
+    event: Event,
+}
+
+/// A `user_id` or `topic` that is present: a string. `null` is refused, not read as
+/// absent: a publisher that writes a missing user as `null` would otherwise send that
+/// user's event to everyone.
+fn target_name<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(de)? {
+        Some(name) => Ok(Some(name)),
+        None => Err(D::Error::custom(
+            "null is not a target: give a string, or leave out both `user_id` and `topic` \
+             to send to everyone",
+        )),
+    }
+}
+
+/// `POST /api/v1/publish`: one event to a user, a topic or everyone.
+pub(super) async fn publish(State(manager): State<Manager>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    // From the headers alone: an anonymous client gets its answer before sending a byte.
+    if let Err(refused) = manager.authorize_publish(&parts).await {
+        return refused.into_response();
+    }
+    if let Err(refused) = require_json(&parts.headers) {
+        return refused;
+    }
+    let body = match read_body(&manager, &parts.headers, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let request: PublishRequest = match parse_json(&body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let target = match (&request.user_id, &request.topic) {
+        (Some(_), Some(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give `user_id` or `topic`, not both (neither sends to everyone)",
+            );
+        }
+        (Some(user), None) => Target::user(user),
+        (None, Some(topic)) => Target::topic(topic),
+        (None, None) => Ok(Target::All),
+    };
+    match target.map(|target| manager.publish_to(target, request.event)) {
+        Ok(published) => match published.await {
+            Ok(published) => (StatusCode::ACCEPTED, Json(published)).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /api/v1/connections`: open streams of a user and in all, here and everywhere.
+pub(super) async fn connections(State(manager): State<Manager>, request: Parts) -> Response {
+    if let Err(refused) = manager.authorize_backend(&request).await {
+        return refused.into_response();
+    }
+    let params = match query_pairs(&request.uri) {
+        Ok(params) => params,
+        Err(refused) => return refused,
+    };
+    let user_id = match single_value(&params, "user_id") {
+        Ok(user_id) => user_id.map(str::to_owned),
+        Err(refused) => return refused,
+    };
+    if let Some(Err(invalid)) = user_id.as_deref().map(Target::user) {
+        return invalid.into_response();
+    }
+    // Cluster-wide counts are null while Redis cannot be read; local ones always answer.
+    let mut counts = json!({
+        "total": manager.total_connections(),
+        "cluster_total": manager.cluster_total_connections().await.ok(),
+    });
+    if let Some(user_id) = user_id {
+        counts["user"] = manager.connection_count(&user_id).into();
+        counts["cluster_user"] = manager.cluster_connection_count(&user_id).await.ok().into();
+        counts["user_id"] = user_id.into();
+    }
+    Json(counts).into_response()
+}
+
+/// `GET /healthz`.
+pub(super) async fn health(State(manager): State<Manager>) -> Response {
+    if manager.is_closed() {
+        error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else {
+        Json(json!({ "status": "ok" })).into_response()
+    }
+}
+
+/// `GET /readyz`.
+pub(super) async fn ready(State(manager): State<Manager>) -> Response {
+    match manager.readiness() {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, reason),
+    }
+}
+
+/// `GET /metrics`.
+#[cfg(feature = "prometheus")]
+pub(super) async fn metrics(State(manager): State<Manager>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        manager.render_metrics(),
+    )
+        .into_response()
+}

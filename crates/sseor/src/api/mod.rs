@@ -1,0 +1,182 @@
+//! The standard HTTP API: subscribe, publish, counts and health, as JSON over HTTP.
+//!
+//! | method and path | what it does |
+//! |---|---|
+//! | `GET /api/v1/sse?user_id=U&topic=T` | the event stream of user `U`, its topics (`topic` repeats) and broadcasts |
+//! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` (embedded broker) or `{"id", "instances"}` (Redis) |
+//! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open connections of `U` and in all, on this instance and on every instance |
+//! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
+//! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
+//! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
+//! | `GET /sseor.js`, `GET /sseor.mjs` | the browser client, as a plain script and as an ES module; see [`browser`](crate::browser) |
+//! | `POST /api/v1/tickets` | with an authorizer: `{"ticket", "expires_in"}`, a single-use ticket for the stream the `Authorization` header grants, to open as `GET /api/v1/sse?ticket=...` |
+//!
+//! Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.
+//!
+//! # Input
+//!
+//! * A JSON body is exactly one JSON value sent with `Content-Type: application/json`
+//!   (415 otherwise): a page on another site cannot publish with a form or a `text/plain`
+//!   "simple request".
+//! * Fields are read strictly: an unknown field, a `null` or a value of another type is a
+//!   400 naming the field. `{"user_id": null}` is not a broadcast: only the absence of both
+//!   `user_id` and `topic` sends to everyone.
+//! * Credentials are checked from the headers before any body is read; a body must arrive
+//!   within [`Builder::body_timeout`](crate::Builder::body_timeout) (408 otherwise) and
+//!   the bodies being received at once are bounded by
+//!   [`Builder::body_bytes_in_flight`](crate::Builder::body_bytes_in_flight) (503 with
+//!   `Retry-After` beyond).
+//! * Query parameters must be UTF-8 once percent-decoded, and `user_id` is given at most
+//!   once (400 otherwise).
+//!
+//! # Mounting it in an application
+//!
+//! [`router`] adds no fallback, so it merges or nests into an application's router whatever
+//! fallback and state that router has; add [`not_found`] as the fallback for a JSON 404.
+//!
+//! ```
+//! use axum::Router;
+//! use axum::extract::State;
+//! use axum::routing::get;
+//!
+//! #[derive(Clone)]
+//! struct AppState {
+//!     name: &'static str,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+//! let manager = sseor::Manager::new("").await?;
+//! let app: Router = Router::new()
+//!     .route("/", get(|State(app): State<AppState>| async move { app.name }))
+//!     .fallback(|| async { "the application's own 404" })
+//!     .merge(sseor::api::router(&manager))
+//!     .merge(manager.router())
+//!     .with_state(AppState { name: "shop" });
+//! # drop(app); Ok(()) }
+//! ```
+//!
+//! # With an authorizer
+//!
+//! When the manager has an [`Authorizer`](crate::auth::Authorizer) (see
+//! [`Builder::authorizer`](crate::Builder::authorizer)):
+//!
+//! * `GET /api/v1/sse` needs a credential (or `?ticket=`); `user_id` may be left out (the
+//!   credential's user) and must otherwise be that user; every `topic` must be granted.
+//! * `POST /api/v1/publish` and `GET /api/v1/connections` need a publisher's credential in
+//!   the request headers: the publish token or a grant with the publish right.
+//! * A request without a valid credential gets 401 with `WWW-Authenticate: Bearer`, one
+//!   whose credential does not grant what it asks 403; both answer
+//!   `{"error", "reason"}`, the reason being one of [`AuthReason`](crate::auth::AuthReason).
+//! * Over the publish rate: 429 with `Retry-After`.
+
+pub mod browser;
+mod handlers;
+mod input;
+
+use axum::Router;
+use axum::response::Response;
+use axum::routing::{get, post};
+use http::{Method, StatusCode, Uri};
+
+use crate::Manager;
+pub use crate::error::json_error as error;
+use handlers::{connections, health, publish, ready, subscribe, tickets};
+
+/// The standard API of `manager`, for an application router of any state type `S`.
+///
+/// It has no fallback of its own, so that it merges into an application that has one; a
+/// method a route does not serve gets a JSON 405. For a JSON 404 on every other path, add
+/// [`not_found`] as the fallback (the `sseor` server does).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+/// let manager = sseor::Manager::new("").await?;
+/// let app: axum::Router = sseor::api::router(&manager)
+///     .merge(manager.router())
+///     .fallback(sseor::api::not_found);
+/// # drop(app); Ok(()) }
+/// ```
+pub fn router<S>(manager: &Manager) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let router = Router::new()
+        .route("/api/v1/sse", get(subscribe))
+        .route("/api/v1/publish", post(publish))
+        .route("/api/v1/connections", get(connections))
+        .route("/api/v1/tickets", post(tickets))
+        .route("/healthz", get(health))
+        .route("/readyz", get(ready))
+        .route("/sseor.js", get(browser::script))
+        .route("/sseor.mjs", get(browser::module));
+    #[cfg(feature = "prometheus")]
+    let router = router.route("/metrics", get(handlers::metrics));
+    router
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(manager.clone())
+}
+
+/// The JSON 405 of the API's routes: `{"error": "POST is not allowed on /healthz"}`.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// A JSON 404, `{"error": "no route for GET /path"}`, to set as the fallback of an
+/// application that serves only JSON (see [`router`]).
+pub async fn not_found(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use tower::ServiceExt;
+
+    #[derive(Clone)]
+    struct AppState {
+        name: &'static str,
+    }
+
+    async fn status_of(app: &Router, path: &str) -> StatusCode {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        app.clone().oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn merges_into_an_app_with_its_own_fallback_and_state() {
+        let manager = Manager::new("").await.unwrap();
+        let app: Router = Router::new()
+            .route(
+                "/",
+                get(|State(app): State<AppState>| async move { app.name }),
+            )
+            .fallback(|| async { (StatusCode::IM_A_TEAPOT, "the application's own") })
+            .merge(router(&manager))
+            .merge(manager.router())
+            .with_state(AppState { name: "shop" });
+        assert_eq!(status_of(&app, "/").await, StatusCode::OK);
+        assert_eq!(status_of(&app, "/healthz").await, StatusCode::OK);
+        assert_eq!(status_of(&app, "/elsewhere").await, StatusCode::IM_A_TEAPOT);
+        manager.close().await;
+    }
+
+    #[tokio::test]
+    async fn nests_under_a_prefix_with_the_json_not_found() {
+        let manager = Manager::new("").await.unwrap();
+        let app: Router = Router::new()
+            .nest("/sse", router(&manager).fallback(not_found))
+            .fallback(|| async { StatusCode::IM_A_TEAPOT });
+        assert_eq!(status_of(&app, "/sse/healthz").await, StatusCode::OK);
+        assert_eq!(status_of(&app, "/sse/nothing").await, StatusCode::NOT_FOUND);
+        assert_eq!(status_of(&app, "/other").await, StatusCode::IM_A_TEAPOT);
+        manager.close().await;
+    }
+}

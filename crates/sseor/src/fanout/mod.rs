@@ -1,0 +1,163 @@
+//! This instance's fan-out: the registry of its open streams indexed by target, each
+//! stream's bounded queue, the limits on open streams, and the [`Fanout`] handle through
+//! which a broker hands events to them.
+//!
+//! An event reaches this side once, from the broker; it is encoded once and the same bytes
+//! are queued for every stream of its target. What a queue holds is written to the socket
+//! by the [`server`](crate::server) side or by the response body under any other server.
+
+mod limits;
+pub(crate) mod queue;
+pub(crate) mod registry;
+
+use std::sync::Arc;
+
+use crate::Target;
+use queue::Queued;
+use registry::Registry;
+
+pub use limits::ConnectionLimit;
+pub(crate) use limits::{Limits, Refused};
+pub use queue::SlowConsumer;
+
+/// A change in local interest in a target, which a broker that carries events between
+/// instances turns into a subscription or an unsubscription.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Interest {
+    /// The first local connection for this target arrived.
+    Subscribe(Target),
+    /// The last local connection for this target left.
+    Unsubscribe(Target),
+    /// To be passed once every change reported before it is in effect: a resuming stream
+    /// reads history only after its subscriptions are live, so that nothing published in
+    /// between is lost.
+    Barrier(Barrier),
+}
+
+/// See [`Interest::Barrier`].
+#[derive(Debug)]
+pub struct Barrier(tokio::sync::oneshot::Sender<()>);
+
+impl Barrier {
+    /// Tells the waiting stream that the changes before this barrier are in effect.
+    pub fn pass(self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// Why a stream ended: a stable label for logs and metrics.
+///
+/// Every stream's end is logged once, at `info` (`warn` for a slow consumer), with its
+/// connection id, user, duration and this reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client closed the connection (or the connection failed).
+    ClientLeft,
+    /// The client read too slowly: its queue filled up under
+    /// [`SlowConsumer::Disconnect`](crate::SlowConsumer::Disconnect).
+    SlowConsumer,
+    /// The server is shutting down: the stream was ended in one of the paced batches of
+    /// the drain, so that its client reconnects to another instance.
+    Drained,
+    /// The broker may have missed events (its subscription was down): the stream was
+    /// ended so that its client resumes from history.
+    Resync,
+    /// The credential the stream was opened with expired: its client reconnects with a
+    /// fresh one.
+    Expired,
+}
+
+impl CloseReason {
+    /// The reason as a short `snake_case` label: `client_left`, `slow_consumer`,
+    /// `drained`, `resync`, `expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientLeft => "client_left",
+            Self::SlowConsumer => "slow_consumer",
+            Self::Drained => "drained",
+            Self::Resync => "resync",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The handle through which a broker hands events to this instance's connections.
+///
+/// Each event is encoded once; every recipient gets the same bytes.
+#[derive(Clone)]
+pub struct Fanout {
+    registry: Arc<Registry>,
+}
+
+impl Fanout {
+    pub(crate) fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+
+    /// A fan-out of its own, with no limits, for a broker's tests.
+    #[cfg(test)]
+    pub(crate) fn standalone() -> Self {
+        Self::new(Arc::new(Registry::new(Limits::default(), Arc::default())))
+    }
+
+    /// Encodes `event` once and queues it for every local connection of `target`; returns
+    /// how many connections it was queued for. `seq` is the event's sequence number (its
+    /// [`Position`](crate::Position) within the broker's epoch), or 0 for an event that has
+    /// none.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEvent`](crate::Error::InvalidEvent) when the event cannot be encoded;
+    /// nothing is delivered then.
+    pub fn deliver(&self, target: &Target, seq: u64, event: &crate::Event) -> crate::Result<usize> {
+        let frame = Queued {
+            seq,
+            bytes: crate::encode::event(event)?,
+            // Shared by every recipient, like the bytes, for latest-per-type queues.
+            kind: Some(Arc::from(event.event_type.as_str())),
+        };
+        let recipients = self.registry.deliver(target, &frame);
+        self.registry.metrics().delivered(recipients);
+        Ok(recipients)
+    }
+
+    /// Local connections of `target`.
+    pub fn count(&self, target: &Target) -> usize {
+        self.registry.count(target)
+    }
+
+    /// All local connections.
+    pub fn total(&self) -> usize {
+        self.registry.total()
+    }
+
+    /// Ends every local stream once its queue is drained, so that its client reconnects
+    /// and resumes from history; returns how many there were. For a broker that may have
+    /// missed events (its subscription was down while others published); logged as
+    /// [`CloseReason::Resync`].
+    pub fn release_all(&self) -> usize {
+        self.registry.release_all(CloseReason::Resync)
+    }
+
+    /// Users whose local connection counts changed since the last call, with their counts
+    /// now (0 for users who left); with `everyone`, every connected user instead. Tracked
+    /// only for brokers that receive [`Interest`].
+    pub fn user_counts(&self, everyone: bool) -> Vec<(Arc<str>, usize)> {
+        self.registry.user_counts(everyone)
+    }
+}
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fanout")
+            .field("connections", &self.registry.total())
+            .finish()
+    }
+}

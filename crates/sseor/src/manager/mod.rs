@@ -1,0 +1,266 @@
+//! The [`Manager`]: this instance's streams, its broker and its server, behind one handle.
+//!
+//! * [`builder`]: the options, and starting the broker and the background tasks.
+//! * [`open`]: opening a stream on a request (resume from `Last-Event-ID` included).
+//! * [`authorize`]: who may open which stream and who may publish.
+//! * [`routes`]: the Go-style route table and the server loop ([`Manager::route`],
+//!   [`Manager::listen_and_serve`]).
+//! * [`shutdown`]: closing gracefully, under sseor's server loop or an application's own.
+//! * [`tasks`]: heartbeats and credential expiry.
+//! * [`input`]: the limits on what the HTTP API reads.
+
+mod authorize;
+mod builder;
+mod input;
+mod open;
+mod routes;
+mod shutdown;
+mod tasks;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use builder::Builder;
+pub(crate) use input::InputLimits;
+pub(crate) use open::Asked;
+pub use open::RESET_EVENT;
+
+use crate::auth::PublishLimiter;
+use crate::broker::{Broker, Published};
+use crate::fanout::registry::Registry;
+use crate::metrics::Metrics;
+use crate::{Error, Event, Result, Target};
+use routes::RouteHandler;
+
+/// Holds the SSE connections of this instance and publishes events to them and, through
+/// the broker, to every other instance.
+///
+/// Cheap to clone: clones share the same connections.
+///
+/// ```no_run
+/// use axum::extract::{Query, Request};
+/// use axum::response::IntoResponse;
+/// use sseor::Manager;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Params {
+///     user_id: String,
+/// }
+///
+/// # #[tokio::main] async fn main() -> sseor::Result<()> {
+/// let sse = Manager::new("memory://").await?;
+/// sse.route("/api/v1/sse/transactions", |request: Request, manager: Manager| async move {
+///     // Development only: in production the user comes from the application's
+///     // authentication (see `auth`), never from the URL.
+///     match Query::<Params>::try_from_uri(request.uri()) {
+///         Ok(Query(params)) => manager.handle_sse(&request, &params.user_id).into_response(),
+///         Err(rejection) => rejection.into_response(),
+///     }
+/// })?;
+/// sse.listen_and_serve(":9090").await?;
+/// sse.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Builder,
+    registry: Arc<Registry>,
+    broker: Arc<dyn Broker>,
+    routes: Mutex<Vec<(String, RouteHandler)>>,
+    /// Cancelled when shutdown begins: new streams and publishes are refused.
+    shutdown: CancellationToken,
+    /// When shutdown began.
+    closing_since: OnceLock<tokio::time::Instant>,
+    /// Cancelled once the drain has ended every stream and the broker is closed.
+    drained: CancellationToken,
+    /// The running [`Manager::serve`] loops, which [`Manager::close`] waits for.
+    servers: TaskTracker,
+    /// Deadlines of streams whose credentials expire, for [`expire_streams`].
+    expiry: mpsc::UnboundedSender<(Instant, u64)>,
+    limiter: Option<PublishLimiter>,
+    /// What this instance counts, for `/metrics`; shared with the registry and the broker.
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("config", &self.inner.config)
+            .field("connections", &self.total_connections())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// A manager with default options on the broker at `url` (empty or `memory://`: the
+    /// embedded broker).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] when the URL's scheme is not supported.
+    pub async fn new(url: &str) -> Result<Self> {
+        Self::builder().broker_url(url).build().await
+    }
+
+    /// A [`Builder`] with every option at its default.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+    /// Sends `event` to every connection of `user_id`, on every instance.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTarget`] or [`Error::InvalidEvent`] for bad input (nothing is sent),
+    /// [`Error::Closed`] once closed, [`Error::Broker`] when the broker cannot carry it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// use serde_json::json;
+    /// let manager = sseor::Manager::new("").await?;
+    /// let event = sseor::Event::new("transaction.updated")
+    ///     .with_data(json!({"transaction_id": "txn_123", "status": "completed", "amount": 500.0}));
+    /// let published = manager.publish("user123", event).await?;
+    /// assert_eq!(published.delivered_locally, Some(0)); // nobody is connected yet
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish(&self, user_id: &str, event: Event) -> Result<Published> {
+        self.publish_to(Target::user(user_id)?, event).await
+    }
+
+    /// Sends `event` to every connection that joined `topic`, on every instance.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_to_topic(&self, topic: &str, event: Event) -> Result<Published> {
+        self.publish_to(Target::topic(topic)?, event).await
+    }
+
+    /// Sends `event` to every connection on every instance.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_to_all(&self, event: Event) -> Result<Published> {
+        self.publish_to(Target::All, event).await
+    }
+
+    /// Sends `event` to `target`.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_to(&self, target: Target, event: Event) -> Result<Published> {
+        event.validate()?;
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let started = std::time::Instant::now();
+        let kind = target.clone();
+        let published = self.inner.broker.publish(target, event).await?;
+        self.inner
+            .metrics
+            .published(&kind, started.elapsed().as_secs_f64());
+        Ok(published)
+    }
+    /// Open connections of `user_id` on this instance.
+    pub fn connection_count(&self, user_id: &str) -> usize {
+        Target::user(user_id).map_or(0, |user| self.inner.registry.count(&user))
+    }
+
+    /// Open connections on this instance that joined `topic`.
+    pub fn topic_connection_count(&self, topic: &str) -> usize {
+        Target::topic(topic).map_or(0, |topic| self.inner.registry.count(&topic))
+    }
+
+    /// Open connections on this instance.
+    pub fn total_connections(&self) -> usize {
+        self.inner.registry.total()
+    }
+
+    /// Open connections of `user_id` on every instance (with Redis: from the presence each
+    /// instance keeps there, which expires when an instance dies; on the embedded broker:
+    /// this instance's count).
+    ///
+    /// # Errors
+    /// [`Error::Broker`] when Redis cannot be reached.
+    pub async fn cluster_connection_count(&self, user_id: &str) -> Result<usize> {
+        let cluster = self
+            .inner
+            .broker
+            .cluster_connections(Some(user_id.to_owned()))
+            .await?;
+        Ok(cluster.unwrap_or_else(|| self.connection_count(user_id)))
+    }
+
+    /// Open connections on every instance; see
+    /// [`cluster_connection_count`](Self::cluster_connection_count).
+    ///
+    /// # Errors
+    /// [`Error::Broker`] when Redis cannot be reached.
+    pub async fn cluster_total_connections(&self) -> Result<usize> {
+        let cluster = self.inner.broker.cluster_connections(None).await?;
+        Ok(cluster.unwrap_or_else(|| self.total_connections()))
+    }
+
+    /// The largest request body the HTTP API accepts.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.config.max_body_bytes
+    }
+
+    /// The limits the HTTP API puts on what it reads.
+    pub(crate) fn input_limits(&self) -> &InputLimits {
+        &self.inner.config.input
+    }
+
+    /// Whether this instance can deliver what is published now; the error says why not
+    /// (Redis unreachable, subscription not confirmed by a probe, shutting down).
+    ///
+    /// # Errors
+    /// A sentence naming the problem, for operators.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        if self.is_closed() {
+            return Err("shutting down".into());
+        }
+        self.inner.broker.readiness()
+    }
+
+    /// This instance's metrics in the Prometheus text format (OpenMetrics): connections,
+    /// connected users, readiness, events published (by target kind) and delivered,
+    /// streams closed (by reason) and refused (by limit), authentication failures (by
+    /// reason), Redis reconnects, and publish latency. Labels never hold user ids, topics
+    /// or credentials.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// let manager = sseor::Manager::new("").await?;
+    /// manager.publish_to_all(sseor::Event::new("tick")).await?;
+    /// let text = manager.render_metrics();
+    /// assert!(text.contains("sseor_events_published_total{target=\"all\"} 1"));
+    /// assert!(text.contains("sseor_connections 0"));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "prometheus")]
+    pub fn render_metrics(&self) -> String {
+        let registry = &self.inner.registry;
+        self.inner.metrics.render(
+            registry.total(),
+            registry.distinct_users(),
+            self.readiness().is_ok(),
+        )
+    }
+
+    /// Whether [`close`](Self::close) has begun.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+}
