@@ -1,3 +1,6 @@
+//! The embedded broker, for a single instance: events go straight to its connections, and
+//! the history lives in its memory.
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};

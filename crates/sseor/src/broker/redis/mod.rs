@@ -8,10 +8,11 @@
 //!
 //! The parts: `RedisPublisher` numbers and publishes events (`publisher`) and reads the
 //! history back for clients that resume (`history`); the subscriber task delivers what
-//! arrives to this instance's connections (`subscriber`); the presence task keeps this
-//! instance's connection counts in Redis (`presence`). They share the command connection
-//! (`commands`), the names of keys and channels (`keys`) and the Lua scripts that keep
-//! the event sequence (`scripts`).
+//! arrives to this instance's connections (`subscriber`, `envelope`) and keeps the state
+//! readiness is told from (`health`); the presence task keeps this instance's connection
+//! counts in Redis (`presence`). They share the command connection (`commands`), the names
+//! of keys and channels (`keys`) and the Lua scripts that keep the event sequence
+//! (`scripts`).
 
 mod commands;
 mod envelope;
