@@ -1,9 +1,13 @@
+//! The embedded broker, for a single instance: events go straight to its connections, and
+//! the history lives in its memory.
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
+use super::resume::{Loss, Reason, Resume};
 use super::{Broker, History, Published, Retention};
 use crate::position::{new_epoch, unix_millis};
 use crate::{Event, Fanout, Position, Result, Target};
@@ -245,31 +249,21 @@ impl MemoryBroker {
 
     fn history_now(&self, targets: &[Target], after: Option<&Position>) -> History {
         let mut state = self.state();
-        let current = Position::new(self.epoch.clone(), state.ms, state.seq);
-        let reset = |reason: &str| History::Reset {
-            reason: reason.to_owned(),
-            current: Some(current.clone()),
+        let resume = Resume {
+            current: Some(Position::new(self.epoch.clone(), state.ms, state.seq)),
+            loss: Loss::Restart,
         };
-        let Some(after) = after else {
-            return reset("the last event id is not a position of this server");
+        let after = match resume.check(after, self.retention.max_age) {
+            Ok(after) => after,
+            Err(reason) => return resume.reset(reason),
         };
-        if after.epoch() != self.epoch {
-            return reset("the history that position belongs to is gone (the server restarted)");
-        }
-        if after.seq() > state.seq {
-            return reset("that position has not been reached yet");
-        }
-        if u128::from(unix_millis().saturating_sub(after.ms())) > self.retention.max_age.as_millis()
-        {
-            return reset("that position is older than the history kept");
-        }
         state.evict(&self.retention, Instant::now());
         let mut missed = Vec::new();
         for target in targets {
             match state.histories.get(target) {
                 Some(history) => {
                     if after.seq() < history.trimmed_through {
-                        return reset("that position is older than the history kept");
+                        return resume.reset(Reason::TooOld);
                     }
                     missed.extend(
                         history
@@ -280,16 +274,12 @@ impl MemoryBroker {
                     );
                 }
                 None if after.seq() < state.forgotten_through => {
-                    return reset("that position is older than the history kept");
+                    return resume.reset(Reason::TooOld);
                 }
                 None => {}
             }
         }
-        missed.sort_by_key(|(seq, _)| *seq);
-        History::Events {
-            events: missed,
-            through: state.seq,
-        }
+        resume.replay(missed)
     }
 }
 

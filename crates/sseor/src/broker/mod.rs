@@ -10,6 +10,7 @@ mod context;
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod resume;
 
 pub use context::BrokerContext;
 pub use memory::MemoryBroker;
@@ -107,12 +108,7 @@ pub trait Broker: Send + Sync + 'static {
     /// when the client's last event id is not a position at all.
     fn history(&self, targets: Vec<Target>, after: Option<Position>) -> BoxFuture<'_, History> {
         let _ = (targets, after);
-        Box::pin(async {
-            History::Reset {
-                reason: "this broker keeps no history".into(),
-                current: None,
-            }
-        })
+        Box::pin(async { resume::Reason::NoHistory.reset(None) })
     }
 
     /// The position of the latest event published, when the broker can tell.

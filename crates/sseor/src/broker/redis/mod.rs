@@ -1,0 +1,233 @@
+//! The Redis broker: events cross instances through Redis pub/sub.
+//!
+//! Each instance holds two connections whatever its number of clients: a multiplexed one
+//! for commands (publish, probes) and one for subscriptions. It subscribes to a target's
+//! channel only while it has local connections for that target, and resubscribes to all of
+//! them after any reconnection. A probe it publishes to itself through Redis proves that
+//! the whole path works; readiness follows the probe.
+//!
+//! The parts: `RedisPublisher` numbers and publishes events (`publisher`) and reads the
+//! history back for clients that resume (`history`); the subscriber task delivers what
+//! arrives to this instance's connections (`subscriber`, `envelope`) and keeps the state
+//! readiness is told from (`health`); the presence task keeps this instance's connection
+//! counts in Redis (`presence`). They share the command connection (`commands`), the names
+//! of keys and channels (`keys`) and the Lua scripts that keep the event sequence
+//! (`scripts`).
+
+mod commands;
+mod envelope;
+mod health;
+mod history;
+mod keys;
+mod options;
+mod presence;
+mod publisher;
+mod scripts;
+mod subscriber;
+
+pub use options::RedisOptions;
+pub use publisher::RedisPublisher;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use super::resume;
+use super::{Broker, BrokerContext, History, Published};
+use crate::{Event, Fanout, Position, Result, Target};
+use health::Health;
+use keys::Names;
+use presence::Presence;
+use subscriber::Subscriber;
+
+/// What the broker shares with its tasks.
+#[derive(Debug)]
+struct Shared {
+    names: Names,
+    options: RedisOptions,
+    health: Mutex<Health>,
+    instance: String,
+}
+
+impl Shared {
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long a probe may take to come back before the path is held broken.
+    fn probe_limit(&self) -> Duration {
+        self.options.probe_interval * 3
+    }
+
+    fn readiness(&self) -> std::result::Result<(), String> {
+        self.health().readiness(self.probe_limit())
+    }
+
+    fn probe_overdue(&self) -> bool {
+        self.health().probe_overdue(self.probe_limit())
+    }
+}
+
+/// Carries events between instances through Redis.
+pub struct RedisBroker {
+    publisher: RedisPublisher,
+    shared: Arc<Shared>,
+    fanout: Fanout,
+    stop: CancellationToken,
+    presence: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("prefix", &self.shared.names.prefix())
+            .field("instance", &self.shared.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBroker {
+    /// Connects to Redis at `url` and starts the subscription task, which delivers to the
+    /// context's fan-out and follows its interest.
+    ///
+    /// A Redis that cannot be reached yet is not an error: the broker keeps trying, and is
+    /// not ready until it succeeds.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`](crate::Error::InvalidUrl) for a URL that does not parse, [`Error::Broker`](crate::Error::Broker) when Redis
+    /// answers but refuses the credentials or the database.
+    pub async fn connect(url: &str, context: BrokerContext, options: RedisOptions) -> Result<Self> {
+        let fanout = context.fanout();
+        let (endpoint, publisher) = RedisPublisher::open(url, &options).await?;
+        let shared = Arc::new(Shared {
+            names: publisher.names.clone(),
+            options,
+            health: Mutex::default(),
+            instance: instance_id(),
+        });
+        let stop = CancellationToken::new();
+        let presence = Presence::new(publisher.commands.clone(), shared.clone(), fanout.clone());
+        let presence = tokio::spawn(presence.run(stop.clone()));
+        let subscriber = Subscriber::new(
+            endpoint,
+            publisher.commands.clone(),
+            shared.clone(),
+            &context,
+            stop.clone(),
+        );
+        tokio::spawn(subscriber.run());
+        Ok(Self {
+            publisher,
+            shared,
+            fanout,
+            stop,
+            presence: Mutex::new(Some(presence)),
+        })
+    }
+
+    /// Stops publishing presence and removes it, so that the cluster-wide counts drop this
+    /// instance at once rather than when its presence expires.
+    async fn say_goodbye(&self) {
+        let task = self
+            .presence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(task) = task else { return };
+        let _ = task.await;
+        let instance = &self.shared.instance;
+        let mut goodbye = redis::pipe();
+        goodbye
+            .del(self.shared.names.presence(instance))
+            .ignore()
+            .zrem(self.shared.names.instances(), instance)
+            .ignore();
+        let sent = tokio::time::timeout(
+            self.shared.options.timeout,
+            self.publisher.commands.pipeline::<()>(&goodbye),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!("presence not removed; it expires by itself");
+        }
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, target: Target, event: Event) -> BoxFuture<'_, Result<Published>> {
+        Box::pin(async move { self.publisher.publish(&target, &event).await })
+    }
+
+    fn readiness(&self) -> std::result::Result<(), String> {
+        self.shared.readiness()
+    }
+
+    fn outage(&self) -> Option<String> {
+        let lost = self.shared.health().is_lost();
+        lost.then(|| "the subscription to Redis is down; try again shortly".to_owned())
+    }
+
+    fn current(&self) -> BoxFuture<'_, Option<Position>> {
+        Box::pin(async move { self.publisher.current().await.ok().flatten() })
+    }
+
+    fn history(&self, targets: Vec<Target>, after: Option<Position>) -> BoxFuture<'_, History> {
+        Box::pin(async move {
+            // The command connection may have just lost Redis and be reconnecting: a reset
+            // would make every resuming client reload for nothing, so try again first.
+            let mut attempt = 0;
+            loop {
+                match self.publisher.history(&targets, after.as_ref()).await {
+                    Ok(history) => return history,
+                    Err(e) if attempt >= 3 => return resume::unreadable_now(&e),
+                    Err(_) => {
+                        attempt += 1;
+                        tokio::time::sleep(self.shared.options.probe_interval / 2).await;
+                    }
+                }
+            }
+        })
+    }
+
+    fn cluster_connections(&self, user_id: Option<String>) -> BoxFuture<'_, Result<Option<usize>>> {
+        Box::pin(async move {
+            // This instance's presence in Redis lags behind its connections (refreshed
+            // every few seconds): its own part is counted live instead.
+            let others = self
+                .publisher
+                .stored_connections(user_id.as_deref(), Some(&self.shared.instance))
+                .await?;
+            let local = match user_id.as_deref() {
+                Some(user) => Target::user(user).map_or(0, |user| self.fanout.count(&user)),
+                None => self.fanout.total(),
+            };
+            Ok(Some(others + local))
+        })
+    }
+
+    fn put_ticket(&self, key: String, value: String, ttl: Duration) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { self.publisher.put_ticket(&key, &value, ttl).await })
+    }
+
+    fn take_ticket(&self, key: String) -> BoxFuture<'_, Result<Option<String>>> {
+        Box::pin(async move { self.publisher.take_ticket(&key).await })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.stop.cancel();
+        Box::pin(self.say_goodbye())
+    }
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A random name for this instance, for its probe channel and its presence.
+fn instance_id() -> String {
+    format!("{:016x}", crate::position::random())
+}
