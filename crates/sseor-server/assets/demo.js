@@ -9,9 +9,16 @@
   const logEl = $("log"), emptyEl = $("empty");
   const types = new Set(["message", "transaction.updated", "notification", Sseor.RESET_EVENT]);
   const SESSION_KEY = "sseor-demo:connection";
-  // The server marks the page when it requires authentication.
-  const authRequired = document.documentElement.dataset.auth === "on";
-  if (authRequired) $("auth").open = true;
+  // Whether streams need a credential: the server says so at /demo/settings.json, and the
+  // page then asks for a token. Until it answers (or when it cannot), the page asks on a 401.
+  let authRequired = false;
+  fetch("/demo/settings.json", { cache: "no-store" })
+    .then((res) => res.json())
+    .then((settings) => {
+      authRequired = settings.auth === true;
+      if (authRequired) $("auth").open = true;
+    })
+    .catch(() => { /* the server is away */ });
   let stream = null;
   let connectedUser = null;
   let received = 0;
