@@ -58,7 +58,7 @@ pub fn command() -> Command {
     for alias in DEPRECATED {
         command = command.mut_arg(alias.arg, |arg| {
             let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-            let arg = arg.help(format!("{help} Also read from {}, deprecated.", alias.old));
+            let arg = arg.help(format!("{help} [also read: {}, deprecated]", alias.old));
             if alias.in_use() {
                 arg.env(alias.old)
             } else {

@@ -93,7 +93,7 @@ fn first_line(error: &clap::Error, command: &Command) -> String {
         if arg.is_hide_env_values_set()
             && let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue)
         {
-            line = line.replace(value.as_str(), "***");
+            line = line.replace(&format!("'{value}'"), "'***'");
         }
     }
     if let Some(ContextValue::Strings(valid)) = error.get(ContextKind::ValidValue) {

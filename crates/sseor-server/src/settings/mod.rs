@@ -106,10 +106,10 @@ impl Listen {
     fn check_open(&self, insecure: bool) -> Result<String, SettingsError> {
         if !self.host.is_loopback() && !insecure {
             return Err(SettingsError::Invalid(format!(
-                "refusing to listen on {} ({}) without authentication: set {} or {}, listen \
-                 on 127.0.0.1, or pass --insecure (SSEOR_INSECURE=true)",
-                self.host,
+                "{} {} is beyond loopback without authentication: set {} or {}, listen on \
+                 127.0.0.1, or pass --insecure (SSEOR_INSECURE=true)",
                 cli::name("host"),
+                self.host,
                 cli::name("jwt_secret"),
                 cli::name("jwt_public_key"),
             )));
@@ -165,6 +165,11 @@ mod tests {
         for line in [line, refusal(&["--publish-token", "tok-xyz-123"])] {
             assert!(!line.contains('\n') && !line.contains("tok-xyz"), "{line}");
         }
+        let line = refusal(&["--publish-token", "short"]);
+        assert!(
+            line.contains("'***'") && line.contains("too short"),
+            "{line}"
+        );
     }
 
     #[test]
