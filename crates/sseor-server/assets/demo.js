@@ -9,9 +9,21 @@
   const logEl = $("log"), emptyEl = $("empty");
   const types = new Set(["message", "transaction.updated", "notification", Sseor.RESET_EVENT]);
   const SESSION_KEY = "sseor-demo:connection";
-  // The server marks the page when it requires authentication.
-  const authRequired = document.documentElement.dataset.auth === "on";
-  if (authRequired) $("auth").open = true;
+  // Whether streams need a credential: the server says so at /demo/settings.json, and the
+  // page then asks for a token. Counts wait for the answer, since they may need a credential.
+  let authRequired = false;
+  let settingsKnown = false;
+  fetch("/demo/settings.json", { cache: "no-store" })
+    .then((res) => res.json())
+    .then((settings) => {
+      authRequired = settings.auth === true;
+      if (authRequired) $("auth").open = true;
+    })
+    .catch(() => { /* the server is away: a 401 opens the token field */ })
+    .finally(() => {
+      settingsKnown = true;
+      refreshCounts();
+    });
   let stream = null;
   let connectedUser = null;
   let received = 0;
@@ -247,7 +259,7 @@
   async function refreshCounts() {
     const user = currentUser();
     const credential = token();
-    if (polling || !user || (authRequired && !mayPublish(credential)) || countsRefusedFor === user + "\n" + credential) return;
+    if (!settingsKnown || polling || !user || (authRequired && !mayPublish(credential)) || countsRefusedFor === user + "\n" + credential) return;
     polling = true;
     const headers = credential ? { Authorization: "Bearer " + credential } : {};
     let json = null;
@@ -271,7 +283,6 @@
     $("cluster").hidden = !cluster;
     if (cluster) $("count-cluster").textContent = String(json.cluster_total);
   }
-  refreshCounts();
   setInterval(refreshCounts, 2000);
 
   // ---- a reload resumes: the same user, the events missed while away

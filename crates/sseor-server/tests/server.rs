@@ -80,6 +80,13 @@ async fn an_invalid_value_stops_with_one_line_and_exit_code_2() {
             "SERVER_HOST",
         ),
         (&["--port", "0"], &[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+        (&["--port", "0"], &[("SSEOR_HOST", "nowhere")], "SSEOR_HOST"),
+        // The new name wins over the deprecated one.
+        (
+            &["--port", "0"],
+            &[("SSEOR_LOG_FORMAT", "xml"), ("LOG_FORMAT", "json")],
+            "SSEOR_LOG_FORMAT",
+        ),
         (&["--port", "0", "--no-such-flag"], &[], "--no-such-flag"),
     ];
     for (args, envs, named) in cases {
@@ -484,7 +491,9 @@ async fn the_root_serves_the_demo_page() {
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let page = response.text().await.unwrap();
     assert!(page.contains("<title>sseor"), "{page}");
-    assert!(page.contains(r#"data-auth="off""#), "{page}");
+    // Whether streams need a credential, which the page's script asks for.
+    let (status, settings) = server.get_json("/demo/settings.json").await;
+    assert_eq!((status, settings), (200, json!({"auth": false})));
 
     // The page's parts, each named in it: the browser client (as a plain script and as an
     // ES module), the page's stylesheet and its script.
@@ -501,6 +510,7 @@ async fn the_root_serves_the_demo_page() {
         ("/sseor.mjs", javascript, "export {"),
         ("/demo.css", "text/css; charset=utf-8", "--accent:"),
         ("/demo.js", javascript, "Sseor.connect("),
+        ("/demo.js", javascript, r#"fetch("/demo/settings.json""#),
     ] {
         let response = guard(http().get(server.url(path)).send()).await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
