@@ -4,7 +4,7 @@
 # prints one markdown table. See bench/README.md.
 #
 #   bench/compare.sh                      # about 10-15 minutes on 2 cores
-#   CONNECTIONS=2000 bench/compare.sh     # a quick run
+#   CONNECTIONS=2000 bench/compare.sh     # a quick run: 2,000 streams per scenario
 #   SCALE=1 bench/compare.sh              # also 50,000 streams over 3 sseor instances
 #
 # The JSON lines of every run go to target/bench/compare-DATE.jsonl; the table is made from
@@ -76,7 +76,7 @@ fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo
-echo "Measured $started on $(nproc) CPUs ($cpu), $CONNECTIONS connections per run; sseor and nchan one process each (nginx worker_processes 1)."
+echo "Measured $started on $(nproc) CPUs ($cpu), $CONNECTIONS streams per run; sseor and nchan one process each (nginx worker_processes 1)."
 echo
 "$bench" table "$out"
 echo
