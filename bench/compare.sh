@@ -17,12 +17,17 @@ SERVERS=${SERVERS-"sseor nchan pushpin"}
 REDIS_SERVERS=${REDIS_SERVERS-"sseor-redis nchan-redis"}
 SCALE=${SCALE:-0}
 
-# Peers and Redis, from Debian's packages, when missing.
+# The peers and Redis the chosen servers need, from Debian's packages, when missing.
+wanted=" $SERVERS $REDIS_SERVERS "
 missing=()
-command -v nginx >/dev/null || missing+=(nginx)
-[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
-command -v pushpin >/dev/null || missing+=(pushpin)
-command -v redis-server >/dev/null || missing+=(redis-server)
+if [[ $wanted == *" nchan"* ]]; then
+  command -v nginx >/dev/null || missing+=(nginx)
+  [ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
+fi
+[[ $wanted == *" pushpin "* ]] && ! command -v pushpin >/dev/null && missing+=(pushpin)
+if [[ $wanted == *"-redis "* || $SCALE = 1 ]]; then
+  command -v redis-server >/dev/null || missing+=(redis-server)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq
