@@ -4,7 +4,7 @@
 # prints one markdown table. See bench/README.md.
 #
 #   bench/compare.sh                      # about 10-15 minutes on 2 cores
-#   CONNECTIONS=2000 bench/compare.sh     # a quick run
+#   CONNECTIONS=2000 bench/compare.sh     # a quick run: 2,000 streams per scenario
 #   SCALE=1 bench/compare.sh              # also 50,000 streams over 3 sseor instances
 #
 # The JSON lines of every run go to target/bench/compare-DATE.jsonl; the table is made from
@@ -17,12 +17,17 @@ SERVERS=${SERVERS-"sseor nchan pushpin"}
 REDIS_SERVERS=${REDIS_SERVERS-"sseor-redis nchan-redis"}
 SCALE=${SCALE:-0}
 
-# Peers and Redis, from Debian's packages, when missing.
+# The peers and Redis the chosen servers need, from Debian's packages, when missing.
+wanted=" $SERVERS $REDIS_SERVERS "
 missing=()
-command -v nginx >/dev/null || missing+=(nginx)
-[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
-command -v pushpin >/dev/null || missing+=(pushpin)
-command -v redis-server >/dev/null || missing+=(redis-server)
+if [[ $wanted == *" nchan"* ]]; then
+  command -v nginx >/dev/null || missing+=(nginx)
+  [ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
+fi
+[[ $wanted == *" pushpin "* ]] && ! command -v pushpin >/dev/null && missing+=(pushpin)
+if [[ $wanted == *"-redis "* || $SCALE = 1 ]]; then
+  command -v redis-server >/dev/null || missing+=(redis-server)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq
@@ -76,7 +81,7 @@ fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo
-echo "Measured $started on $(nproc) CPUs ($cpu), $CONNECTIONS connections per run; sseor and nchan one process each (nginx worker_processes 1)."
+echo "Measured $started on $(nproc) CPUs ($cpu), $CONNECTIONS streams per run; sseor and nchan one process each (nginx worker_processes 1)."
 echo
 "$bench" table "$out"
 echo

@@ -12,7 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::sse::{Decoder, json_number};
+use crate::sse::{Decoder, Event, json_number};
 use crate::stats::{Histogram, Received, unix_nanos};
 
 /// How streams are opened.
@@ -33,7 +33,7 @@ pub(crate) struct OpenOptions {
     pub(crate) sources: u8,
 }
 
-/// An open event stream: its socket and what followed the response head.
+/// An open event stream: its connection and what followed the response head.
 pub(crate) struct Stream {
     socket: TcpStream,
     decoder: Decoder,
@@ -44,6 +44,53 @@ impl Stream {
     /// The socket, and the body bytes read with the response head.
     pub(crate) fn into_parts(self) -> (TcpStream, Vec<u8>) {
         (self.socket, self.early)
+    }
+
+    /// Reads until `done` returns true for an event, `done` seeing each event in turn; an
+    /// error when the stream ends first.
+    pub(crate) async fn read_until(
+        &mut self,
+        mut done: impl FnMut(Event<'_>) -> bool,
+    ) -> Result<(), String> {
+        let mut finished = false;
+        self.take_early(&mut |event| finished = finished || done(event));
+        while !finished {
+            if !self
+                .read_more(&mut |event| finished = finished || done(event))
+                .await
+            {
+                return Err("the stream ended".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the body bytes that came with the response head.
+    fn take_early(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        let early = std::mem::take(&mut self.early);
+        self.decoder.feed(&early, on_event);
+    }
+
+    /// Waits for more bytes and decodes them; false when the stream ended or broke. Safe to
+    /// cancel: bytes read are always decoded before it waits again.
+    async fn read_more(&mut self, on_event: &mut impl FnMut(Event<'_>)) -> bool {
+        loop {
+            if self.socket.readable().await.is_err() {
+                return false;
+            }
+            // The buffer lives only while the socket is read, never across an await: an
+            // idle stream costs the client no buffer.
+            let mut buf = [0u8; 16 * 1024];
+            match self.socket.try_read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.decoder.feed(&buf[..n], on_event);
+                    return true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return false,
+            }
+        }
     }
 }
 
@@ -103,6 +150,24 @@ pub(crate) async fn open(
     })
 }
 
+/// Opens one stream on `port` until it is answered 200, for up to 15 s: the server is up.
+pub(crate) async fn wait_until_serving(port: u16, path: &str, headers: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let error = match tokio::time::timeout(Duration::from_secs(2), open(port, path, 1, headers))
+            .await
+        {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e,
+            Err(_) => "no answer within 2 s".into(),
+        };
+        if Instant::now() >= deadline {
+            return Err(error);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The streams that opened, by index, and what it took.
 pub(crate) struct Opened {
     pub(crate) streams: Vec<(usize, Stream)>,
@@ -111,6 +176,21 @@ pub(crate) struct Opened {
     pub(crate) not_opened: usize,
     pub(crate) seconds: f64,
     pub(crate) first_error: Option<String>,
+}
+
+impl Opened {
+    /// Every stream, by index, or an error when one did not open.
+    pub(crate) fn all(self) -> Result<Vec<(usize, Stream)>, String> {
+        if self.not_opened == 0 {
+            return Ok(self.streams);
+        }
+        Err(format!(
+            "{} of {} streams not opened: {}",
+            self.not_opened,
+            self.not_opened + self.streams.len(),
+            self.first_error.unwrap_or_default()
+        ))
+    }
 }
 
 /// Opens the stream of each `(index, port, path)`, `options.concurrency` at a time.
@@ -254,46 +334,74 @@ impl Readers {
     }
 }
 
-/// Reads a stream until `stop` or its end: records each `bench` event's sequence number
-/// (`n`) and latency (from its publish time `t`).
-async fn read(mut stream: Stream, tally: Arc<Tally>, stop: CancellationToken) -> Vec<u32> {
-    let mut seen = Vec::new();
-    let take = |bytes: &[u8], decoder: &mut Decoder, seen: &mut Vec<u32>| {
-        let now = unix_nanos();
-        let mut count = 0;
-        decoder.feed(bytes, &mut |kind, data| {
-            if kind != b"bench" {
-                return;
-            }
-            if let (Some(n), Some(t)) = (json_number(data, b"n"), json_number(data, b"t")) {
-                seen.push(n as u32);
-                tally.latency.record(now.saturating_sub(t));
-                count += 1;
-            }
-        });
-        if count > 0 {
-            tally.received.fetch_add(count, Ordering::Relaxed);
-            tally.last_receipt.fetch_max(now, Ordering::Relaxed);
+/// What one reader received since it last added to the tally.
+struct Reader {
+    tally: Arc<Tally>,
+    /// The sequence number (`n`) of every `bench` event, duplicates included.
+    seen: Vec<u32>,
+    /// Events not yet added to the tally.
+    pending: u64,
+    /// Unix time (ns) of the read the pending events came in.
+    read_at: Option<u64>,
+}
+
+impl Reader {
+    /// Records a `bench` event's sequence number (`n`) and latency (from its publish time
+    /// `t`).
+    fn on_event(&mut self, event: Event<'_>) {
+        // Taken once per read, before any event of it is parsed: all of them arrived then.
+        let now = *self.read_at.get_or_insert_with(unix_nanos);
+        if event.kind != b"bench" {
+            return;
         }
-    };
-    let early = std::mem::take(&mut stream.early);
-    take(&early, &mut stream.decoder, &mut seen);
-    loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return seen,
-            ready = stream.socket.readable() => if ready.is_err() { break },
-        }
-        // The buffer lives only while the socket is read, never across an await: an idle
-        // stream costs the client no buffer.
-        let mut buf = [0u8; 16 * 1024];
-        match stream.socket.try_read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => take(&buf[..n], &mut stream.decoder, &mut seen),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
+        if let (Some(n), Some(t)) = (json_number(event.data, b"n"), json_number(event.data, b"t")) {
+            self.seen.push(n as u32);
+            self.tally.latency.record(now.saturating_sub(t));
+            self.pending += 1;
         }
     }
-    tally.ended.fetch_add(1, Ordering::Relaxed);
-    seen
+
+    /// Adds the events of the last read to the tally: once per read rather than per event,
+    /// because every reader of a broadcast updates the same counters.
+    fn flush(&mut self) {
+        if let Some(now) = self.read_at.take()
+            && self.pending > 0
+        {
+            self.tally
+                .received
+                .fetch_add(self.pending, Ordering::Relaxed);
+            self.tally.last_receipt.fetch_max(now, Ordering::Relaxed);
+        }
+        self.pending = 0;
+    }
+}
+
+/// Reads a stream until `stop` or its end; returns the sequence numbers it received.
+async fn read(mut stream: Stream, tally: Arc<Tally>, stop: CancellationToken) -> Vec<u32> {
+    let mut reader = Reader {
+        tally,
+        seen: Vec::new(),
+        pending: 0,
+        read_at: None,
+    };
+    stream.take_early(&mut |event| reader.on_event(event));
+    reader.flush();
+    loop {
+        let more = {
+            let mut on_event = |event: Event<'_>| reader.on_event(event);
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => None,
+                more = stream.read_more(&mut on_event) => Some(more),
+            }
+        };
+        reader.flush();
+        match more {
+            None => return reader.seen,
+            Some(true) => {}
+            Some(false) => break,
+        }
+    }
+    reader.tally.ended.fetch_add(1, Ordering::Relaxed);
+    reader.seen
 }

@@ -9,9 +9,11 @@ use clap::ValueEnum;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::client::{OpenOptions, open, open_all_with_headers};
-use crate::server::{ServerOptions, TempDir, start_sseor};
+use crate::client::{OpenOptions, open_all_with_headers, wait_until_serving};
+use crate::random;
+use crate::server::{ServerOptions, start_sseor};
 use crate::stats::round;
+use crate::temp_dir::TempDir;
 
 /// What `jwt` is given.
 #[derive(Clone, Debug, clap::Args)]
@@ -72,7 +74,8 @@ impl Keys {
         let (env, signing) = match variant {
             Variant::None => (Vec::new(), None),
             Variant::Hs256 => {
-                let secret = random_hex();
+                // 256 random bits: a secret that lives as long as one run.
+                let secret = random::hex(256);
                 let key = EncodingKey::from_secret(secret.as_bytes()).map_err(|e| e.to_string())?;
                 (
                     vec![("SSEOR_JWT_SECRET", secret)],
@@ -138,23 +141,6 @@ impl Keys {
             }
         }
     }
-}
-
-/// 256 random bits, hex: a secret that lives as long as one run.
-fn random_hex() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    (0..4)
-        .map(|_| {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u128(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos(),
-            );
-            format!("{:016x}", hasher.finish())
-        })
-        .collect()
 }
 
 fn openssl(args: &[&str]) -> Result<(), String> {
@@ -224,7 +210,9 @@ async fn run(variant: Variant, args: &JwtArgs, servers: &ServerOptions) -> Resul
         .as_secs()
         + 3600;
     let (warm_path, warm_headers) = keys.stream("warmup", exp)?;
-    wait_until_serving(port, &warm_path, &warm_headers).await?;
+    wait_until_serving(port, &warm_path, &warm_headers)
+        .await
+        .map_err(|e| format!("sseor does not serve streams: {e}"))?;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let minting = Instant::now();
@@ -252,17 +240,4 @@ async fn run(variant: Variant, args: &JwtArgs, servers: &ServerOptions) -> Resul
         "mint_seconds": round(mint_seconds),
         "kib_per_connection": round((rss_idle as f64 - rss_before as f64) / count.max(1) as f64),
     }))
-}
-
-/// Opens one stream until it is answered 200, for up to 15 s.
-async fn wait_until_serving(port: u16, path: &str, headers: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(2), open(port, path, 1, headers)).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) if Instant::now() >= deadline => return Err(format!("sseor: {e}")),
-            _ if Instant::now() >= deadline => return Err("sseor does not serve streams".into()),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }

@@ -10,9 +10,12 @@
 //! ```
 
 mod client;
+mod herd;
 mod jwt;
-mod legacy;
+mod process;
 mod publish;
+mod random;
+mod redis;
 mod scale;
 mod scenario;
 mod server;
@@ -20,10 +23,13 @@ mod slow;
 mod sse;
 mod stats;
 mod table;
+mod temp_dir;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+use crate::herd::HerdArgs;
+use crate::redis::RedisArgs;
 use crate::scale::{ClientArgs, ScaleArgs};
 use crate::scenario::{Common, Sweep};
 use crate::server::ServerOptions;
@@ -40,7 +46,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Opens idle streams: memory per connection and the time to open them.
+    /// Opens idle streams, each on a connection of its own: memory per stream and the time
+    /// to open them.
     Idle {
         #[command(flatten)]
         common: Common,
@@ -91,30 +98,13 @@ enum Command {
     },
     /// sseor only: two servers on one Redis: streams on the second, one user each;
     /// publishes to random users through the first's HTTP API.
-    Redis {
-        /// Streams to open on the receiving server.
-        #[arg(long, default_value_t = 10_000)]
-        connections: usize,
-        /// Events to publish.
-        #[arg(long, default_value_t = 20_000)]
-        events: usize,
-        /// Publish requests in flight at once.
-        #[arg(long, default_value_t = 64)]
-        publishers: usize,
-    },
+    Redis(RedisArgs),
     /// sseor only: one client never reads while events are broadcast to it and to readers:
     /// the server's memory before and at its peak, under a slow-consumer policy.
     Slow(SlowArgs),
     /// sseor only: the thundering herd: one instance dies; its clients all resume at once
     /// on another.
-    Herd {
-        /// Clients of the instance that dies.
-        #[arg(long, default_value_t = 5000)]
-        clients: usize,
-        /// Events each client misses while it is away.
-        #[arg(long, default_value_t = 100)]
-        missed: usize,
-    },
+    Herd(HerdArgs),
 }
 
 impl Command {
@@ -139,8 +129,8 @@ impl Command {
             Command::Client(_) => "client",
             Command::Scale(_) => "scale",
             Command::Table { .. } => "table",
-            Command::Redis { .. } => "redis",
-            Command::Herd { .. } => "herd",
+            Command::Redis(_) => "redis",
+            Command::Herd(_) => "herd",
             Command::Slow(_) => "slow",
         }
     }
@@ -176,18 +166,9 @@ async fn run(cli: &Cli) -> Result<(), String> {
             print!("{}", table::table(&text));
             Ok(())
         }
-        Command::Redis {
-            connections,
-            events,
-            publishers,
-        } => {
-            legacy::through_redis(&servers.server, *connections, *events, (*publishers).max(1))
-                .await
-        }
+        Command::Redis(args) => redis::redis(args, servers).await,
         Command::Slow(args) => slow::slow(&servers.server, args).await,
-        Command::Herd { clients, missed } => {
-            legacy::herd(&servers.server, *clients, (*missed).max(1)).await
-        }
+        Command::Herd(args) => herd::herd(&servers.server, args).await,
     }
 }
 

@@ -48,7 +48,8 @@ impl Publisher {
 
     /// Publishes events `first..first + count` at `rate` per second, event `n` to
     /// `channel(n)`, each carrying its publish time. A request waits for a free slot when
-    /// `in_flight` are unanswered, so the achieved rate can be lower than `rate`.
+    /// `in_flight` are unanswered, so the achieved rate can be lower than `rate`;
+    /// `f64::INFINITY` publishes as fast as the free slots allow.
     pub(crate) async fn paced(
         &self,
         api: &PublishApi,

@@ -15,9 +15,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
 
 use crate::client::{OpenOptions, Readers, open_all};
+use crate::process::Process;
 use crate::publish::Publisher;
 use crate::scenario::Waits;
-use crate::server::{Channel, Process, PublishApi, ServerOptions, start_redis, start_sseor};
+use crate::server::{Channel, PublishApi, ServerOptions, start_redis, start_sseor};
 use crate::stats::{Histogram, round, unix_nanos};
 
 /// The streams a `client` process opens.

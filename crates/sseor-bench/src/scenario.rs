@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::client::{OpenOptions, Opened, Readers, open_all};
 use crate::publish::{Published, Publisher};
+use crate::random;
 use crate::server::{Channel, Server, ServerOptions, Target};
 use crate::stats::{Received, round, unix_nanos};
 
@@ -17,7 +18,7 @@ pub(crate) struct Common {
     /// The server under test.
     #[arg(long, value_enum, default_value = "sseor")]
     pub(crate) target: Target,
-    /// Streams to open.
+    /// Streams to open, each on a TCP connection of its own.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) connections: usize,
     /// A label copied into the JSON line (the comparison table finds runs by it).
@@ -211,7 +212,8 @@ async fn publish_and_count(
     })
 }
 
-/// Idle streams: memory per connection and time to open them.
+/// Idle streams: memory per stream (each on a connection of its own) and the time to open
+/// them.
 pub(crate) async fn idle(common: &Common, options: &ServerOptions) -> Result<(), String> {
     let run = Run::start(common, options, |_| Channel::Broadcast).await?;
     run.report("idle", json!({}), Outcome::none());
@@ -245,19 +247,11 @@ pub(crate) async fn broadcast(
     Ok(())
 }
 
-/// The channel of event `n` among `channels`: a fixed pseudo-random spread (splitmix64).
-fn random_channel(n: u64, channels: usize) -> usize {
-    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) % channels.max(1) as u64) as usize
-}
-
 /// Deliveries expected when events `first..first + count` went to random channels and only
 /// the streams in `open` are there.
 fn expected_targeted(open: &[bool], first: u64, count: u64, failed: u64) -> u64 {
     let reachable = (first..first + count)
-        .filter(|&n| open[random_channel(n, open.len())])
+        .filter(|&n| open[random::pick(n, open.len())])
         .count() as u64;
     reachable.saturating_sub(failed)
 }
@@ -289,7 +283,7 @@ pub(crate) async fn targeted(
         count,
         rate,
         |p| expected_targeted(&open, 0, count, p.failed),
-        |n| Channel::Own(random_channel(n, channels)),
+        |n| Channel::Own(random::pick(n, channels)),
     )
     .await?;
     run.report(
@@ -345,7 +339,7 @@ pub(crate) async fn targeted_max(
         let received_before = tally.received.load(Ordering::Relaxed);
         let published = publisher
             .paced(run.server.publish_api(), first, count, rate, |n| {
-                Channel::Own(random_channel(n, channels))
+                Channel::Own(random::pick(n, channels))
             })
             .await;
         let expected = expected_targeted(&open, first, count, published.failed);
@@ -404,18 +398,4 @@ pub(crate) async fn targeted_max(
     });
     run.report("targeted-max", parameters, outcome);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn random_channels_spread() {
-        let mut hits = [0usize; 10];
-        for n in 0..10_000 {
-            hits[random_channel(n, 10)] += 1;
-        }
-        assert!(hits.iter().all(|&h| (900..1100).contains(&h)), "{hits:?}");
-    }
 }

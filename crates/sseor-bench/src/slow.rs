@@ -20,7 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::client;
-use crate::server::{rss_kib, start_sseor};
+use crate::process::rss_kib;
+use crate::server::start_sseor;
 use crate::sse::{Decoder, json_number};
 use crate::stats::round;
 
@@ -188,7 +189,7 @@ async fn read_all(
         received: 0,
         wrong: None,
     };
-    decoder.feed(&early, &mut |kind, data| tally.on_event(kind, data));
+    decoder.feed(&early, &mut |event| tally.on_event(event.kind, event.data));
     let mut buf = vec![0u8; 64 * 1024];
     while tally.received < events {
         let read = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
@@ -198,7 +199,9 @@ async fn read_all(
                 tally.received
             ));
         }
-        decoder.feed(&buf[..read], &mut |kind, data| tally.on_event(kind, data));
+        decoder.feed(&buf[..read], &mut |event| {
+            tally.on_event(event.kind, event.data);
+        });
         if let Some(n) = tally.wrong {
             return Err(format!(
                 "reader {reader} received {n:?} twice or out of range"

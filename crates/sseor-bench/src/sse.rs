@@ -1,8 +1,20 @@
 //! Incremental decoding of an HTTP/1.1 response body (chunked or not) into Server-Sent
 //! Events, per the WHATWG rules: lines end with LF, CRLF or CR; a blank line dispatches; a
-//! line starting with `:` is a comment; `field: value` with one optional space.
+//! line starting with `:` is a comment; `field: value` with one optional space; `id` sets
+//! the last event ID, which later events keep until another `id` (`retry` is ignored).
 
-/// Feeds the body bytes of one response and yields each event's type and data.
+/// One event of a stream.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Event<'a> {
+    /// Its type (`message` when it has no `event:` line).
+    pub(crate) kind: &'a [u8],
+    /// Its `data:` lines, joined by LF.
+    pub(crate) data: &'a [u8],
+    /// The last event ID when it was dispatched: what a client resumes after.
+    pub(crate) id: &'a [u8],
+}
+
+/// Feeds the body bytes of one response and yields each event.
 #[derive(Default)]
 pub(crate) struct Decoder {
     chunked: Option<Chunks>,
@@ -11,6 +23,7 @@ pub(crate) struct Decoder {
     event: Vec<u8>,
     data: Vec<u8>,
     has_data: bool,
+    last_id: Vec<u8>,
 }
 
 /// Where a chunked body is.
@@ -37,8 +50,8 @@ impl Decoder {
         }
     }
 
-    /// Decodes `bytes`, calling `on_event(type, data)` for each complete event.
-    pub(crate) fn feed(&mut self, mut bytes: &[u8], on_event: &mut impl FnMut(&[u8], &[u8])) {
+    /// Decodes `bytes`, calling `on_event` for each complete event.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
         if self.chunked.is_none() {
             self.feed_body(bytes, on_event);
             return;
@@ -92,7 +105,7 @@ impl Decoder {
     }
 
     /// Decodes body bytes into lines and lines into events.
-    fn feed_body(&mut self, bytes: &[u8], on_event: &mut impl FnMut(&[u8], &[u8])) {
+    fn feed_body(&mut self, bytes: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
         let mut start = 0;
         for (i, &byte) in bytes.iter().enumerate() {
             if byte != b'\n' && byte != b'\r' {
@@ -121,7 +134,7 @@ impl Decoder {
         }
     }
 
-    fn take_line(&mut self, line: &[u8], on_event: &mut impl FnMut(&[u8], &[u8])) {
+    fn take_line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
         if line.is_empty() {
             if self.has_data {
                 let kind: &[u8] = if self.event.is_empty() {
@@ -129,7 +142,11 @@ impl Decoder {
                 } else {
                     &self.event
                 };
-                on_event(kind, &self.data);
+                on_event(Event {
+                    kind,
+                    data: &self.data,
+                    id: &self.last_id,
+                });
             }
             self.event.clear();
             self.data.clear();
@@ -158,6 +175,11 @@ impl Decoder {
                 self.event.clear();
                 self.event.extend_from_slice(value);
             }
+            // An id with a NUL in it is ignored, as a browser does.
+            b"id" if !value.contains(&0) => {
+                self.last_id.clear();
+                self.last_id.extend_from_slice(value);
+            }
             _ => {}
         }
     }
@@ -185,18 +207,26 @@ pub(crate) fn json_number(text: &[u8], key: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn events(chunked: bool, pieces: &[&[u8]]) -> Vec<(String, String)> {
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    fn events_with_ids(chunked: bool, pieces: &[&[u8]]) -> Vec<(String, String, String)> {
         let mut decoder = Decoder::new(chunked);
         let mut found = Vec::new();
         for piece in pieces {
-            decoder.feed(piece, &mut |kind, data| {
-                found.push((
-                    String::from_utf8_lossy(kind).into_owned(),
-                    String::from_utf8_lossy(data).into_owned(),
-                ));
+            decoder.feed(piece, &mut |event| {
+                found.push((text(event.kind), text(event.data), text(event.id)));
             });
         }
         found
+    }
+
+    fn events(chunked: bool, pieces: &[&[u8]]) -> Vec<(String, String)> {
+        events_with_ids(chunked, pieces)
+            .into_iter()
+            .map(|(kind, data, _)| (kind, data))
+            .collect()
     }
 
     #[test]
@@ -215,6 +245,16 @@ mod tests {
                 "split at {split}"
             );
         }
+    }
+
+    #[test]
+    fn ids_last_until_the_next() {
+        let body: &[u8] = b"id: 1:0\ndata: a\n\ndata: b\n\nid: 2\0\ndata: c\n\nid\ndata: d\n\n";
+        let ids: Vec<String> = events_with_ids(false, &[body])
+            .into_iter()
+            .map(|(_, _, id)| id)
+            .collect();
+        assert_eq!(ids, ["1:0", "1:0", "1:0", ""]);
     }
 
     #[test]

@@ -1,0 +1,62 @@
+//! How events are published to each server under test.
+
+use serde_json::json;
+
+use super::Channel;
+
+/// How events are published to a server.
+#[derive(Clone, Debug)]
+pub(crate) enum PublishApi {
+    /// `POST /api/v1/publish` with `{"user_id"?, "event": {...}}`.
+    Sseor(String),
+    /// `POST {base}CHANNEL` with the event's data as the body.
+    Nchan(String),
+    /// Pushpin's HTTP control API, `POST /publish/` with items.
+    Pushpin(String),
+}
+
+impl PublishApi {
+    /// sseor's API at 127.0.0.1:`port`.
+    pub(crate) fn sseor(port: u16) -> Self {
+        Self::Sseor(format!("http://127.0.0.1:{port}/api/v1/publish"))
+    }
+
+    /// The request that publishes event `n` with publish time `t` (unix ns) to `channel`.
+    pub(crate) fn request(&self, channel: Channel, n: u64, t: u64) -> PublishRequest {
+        let data = json!({"n": n, "t": t});
+        match self {
+            PublishApi::Sseor(url) => {
+                let event = json!({"type": "bench", "data": data});
+                let body = match channel {
+                    Channel::Broadcast => json!({ "event": event }),
+                    Channel::Own(_) => json!({"user_id": channel.name(), "event": event}),
+                };
+                PublishRequest {
+                    url: url.clone(),
+                    body: body.to_string(),
+                }
+            }
+            PublishApi::Nchan(base) => PublishRequest {
+                url: format!("{base}{}", channel.name()),
+                body: data.to_string(),
+            },
+            PublishApi::Pushpin(url) => {
+                let content = format!("event: bench\ndata: {data}\n\n");
+                let body = json!({"items": [{
+                    "channel": channel.name(),
+                    "formats": {"http-stream": {"content": content}},
+                }]});
+                PublishRequest {
+                    url: url.clone(),
+                    body: body.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// One publish request: its URL and body.
+pub(crate) struct PublishRequest {
+    pub(crate) url: String,
+    pub(crate) body: String,
+}
