@@ -5,6 +5,10 @@ use serde_json::{Map, Value};
 
 use crate::{Error, Result};
 
+/// The type of the event a resuming client receives when its position cannot be resumed
+/// from: it must reload its state, then continues live.
+pub const RESET_EVENT: &str = "sseor.reset";
+
 /// Longest event type or id accepted, in bytes.
 pub const MAX_FIELD_LEN: usize = 256;
 

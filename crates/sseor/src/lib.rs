@@ -146,10 +146,10 @@ mod target;
 
 pub use api::browser;
 pub use broker::{Broker, BrokerContext, History, MemoryBroker, Published, Retention};
-pub use error::{Error, Result};
-pub use event::{Event, MAX_FIELD_LEN, MAX_RETRY_MS};
-pub use fanout::{Barrier, CloseReason, ConnectionLimit, Fanout, Interest, SlowConsumer};
-pub use manager::{Builder, Manager, RESET_EVENT};
+pub use error::{ConnectionLimit, Error, Result};
+pub use event::{Event, MAX_FIELD_LEN, MAX_RETRY_MS, RESET_EVENT};
+pub use fanout::{Barrier, CloseReason, Fanout, Interest, SlowConsumer};
+pub use manager::{Builder, Manager};
 pub use position::{InvalidPosition, Position};
 #[cfg(feature = "redis")]
 pub use publisher::Publisher;

@@ -11,8 +11,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
-use super::{AuthReason, Error};
-use crate::ConnectionLimit;
+use super::{AuthReason, ConnectionLimit, Error};
 
 /// When a client refused because the broker is unavailable should try again: the broker
 /// reconnects with a backoff of at most 2 s.

@@ -51,7 +51,7 @@ pub enum Error {
     )]
     TooManyConnections {
         /// Which limit.
-        limit: crate::ConnectionLimit,
+        limit: ConnectionLimit,
         /// Its value.
         max: usize,
         /// When to try again (jittered, so that refused clients do not return together).
@@ -118,3 +118,38 @@ impl Error {
 
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A limit on the streams one instance holds open; see
+/// [`Builder::max_connections`](crate::Builder::max_connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionLimit {
+    /// Streams on this instance (answered with 503: try another instance).
+    Total,
+    /// Streams of one user (answered with 429).
+    PerUser,
+    /// Streams from one client IP address (answered with 429).
+    PerIp,
+}
+
+impl ConnectionLimit {
+    /// The limit's name, as in the server's configuration: `max_connections`,
+    /// `max_connections_per_user`, `max_connections_per_ip`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Total => "max_connections",
+            Self::PerUser => "max_connections_per_user",
+            Self::PerIp => "max_connections_per_ip",
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Total => "this instance",
+            Self::PerUser => "this user",
+            Self::PerIp => "this client address",
+        })
+    }
+}

@@ -16,7 +16,6 @@ use crate::Target;
 use queue::Queued;
 use registry::Registry;
 
-pub use limits::ConnectionLimit;
 pub(crate) use limits::{Limits, Refused};
 pub use queue::SlowConsumer;
 

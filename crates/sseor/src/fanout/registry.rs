@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{self, Queued, SendError};
-use super::{Barrier, CloseReason, ConnectionLimit, Interest, Limits, Refused};
+use super::{Barrier, CloseReason, Interest, Limits, Refused};
+use crate::ConnectionLimit;
 use crate::Target;
 use crate::metrics::Metrics;
 

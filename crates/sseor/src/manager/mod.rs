@@ -27,7 +27,6 @@ use tokio_util::task::TaskTracker;
 pub use builder::Builder;
 pub(crate) use input::InputLimits;
 pub(crate) use open::Asked;
-pub use open::RESET_EVENT;
 
 use crate::auth::PublishLimiter;
 use crate::broker::{Broker, Published};

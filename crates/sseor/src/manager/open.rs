@@ -16,11 +16,8 @@ use crate::fanout::queue;
 use crate::fanout::registry::{Opening, Sink};
 use crate::server::body::{EventBody, Replay};
 use crate::server::handoff::{AcceptsHandoff, ConnectionAbort};
-use crate::{Error, Event, Position, Result, Subscription, Target, encode};
+use crate::{Error, Event, Position, RESET_EVENT, Result, Subscription, Target, encode};
 
-/// The type of the event a resuming client receives when its position cannot be resumed
-/// from: it must reload its state, then continues live.
-pub const RESET_EVENT: &str = "sseor.reset";
 const NO_USER: &str = "the query parameter `user_id` is required";
 const MANY_USERS: &str = "the query parameter `user_id` is given more than once";
 
