@@ -140,6 +140,7 @@ mod metrics;
 mod position;
 #[cfg(feature = "redis")]
 mod publisher;
+mod random;
 mod server;
 mod subscription;
 mod target;

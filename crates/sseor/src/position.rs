@@ -97,21 +97,7 @@ pub(crate) fn unix_millis() -> u64 {
 
 /// A short random epoch, different for every start of a broker.
 pub(crate) fn new_epoch() -> String {
-    format!("{:08x}", random() as u32)
-}
-
-/// A random number, different in every process and call: what the standard library's
-/// hasher seeds give, mixed with the time and the process id.
-pub(crate) fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish()
+    format!("{:08x}", crate::random::u64() as u32)
 }
 
 #[cfg(test)]

@@ -49,8 +49,7 @@ impl fmt::Debug for Ticket {
 /// Issues a ticket for `grant` (without its publish right: a ticket opens a stream).
 pub(crate) async fn issue(broker: &dyn Broker, grant: &Grant, ttl: Duration) -> Result<Ticket> {
     let mut random = [0u8; TICKET_HEX_LEN / 2];
-    getrandom::fill(&mut random)
-        .map_err(|e| Error::Io(std::io::Error::other(format!("no random numbers: {e}"))))?;
+    crate::random::fill(&mut random)?;
     let value = hex(&random);
     let grant = grant.clone().with_publish(false);
     let stored = serde_json::to_string(&grant)

@@ -271,7 +271,7 @@ fn jittered(base: Duration, jitter: f64) -> Duration {
     if jitter <= 0.0 {
         return base;
     }
-    base.mul_f64(rand::random_range(1.0 - jitter..=1.0 + jitter))
+    base.mul_f64(1.0 - jitter + 2.0 * jitter * crate::random::unit())
 }
 /// The right-most address in the last `header` line: the one the proxy in front of this
 /// server wrote (those left of it come from the client). Accepts `ADDRESS` and

@@ -229,5 +229,5 @@ impl Drop for RedisBroker {
 
 /// A random name for this instance, for its probe channel and its presence.
 fn instance_id() -> String {
-    format!("{:016x}", crate::position::random())
+    format!("{:016x}", crate::random::u64())
 }
