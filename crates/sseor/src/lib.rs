@@ -4,69 +4,25 @@
 //! user, to a topic, or to everyone. Events flow one way:
 //!
 //! ```text
-//! publish -> Broker -> Fanout (this instance's registry) -> encoded once -> every socket
+//! publish -> Broker -> Fanout (this instance's streams) -> encoded once -> every socket
 //! ```
 //!
-//! * [`Manager`] is the entry point: [`Manager::route`], [`Manager::listen_and_serve`],
-//!   [`Manager::handle_sse`], [`Manager::publish`], [`Manager::publish_to_all`],
-//!   [`Manager::connection_count`], [`Manager::total_connections`], [`Manager::close`].
-//! * [`Event`] is what is published: `{"id", "type", "data", "retry"}`.
-//! * [`broker`] holds the seam between instances; the embedded [`MemoryBroker`] is the
-//!   default.
-//! * [`encode`] writes the `text/event-stream` wire format.
-//! * [`api`] is the standard JSON-over-HTTP API the `sseor` server exposes.
-//! * [`auth`] decides who may open which stream and who may publish: the
-//!   [`Authorizer`](auth::Authorizer) trait, [`JwtAuthorizer`](auth::JwtAuthorizer), stream
-//!   tickets and grants that expire.
-//! * [`Publisher`] publishes through Redis from services that serve no streams.
+//! # In an axum application
 //!
-//! # Words used throughout
-//!
-//! * **stream**: one SSE response (`text/event-stream`) to one client; what the connection
-//!   limits, the queues and the `sseor_connections` metric count.
-//! * **connection**: a TCP (or TLS) connection. Over HTTP/1.1 it carries one stream at a
-//!   time; over HTTP/2 it may carry many.
-//! * **target**: who an event is for, a [`Target`]: one user, one topic, or everyone.
-//! * **position**: the id every event reaches the client with, `EPOCH-MS-SEQ`
-//!   ([`Position`]); a client resumes from the last one it saw (`Last-Event-ID`).
-//! * **subscription**: which targets one stream receives, a [`Subscription`]: its user,
-//!   its topics and the broadcasts. (The broker's subscriptions to Redis channels follow
-//!   from the streams' subscriptions.)
-//!
-//! # Features
-//!
-//! | feature | default | what it adds |
-//! |---|---|---|
-//! | `redis` | yes | the Redis broker (`redis://`, `redis+unix://` URLs) and [`Publisher`] |
-//! | `tls` | yes | HTTPS in the server loop with rustls ([`TlsConfig`], [`Builder::tls`]): HTTP/2 and HTTP/1.1 chosen by ALPN |
-//!
-//! # Serving the streams
-//!
-//! * [`Manager::listen_and_serve`] or [`Manager::serve`] (a listener of your own and
-//!   [`Manager::router`], merged with your routes if you like): sseor's own server loop.
-//!   It writes idle streams on a fast path (about 2-3 KiB of memory per idle stream; 3,000
-//!   idle HTTP/1.1 streams, debug build), records each client's address for
-//!   [`Builder::max_connections_per_ip`], and closes connections still open at the
-//!   [shutdown timeout](Builder::shutdown_timeout), even those of clients that stopped
-//!   reading.
-//! * Your application's own `axum::serve`, calling [`Manager::handle_sse`] from its
-//!   handlers: about 20-30 KiB per idle stream under the same measure, ten times as much.
-//!   Then:
-//!   - give `with_graceful_shutdown` your signal wrapped by [`Manager::shutdown_signal`],
-//!     not the bare signal: axum's graceful shutdown waits for every open response, and
-//!     event streams end only when the manager ends them; call [`Manager::close`] after
-//!     `axum::serve` returns, and bound the wait (a client that stops reading can hold an
-//!     axum connection open);
-//!   - with a limit per address, serve
-//!     `app.into_make_service_with_connect_info::<std::net::SocketAddr>()`: without the
-//!     address, streams are refused ([`Error::Misconfigured`]) rather than left unlimited.
+//! The [`Manager`] is the application's state; an ordinary handler, with the extractors the
+//! application already uses, decides who the user is (its session, its token) and calls
+//! [`Manager::handle_sse`]; any handler publishes with [`Manager::publish`]. The routes
+//! are the application's own, so `merge` and `nest` work as for any other route and
+//! cannot conflict with anything sseor adds.
 //!
 //! ```no_run
 //! use std::time::Duration;
 //! use axum::Router;
 //! use axum::extract::{Request, State};
-//! use axum::response::IntoResponse;
-//! use sseor::Manager;
+//! use axum::http::StatusCode;
+//! use axum::response::{IntoResponse, Response};
+//! use axum::routing::{get, post};
+//! use sseor::{Event, Manager};
 //!
 //! /// The user comes from the application's authentication (a session, a token),
 //! /// never from a query parameter the client chooses.
@@ -74,17 +30,23 @@
 //!     # let _ = request; Some("user123".into())
 //! }
 //!
-//! async fn events(State(sse): State<Manager>, request: Request) -> axum::response::Response {
+//! async fn events(State(sse): State<Manager>, request: Request) -> Response {
 //!     match signed_in_user(&request) {
 //!         Some(user) => sse.handle_sse(&request, &user).into_response(),
-//!         None => axum::http::StatusCode::UNAUTHORIZED.into_response(),
+//!         None => StatusCode::UNAUTHORIZED.into_response(),
 //!     }
 //! }
 //!
+//! async fn deposit(State(sse): State<Manager>) -> Response {
+//!     let event = Event::new("transaction.updated").with_data(serde_json::json!({"amount": 500}));
+//!     sse.publish("user123", event).await.into_response()
+//! }
+//!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let sse = Manager::new("").await?;
+//! let sse = Manager::new("").await?; // `redis://...` to span instances
 //! let app = Router::new()
-//!     .route("/events", axum::routing::get(events))
+//!     .route("/events", get(events))
+//!     .route("/deposits", post(deposit))
 //!     .with_state(sse.clone());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! let signal = async { tokio::signal::ctrl_c().await.ok(); };
@@ -101,14 +63,31 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # History
+//! Under the application's own `axum::serve`:
+//! * give `with_graceful_shutdown` your signal wrapped by [`Manager::shutdown_signal`],
+//!   not the bare signal: axum's graceful shutdown waits for every open response, and
+//!   event streams end only when the manager ends them; call [`Manager::close`] after
+//!   `axum::serve` returns, and bound the wait (a client that stops reading can hold an
+//!   axum connection open);
+//! * with a limit per address, serve
+//!   `app.into_make_service_with_connect_info::<std::net::SocketAddr>()`: without the
+//!   address, streams are refused ([`Error::Misconfigured`]) rather than left unlimited;
+//! * each idle stream costs about 20-30 KiB; sseor's own server loop
+//!   ([`Manager::serve`], below) writes idle streams on a fast path at about 2-3 KiB each
+//!   (3,000 idle HTTP/1.1 streams, debug build): give many streams a listener of their
+//!   own.
 //!
-//! Clients that reconnect with `Last-Event-ID` get what they missed from the history: per
-//! target, [`Builder::history`] events for at most its age, and on the embedded broker at
-//! most [`Builder::history_max_bytes`] in all (64 MiB), oldest events evicted first. A
-//! position the history no longer covers gets one [`RESET_EVENT`].
+//! [`api::router`] adds the standard JSON API (`/api/v1/sse`, `/api/v1/publish`, counts,
+//! health, `/metrics`, the browser client) to merge or nest under a prefix; it has no
+//! fallback of its own, so it merges into an application that has one.
 //!
-//! # Quick start
+//! # The Go-style façade
+//!
+//! The calls of the Go package sseor started from, for code that follows it:
+//! [`Manager::route`] registers a handler that gets the request and the manager,
+//! [`Manager::listen_and_serve`] serves them on sseor's own server loop until
+//! [`Manager::close`] or a signal, and [`Manager::connection_count`],
+//! [`Manager::total_connections`] and [`Manager::publish_to_all`] keep their names.
 //!
 //! ```no_run
 //! use axum::extract::Request;
@@ -127,6 +106,60 @@
 //! sse.listen_and_serve(":9090").await
 //! # }
 //! ```
+//!
+//! [`Manager::serve`] takes a listener of your own and any router ([`Manager::router`]
+//! holds the registered routes, merged with yours if you like). The server loop records
+//! each client's address for [`Builder::max_connections_per_ip`] and closes connections
+//! still open at the [shutdown timeout](Builder::shutdown_timeout), even those of clients
+//! that stopped reading.
+//!
+//! # The parts
+//!
+//! * [`Event`] is what is published: `{"id", "type", "data", "retry"}`.
+//! * [`broker`] is the seam between instances: the embedded [`MemoryBroker`] (the default),
+//!   the Redis broker, or one of your own ([`Builder::broker`]).
+//! * [`Fanout`] is how a broker hands events to this instance's streams; each event is
+//!   [`encode`]d once and every recipient shares the bytes.
+//! * [`api`] is the standard JSON-over-HTTP API the `sseor` server exposes; every
+//!   [`Error`] answers HTTP with its status, a JSON body and, where a client may retry,
+//!   `Retry-After`.
+//! * [`auth`] decides who may open which stream and who may publish: the
+//!   [`Authorizer`](auth::Authorizer) trait, `JwtAuthorizer` (feature `jwt`), stream
+//!   tickets and grants that expire.
+//! * [`Publisher`] publishes through Redis from services that serve no streams.
+//!
+//! # Words used throughout
+//!
+//! * **stream**: one SSE response (`text/event-stream`) to one client; what the connection
+//!   limits, the queues and the `sseor_connections` metric count (the names with
+//!   "connection" come from the Go original, whose streams each had a connection).
+//! * **connection**: a TCP (or TLS) connection. Over HTTP/1.1 it carries one stream at a
+//!   time; over HTTP/2 it may carry many.
+//! * **target**: who an event is for, a [`Target`]: one user, one topic, or everyone.
+//! * **position**: the id every event reaches the client with, `EPOCH-MS-SEQ`
+//!   ([`Position`]); a client resumes from the last one it saw (`Last-Event-ID`).
+//! * **subscription**: which targets one stream receives, a [`Subscription`]: its user,
+//!   its topics and the broadcasts. (The broker's subscriptions to Redis channels follow
+//!   from the streams' subscriptions.)
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `redis` | yes | the Redis broker (`redis://`, `rediss://`, `redis+unix://`, `redis+sentinel://` URLs) and [`Publisher`] |
+//! | `tls` | yes | HTTPS in the server loop with rustls ([`TlsConfig`], [`Builder::tls`]): HTTP/2 and HTTP/1.1 chosen by ALPN |
+//! | `jwt` | yes | `auth::JwtAuthorizer`: JSON Web Tokens signed with HS256, RS256 or ES256 |
+//! | `prometheus` | yes | [`Manager::render_metrics`] and `GET /metrics` in the Prometheus text format |
+//!
+//! With `default-features = false`, sseor fans out on the embedded broker or a broker of
+//! your own, with an [`Authorizer`](auth::Authorizer) of your own.
+//!
+//! # History
+//!
+//! Clients that reconnect with `Last-Event-ID` get what they missed from the history: per
+//! target, [`Builder::history`] events for at most its age, and on the embedded broker at
+//! most [`Builder::history_max_bytes`] in all (64 MiB), oldest events evicted first. A
+//! position the history no longer covers gets one [`RESET_EVENT`].
 
 pub mod api;
 pub mod auth;

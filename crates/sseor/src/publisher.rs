@@ -3,7 +3,7 @@
 use crate::broker::redis::{RedisOptions, RedisPublisher};
 use crate::{Error, Event, Published, Result, Target};
 
-/// Publishes to the connections of every sseor instance through Redis, holding one
+/// Publishes to the streams of every sseor instance through Redis, holding one
 /// multiplexed connection that reconnects by itself.
 ///
 /// ```no_run

@@ -22,7 +22,7 @@ impl Subscription {
     /// The events of `user_id`, and broadcasts.
     ///
     /// # Errors
-    /// [`Error::InvalidTarget`] for an empty or malformed id.
+    /// [`Error::InvalidTarget`](crate::Error::InvalidTarget) for an empty or malformed id.
     pub fn user(user_id: &str) -> Result<Self> {
         Ok(Self {
             targets: vec![Target::user(user_id)?, Target::All],
@@ -34,7 +34,7 @@ impl Subscription {
     /// Also the events of `topic`.
     ///
     /// # Errors
-    /// [`Error::InvalidTarget`] for an empty or malformed name.
+    /// [`Error::InvalidTarget`](crate::Error::InvalidTarget) for an empty or malformed name.
     pub fn topic(mut self, topic: &str) -> Result<Self> {
         let topic = Target::topic(topic)?;
         if !self.targets.contains(&topic) {

@@ -32,7 +32,7 @@ pub enum Target {
 }
 
 impl Target {
-    /// The connections of `user_id`.
+    /// The streams of `user_id`.
     ///
     /// # Errors
     /// [`Error::InvalidTarget`] when the id is empty, longer than [`MAX_NAME_LEN`] bytes or

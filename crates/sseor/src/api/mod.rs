@@ -4,11 +4,11 @@
 //! |---|---|
 //! | `GET /api/v1/sse?user_id=U&topic=T` | the event stream of user `U`, its topics (`topic` repeats) and broadcasts |
 //! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` (embedded broker) or `{"id", "instances"}` (Redis) |
-//! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open connections of `U` and in all, on this instance and on every instance |
+//! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open streams of `U` and in all, on this instance and on every instance |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
 //! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
-//! | `GET /sseor.js`, `GET /sseor.mjs` | the browser client, as a plain script and as an ES module; see [`browser`](crate::browser) |
+//! | `GET /sseor.js`, `GET /sseor.mjs` | the browser client, as a plain script and as an ES module; see [`browser`] |
 //! | `POST /api/v1/tickets` | with an authorizer: `{"ticket", "expires_in"}`, a single-use ticket for the stream the `Authorization` header grants, to open as `GET /api/v1/sse?ticket=...` |
 //!
 //! Errors are JSON `{"error": "..."}` with a 4xx or 5xx status.

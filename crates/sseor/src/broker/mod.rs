@@ -28,7 +28,7 @@ use crate::{Event, Position, Result, Target};
 pub struct Published {
     /// The event's id, as clients see it in `id:` and send back in `Last-Event-ID`.
     pub id: String,
-    /// How many connections of this instance the event was queued for, when the broker
+    /// How many streams of this instance the event was queued for, when the broker
     /// delivers before it returns (the embedded broker).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivered_locally: Option<usize>,
@@ -89,7 +89,7 @@ pub enum History {
     },
 }
 
-/// Carries published events to the connections of every instance.
+/// Carries published events to the streams of every instance.
 pub trait Broker: Send + Sync + 'static {
     /// Sends `event` to every connection of `target`, across instances, and returns once
     /// the broker has taken it.

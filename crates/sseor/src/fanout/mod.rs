@@ -107,8 +107,8 @@ impl Fanout {
         Self::new(Arc::new(Registry::new(Limits::default(), Arc::default())))
     }
 
-    /// Encodes `event` once and queues it for every local connection of `target`; returns
-    /// how many connections it was queued for. `seq` is the event's sequence number (its
+    /// Encodes `event` once and queues it for every local stream of `target`; returns
+    /// how many streams it was queued for. `seq` is the event's sequence number (its
     /// [`Position`](crate::Position) within the broker's epoch), or 0 for an event that has
     /// none.
     ///
@@ -127,12 +127,12 @@ impl Fanout {
         Ok(recipients)
     }
 
-    /// Local connections of `target`.
+    /// Local streams of `target`.
     pub fn count(&self, target: &Target) -> usize {
         self.registry.count(target)
     }
 
-    /// All local connections.
+    /// All local streams.
     pub fn total(&self) -> usize {
         self.registry.total()
     }

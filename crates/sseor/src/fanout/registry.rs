@@ -1,4 +1,4 @@
-//! The local connections of one instance, indexed by target, and the fan-out of encoded
+//! The open streams of one instance, indexed by target, and the fan-out of encoded
 //! events to them.
 
 use std::collections::HashMap;
@@ -108,7 +108,7 @@ impl Tables {
     }
 }
 
-/// The registry of local connections.
+/// The registry of local streams.
 pub(crate) struct Registry {
     tables: RwLock<Tables>,
     next_id: AtomicU64,
@@ -288,7 +288,7 @@ impl Registry {
         delivered
     }
 
-    /// Queues `frame` (a heartbeat) for the idle connections of `target` in one of
+    /// Queues `frame` (a heartbeat) for the idle streams of `target` in one of
     /// `slices` slices of them; a connection with frames waiting needs none.
     pub(crate) fn deliver_to_slice(&self, target: &Target, frame: &Bytes, slice: u64, slices: u64) {
         let tables = self.read();
@@ -315,7 +315,7 @@ impl Registry {
         Some(waiting)
     }
 
-    /// Local connections of one target.
+    /// Local streams of one target.
     pub(crate) fn count(&self, target: &Target) -> usize {
         self.read().by_target.get(target).map_or(0, HashMap::len)
     }
@@ -358,7 +358,7 @@ impl Registry {
             .count()
     }
 
-    /// All local connections.
+    /// All local streams.
     pub(crate) fn total(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }

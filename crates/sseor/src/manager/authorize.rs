@@ -9,13 +9,13 @@ use crate::auth::{self, Grant, Ticket};
 use crate::error::Error;
 
 impl Manager {
-    /// Whether streams need a credential: an [`Authorizer`] is set.
+    /// Whether streams need a credential: an [`Authorizer`](crate::auth::Authorizer) is set.
     pub fn requires_auth(&self) -> bool {
         self.inner.config.auth.authorizer.is_some()
     }
 
     /// What a request that opens a stream may receive: the grant of its `?ticket=` (which
-    /// is spent), else the [`Authorizer`]'s answer; `None` when no authorizer is set
+    /// is spent), else the [`Authorizer`](crate::auth::Authorizer)'s answer; `None` when no authorizer is set
     /// (development: the request names its user itself). Turn the grant into the stream
     /// with [`Grant::subscription`].
     ///

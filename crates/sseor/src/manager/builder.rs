@@ -229,7 +229,7 @@ impl Builder {
 
     /// What happens to a client that reads more slowly than events arrive, once its queue
     /// is full (default [`SlowConsumer::Disconnect`]); a route can choose otherwise with
-    /// [`Subscription::slow_consumer`]. Whatever the policy, other clients are not slowed
+    /// [`Subscription::slow_consumer`](crate::Subscription::slow_consumer). Whatever the policy, other clients are not slowed
     /// and memory stays bounded by [`queue_capacity`](Self::queue_capacity) and
     /// [`queue_bytes`](Self::queue_bytes) per connection.
     pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
@@ -254,7 +254,7 @@ impl Builder {
 
     /// The most streams one client IP address holds open on this instance (default 0: no
     /// limit); one more gets HTTP 429 with `Retry-After`. The address is the socket's
-    /// peer (from [`ConnectInfo`]), or the one a trusted proxy names, see
+    /// peer (from [`ConnectInfo`](axum::extract::ConnectInfo)), or the one a trusted proxy names, see
     /// [`client_ip_header`](Self::client_ip_header). A stream whose address is unknown
     /// cannot be counted, so it is refused with [`Error::Misconfigured`] (HTTP 500, logged
     /// once): under `axum::serve`, serve
@@ -344,7 +344,7 @@ impl Builder {
     /// The most bytes of history the embedded broker keeps across every target (default
     /// 64 MiB), counted as the events' JSON plus about 200 bytes each: beyond, the oldest
     /// events go first, whatever their target, and a client resuming from before them gets
-    /// a [`RESET_EVENT`]. Without it, history could grow with every target ever published
+    /// a [`RESET_EVENT`](crate::RESET_EVENT). Without it, history could grow with every target ever published
     /// to. Redis's history is bounded per target by [`history`](Self::history) alone.
     pub fn history_max_bytes(mut self, bytes: usize) -> Self {
         self.retention.max_bytes = bytes;

@@ -35,35 +35,39 @@ use crate::metrics::Metrics;
 use crate::{Error, Event, Result, Target};
 use routes::RouteHandler;
 
-/// Holds the SSE connections of this instance and publishes events to them and, through
+/// Holds the event streams of this instance and publishes events to them and, through
 /// the broker, to every other instance.
 ///
-/// Cheap to clone: clones share the same connections.
+/// Cheap to clone: clones share the same streams. In an axum application it is the state
+/// (or part of it) of the handlers that open streams and publish:
 ///
-/// ```no_run
-/// use axum::extract::{Query, Request};
-/// use axum::response::IntoResponse;
+/// ```
+/// use axum::Router;
+/// use axum::extract::{Request, State};
+/// use axum::http::StatusCode;
+/// use axum::response::{IntoResponse, Response};
+/// use axum::routing::get;
 /// use sseor::Manager;
 ///
-/// #[derive(serde::Deserialize)]
-/// struct Params {
-///     user_id: String,
+/// async fn events(State(sse): State<Manager>, request: Request) -> Response {
+///     // The application's own authentication decides the user.
+///     let user = request.headers().get("x-session-user").and_then(|v| v.to_str().ok());
+///     match user {
+///         Some(user) => sse.handle_sse(&request, user).into_response(),
+///         None => StatusCode::UNAUTHORIZED.into_response(),
+///     }
 /// }
 ///
-/// # #[tokio::main] async fn main() -> sseor::Result<()> {
-/// let sse = Manager::new("memory://").await?;
-/// sse.route("/api/v1/sse/transactions", |request: Request, manager: Manager| async move {
-///     // Development only: in production the user comes from the application's
-///     // authentication (see `auth`), never from the URL.
-///     match Query::<Params>::try_from_uri(request.uri()) {
-///         Ok(Query(params)) => manager.handle_sse(&request, &params.user_id).into_response(),
-///         Err(rejection) => rejection.into_response(),
-///     }
-/// })?;
-/// sse.listen_and_serve(":9090").await?;
-/// sse.close().await;
-/// # Ok(()) }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+/// let sse = Manager::new("").await?;
+/// let app: Router = Router::new()
+///     .route("/events", get(events))
+///     .with_state(sse.clone());
+/// # drop(app); sse.close().await; Ok(()) }
 /// ```
+///
+/// The Go-style façade ([`route`](Self::route), [`listen_and_serve`](Self::listen_and_serve))
+/// does the same with sseor's own server loop.
 #[derive(Clone)]
 pub struct Manager {
     inner: Arc<Inner>,
@@ -171,22 +175,22 @@ impl Manager {
             .published(&kind, started.elapsed().as_secs_f64());
         Ok(published)
     }
-    /// Open connections of `user_id` on this instance.
+    /// Open streams of `user_id` on this instance.
     pub fn connection_count(&self, user_id: &str) -> usize {
         Target::user(user_id).map_or(0, |user| self.inner.registry.count(&user))
     }
 
-    /// Open connections on this instance that joined `topic`.
+    /// Open streams on this instance that joined `topic`.
     pub fn topic_connection_count(&self, topic: &str) -> usize {
         Target::topic(topic).map_or(0, |topic| self.inner.registry.count(&topic))
     }
 
-    /// Open connections on this instance.
+    /// Open streams on this instance.
     pub fn total_connections(&self) -> usize {
         self.inner.registry.total()
     }
 
-    /// Open connections of `user_id` on every instance (with Redis: from the presence each
+    /// Open streams of `user_id` on every instance (with Redis: from the presence each
     /// instance keeps there, which expires when an instance dies; on the embedded broker:
     /// this instance's count).
     ///
@@ -201,7 +205,7 @@ impl Manager {
         Ok(cluster.unwrap_or_else(|| self.connection_count(user_id)))
     }
 
-    /// Open connections on every instance; see
+    /// Open streams on every instance; see
     /// [`cluster_connection_count`](Self::cluster_connection_count).
     ///
     /// # Errors

@@ -92,9 +92,9 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Closed`] once the manager is closed; [`Error::TooManyConnections`] when a
-    /// limit on open streams is reached (see [`Builder::max_connections`]);
+    /// limit on open streams is reached (see [`Builder::max_connections`](crate::Builder::max_connections));
     /// [`Error::InvalidTarget`] when the subscription has more topics than
-    /// [`Builder::max_topics`].
+    /// [`Builder::max_topics`](crate::Builder::max_topics).
     pub fn handle_sse_with<B>(
         &self,
         request: &http::Request<B>,

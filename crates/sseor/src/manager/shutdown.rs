@@ -21,7 +21,7 @@ impl Manager {
     }
     /// Shuts down gracefully: refuses new streams and publishes (and `/healthz` and
     /// `/readyz` answer 503), ends the open streams in paced batches over the
-    /// [drain period](Builder::drain_period) so that clients reconnect elsewhere a few at a
+    /// [drain period](crate::Builder::drain_period) so that clients reconnect elsewhere a few at a
     /// time, stops the broker, and waits for running servers to finish, closing
     /// connections that are still open at the shutdown timeout.
     ///
@@ -51,7 +51,7 @@ impl Manager {
     ///
     /// A client that stops reading can still hold axum's connection open: bound the
     /// wait, as below (the manager's own [`serve`](Self::serve) closes such connections at
-    /// the [shutdown timeout](Builder::shutdown_timeout) by itself).
+    /// the [shutdown timeout](crate::Builder::shutdown_timeout) by itself).
     ///
     /// ```no_run
     /// use std::time::Duration;

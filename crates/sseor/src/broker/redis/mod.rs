@@ -2,7 +2,7 @@
 //!
 //! Each instance holds two connections whatever its number of clients: a multiplexed one
 //! for commands (publish, probes) and one for subscriptions. It subscribes to a target's
-//! channel only while it has local connections for that target, and resubscribes to all of
+//! channel only while it has local streams for that target, and resubscribes to all of
 //! them after any reconnection. A probe it publishes to itself through Redis proves that
 //! the whole path works; readiness follows the probe.
 //!

@@ -1,5 +1,5 @@
 //! The subscriber task: it owns the subscription connection, follows this instance's
-//! interest in targets, delivers what arrives to the local connections, probes the path
+//! interest in targets, delivers what arrives to the local streams, probes the path
 //! through Redis, and after a loss of the subscription ends or resets the streams that
 //! may have missed events.
 
