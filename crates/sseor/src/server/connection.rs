@@ -14,22 +14,24 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+use bytes::Bytes;
+use http::Version;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::ConnectionRules;
 use super::body::EventBody;
 use super::handoff::{AcceptsHandoff, ConnectionAbort, Handoff};
+use super::head::{Head, read_head};
+use super::host::refuse_host;
+use super::idle::{Activity, InFlightBody};
 use super::writer::StreamWriter;
-use super::{ConnectionRules, MAX_HEAD_BYTES};
 
 tokio::task_local! {
     /// The token that ends the HTTP/2 stream whose task is running; see
@@ -77,15 +79,9 @@ pub(crate) struct Server {
     pub(crate) tracker: TaskTracker,
 }
 
-/// The longest request head read here (hyper's own limit beyond: a longer one gets 431).
-const MAX_HEAD: usize = MAX_HEAD_BYTES;
-
 /// How long a connection that went idle may still finish the requests that raced its
 /// closing (HTTP/2 streams opened before the client saw `GOAWAY`), and take to close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// The most request headers parsed here (hyper's default limit).
-const MAX_HEADERS: usize = 100;
 
 /// Serves one connection until it ends, its stream is cut off, or the server stops. An
 /// event stream goes on in a task of its own, which holds only what the stream needs.
@@ -178,113 +174,6 @@ async fn route_get(
         Some(stream) => Routed::Stream(response, stream),
         None => Routed::Response(response),
     }
-}
-
-enum Head {
-    /// The client left, or sent nothing in time, or the server is stopping.
-    Gone,
-    /// A `GET` without a body, and the bytes received so far (the head and maybe more).
-    Get(Box<Request>, Bytes),
-    /// Anything else (another method, HTTP/2, a malformed or oversized head), for hyper.
-    Other(Bytes),
-}
-
-async fn read_head(
-    socket: &mut TcpStream,
-    stopping: &CancellationToken,
-    timeout: Duration,
-) -> Head {
-    let deadline = tokio::time::Instant::now() + timeout;
-    // No buffer until the first bytes arrive: an idle connection holds nothing here.
-    tokio::select! {
-        ready = socket.readable() => if ready.is_err() { return Head::Gone },
-        () = stopping.cancelled() => return Head::Gone,
-        () = tokio::time::sleep_until(deadline) => return Head::Gone,
-    }
-    let mut received = BytesMut::with_capacity(1024);
-    loop {
-        let read = tokio::select! {
-            read = socket.read_buf(&mut received) => read,
-            () = stopping.cancelled() => return Head::Gone,
-            () = tokio::time::sleep_until(deadline) => return Head::Gone,
-        };
-        match read {
-            Ok(0) if received.is_empty() => return Head::Gone,
-            Ok(0) => return Head::Other(received.freeze()),
-            Ok(_) => {}
-            Err(_) => return Head::Gone,
-        }
-        match parse_get(&received) {
-            Parsed::Get(request) => return Head::Get(request, received.freeze()),
-            Parsed::Partial if received.len() < MAX_HEAD => {
-                if received.capacity() == received.len() {
-                    received.reserve(received.len().min(MAX_HEAD - received.len()));
-                }
-            }
-            Parsed::Partial | Parsed::Other => return Head::Other(received.freeze()),
-        }
-    }
-}
-
-enum Parsed {
-    Get(Box<Request>),
-    Partial,
-    Other,
-}
-
-/// Parses a request head that is a `GET` without a body and without an upgrade.
-fn parse_get(received: &[u8]) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut head = httparse::Request::new(&mut headers);
-    match head.parse(received) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Other,
-    }
-    let version = match head.version {
-        Some(1) => Version::HTTP_11,
-        Some(0) => Version::HTTP_10,
-        _ => return Parsed::Other,
-    };
-    if head.method != Some("GET") {
-        return Parsed::Other;
-    }
-    let Some(uri) = head.path.and_then(|path| http::Uri::try_from(path).ok()) else {
-        return Parsed::Other;
-    };
-    let mut map = HeaderMap::with_capacity(head.headers.len());
-    for header in head.headers.iter() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(header.name.as_bytes()),
-            HeaderValue::from_bytes(header.value),
-        ) else {
-            return Parsed::Other;
-        };
-        map.append(name, value);
-    }
-    // Two `Content-Length` headers are hyper's to judge (400 when they differ), so that
-    // both ways of reading a request answer alike.
-    if map
-        .get_all(http::header::CONTENT_LENGTH)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        return Parsed::Other;
-    }
-    let has_body = map.contains_key(http::header::TRANSFER_ENCODING)
-        || map
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|length| length != "0");
-    if has_body || map.contains_key(http::header::UPGRADE) {
-        return Parsed::Other;
-    }
-    let mut request = Request::new(Body::empty());
-    *request.method_mut() = Method::GET;
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
-    *request.headers_mut() = map;
-    Parsed::Get(Box::new(request))
 }
 
 fn with_connection_extensions<B>(
@@ -438,235 +327,4 @@ fn request_service(
             }))
         }
     })
-}
-
-// ---------------------------------------------------------------------------------------
-// Idle connections: requests in flight, and since when there were none
-// ---------------------------------------------------------------------------------------
-
-/// How busy a connection is.
-#[derive(Clone, Copy, Debug)]
-struct Load {
-    in_flight: usize,
-    /// When the last request ended (or the connection started).
-    idle_since: tokio::time::Instant,
-}
-
-/// Counts a connection's requests in flight, from the moment hyper hands one over until
-/// its response body is dropped (sent, or abandoned).
-#[derive(Clone)]
-struct Activity(Arc<watch::Sender<Load>>);
-
-/// One request in flight; it ends when this is dropped.
-struct InFlight(Arc<watch::Sender<Load>>);
-
-/// Waits for a connection to be idle too long.
-struct Idle(watch::Receiver<Load>);
-
-impl Activity {
-    fn new() -> (Self, Idle) {
-        let (sender, receiver) = watch::channel(Load {
-            in_flight: 0,
-            idle_since: tokio::time::Instant::now(),
-        });
-        (Self(Arc::new(sender)), Idle(receiver))
-    }
-
-    fn start(&self) -> InFlight {
-        self.0.send_modify(|load| load.in_flight += 1);
-        InFlight(self.0.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.send_modify(|load| {
-            load.in_flight -= 1;
-            if load.in_flight == 0 {
-                load.idle_since = tokio::time::Instant::now();
-            }
-        });
-    }
-}
-
-impl Idle {
-    /// Completes once the connection has had no request in flight for `timeout`, counted
-    /// from `not_before` at the earliest.
-    async fn expired(&mut self, timeout: Duration, not_before: Option<tokio::time::Instant>) {
-        loop {
-            let load = *self.0.borrow_and_update();
-            if load.in_flight == 0 {
-                let since = not_before.map_or(load.idle_since, |at| at.max(load.idle_since));
-                tokio::select! {
-                    () = tokio::time::sleep_until(since + timeout) => return,
-                    changed = self.0.changed() => if changed.is_err() { return },
-                }
-            } else if self.0.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// A response body that keeps its request counted as in flight until it is dropped.
-struct InFlightBody {
-    body: Body,
-    _in_flight: InFlight,
-}
-
-impl http_body::Body for InFlightBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The `Host` of a request
-// ---------------------------------------------------------------------------------------
-
-/// The answer to a request whose `Host` is refused: an HTTP/1.1 request needs exactly one
-/// (RFC 9112, section 3.2), and a server that trusts whoever reaches its loopback address
-/// answers only loopback names, or any web page could read it through DNS rebinding.
-fn refuse_host<B>(request: &http::Request<B>, loopback_hosts_only: bool) -> Option<Response> {
-    let hosts = request.headers().get_all(http::header::HOST);
-    let count = hosts.iter().count();
-    if request.version() == Version::HTTP_11 && count != 1 {
-        let message = if count == 0 {
-            "an HTTP/1.1 request needs a Host header"
-        } else {
-            "an HTTP/1.1 request needs exactly one Host header, not several"
-        };
-        return Some(refusal(http::StatusCode::BAD_REQUEST, message));
-    }
-    if !loopback_hosts_only {
-        return None;
-    }
-    let authority = request.uri().authority().map(http::uri::Authority::as_str);
-    let names = hosts
-        .iter()
-        .map(|value| value.to_str().unwrap_or("\u{fffd}"))
-        .chain(authority);
-    for name in names {
-        if !is_loopback_name(name) {
-            let message = format!(
-                "the host `{}` is not a loopback name: this server listens on loopback \
-                 without authentication and answers only localhost, *.localhost, \
-                 127.x.x.x and [::1]",
-                name.escape_debug()
-            );
-            return Some(refusal(http::StatusCode::FORBIDDEN, &message));
-        }
-    }
-    None
-}
-
-/// Whether `host` (with or without a port) names this machine's loopback interface:
-/// `localhost`, `*.localhost`, `127.x.x.x` or `[::1]`.
-fn is_loopback_name(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(bracketed) => match bracketed.split_once(']') {
-            Some((ip, rest)) if rest.is_empty() || is_port(rest) => {
-                return ip
-                    .parse::<std::net::Ipv6Addr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            }
-            _ => return false,
-        },
-        None => match host.rsplit_once(':') {
-            Some((name, port)) if is_port(&format!(":{port}")) => name,
-            Some(_) => return false,
-            None => host,
-        },
-    };
-    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Whether `text` is `:` followed by a port number.
-fn is_port(text: &str) -> bool {
-    text.strip_prefix(':')
-        .is_some_and(|port| port.parse::<u16>().is_ok())
-}
-
-/// A JSON error answer, as every other refusal of the API.
-fn refusal(status: http::StatusCode, message: &str) -> Response {
-    crate::error::json_error(status, message)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn takes_only_plain_gets() {
-        assert!(matches!(
-            parse_get(b"GET /sse?user_id=a HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Parsed::Get(_)
-        ));
-        assert!(matches!(
-            parse_get(b"GET /sse HTTP/1.1\r\nHost: x\r\n"),
-            Parsed::Partial
-        ));
-        for other in [
-            &b"POST /publish HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"[..],
-            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
-        ] {
-            assert!(matches!(parse_get(other), Parsed::Other), "{other:?}");
-        }
-    }
-
-    #[test]
-    fn loopback_names_are_localhost_127_and_ipv6_one_with_any_port() {
-        for host in [
-            "localhost",
-            "localhost.",
-            "LocalHost:80",
-            "a.b.localhost:9090",
-            "127.0.0.1",
-            "127.255.0.9:1",
-            "[::1]",
-            "[::1]:443",
-        ] {
-            assert!(is_loopback_name(host), "{host}");
-        }
-        for host in [
-            "",
-            "example.com",
-            "localhost.example.com",
-            "notlocalhost",
-            "127.0.0.1.nip.io",
-            "128.0.0.1",
-            "0.0.0.0",
-            "[::2]",
-            "[::1",
-            "[::1]x",
-            "::1",
-            "localhost:99999",
-            "localhost:",
-        ] {
-            assert!(!is_loopback_name(host), "{host}");
-        }
-    }
 }

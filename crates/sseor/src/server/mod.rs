@@ -2,8 +2,9 @@
 //! first request head, serves a router on it, writes event streams to their sockets, and
 //! shuts down within a deadline even while streams are open.
 //!
-//! * [`connection`]: one accepted connection, its first head read here, the rest served by
-//!   hyper.
+//! * [`connection`]: one accepted connection: its first `GET` routed here, the rest served
+//!   by hyper; [`head`] reads that first head, [`host`] checks its `Host`, [`idle`] closes
+//!   a connection with nothing to do.
 //! * [`handoff`]: how an event stream passes from a response to the server loop.
 //! * [`body`]: the response body of one stream, under any server.
 //! * [`writer`]: a handed-over stream written straight to its socket.
@@ -12,6 +13,9 @@
 pub(crate) mod body;
 mod connection;
 pub(crate) mod handoff;
+mod head;
+mod host;
+mod idle;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 mod writer;
