@@ -39,7 +39,7 @@
 //!
 //! async fn deposit(State(sse): State<Manager>) -> Response {
 //!     let event = Event::new("transaction.updated").with_data(serde_json::json!({"amount": 500}));
-//!     sse.publish("user123", event).await.into_response()
+//!     sse.publish("user123", event).await.map(axum::Json).into_response()
 //! }
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
