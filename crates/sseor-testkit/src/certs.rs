@@ -90,7 +90,7 @@ impl Ca {
     }
 
     /// A server certificate for `localhost` and 127.0.0.1 issued by this CA.
-    pub fn issue(&self) -> CertFiles {
+    pub(crate) fn issue(&self) -> CertFiles {
         let key = KeyPair::generate().expect("cannot make a P-256 key");
         let cert = server_params()
             .signed_by(&key, &self.issuer)

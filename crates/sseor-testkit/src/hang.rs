@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 /// How long any wait may last before the test is declared hung: a guard, not a measure.
-pub const HANG_GUARD: Duration = Duration::from_secs(20);
+pub(crate) const HANG_GUARD: Duration = Duration::from_secs(20);
 
-/// Awaits `future`, panicking if it lasts longer than [`HANG_GUARD`].
+/// Awaits `future`, panicking if it lasts longer than `HANG_GUARD` (20 s).
 pub async fn guard<F: Future>(future: F) -> F::Output {
     tokio::time::timeout(HANG_GUARD, future)
         .await

@@ -21,5 +21,5 @@ pub mod redis;
 pub mod server;
 pub mod sse;
 
-pub use hang::{HANG_GUARD, guard};
+pub use hang::guard;
 pub use net::{free_port, http};

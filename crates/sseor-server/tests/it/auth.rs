@@ -3,7 +3,6 @@
 //! publish rate limit, the rules for listening without authentication, and secrets kept
 //! out of the output.
 
-use crate::SSEOR;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +15,8 @@ use sseor_testkit::redis::RedisServer;
 use sseor_testkit::server::{Server, command, run_to_exit};
 use sseor_testkit::sse::{EventsWithData, events_of};
 use sseor_testkit::{guard, http};
+
+use crate::SSEOR;
 
 /// The HS256 secret of the servers started here (at least 32 bytes).
 const SECRET: &str = "sseor-test-secret-0123456789abcdef";

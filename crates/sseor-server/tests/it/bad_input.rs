@@ -5,12 +5,13 @@
 //! that are not HTTP. Every refusal is a JSON error naming the field, and changes nothing:
 //! a client listening to every target the bad requests name receives none of them.
 
-use crate::SSEOR;
 use serde_json::{Value, json};
 use sseor_testkit::server::{Server, command};
 use sseor_testkit::{guard, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::SSEOR;
 
 /// The longest user id, topic, event type or event id the server accepts, in bytes.
 const MAX_NAME_BYTES: usize = 256;

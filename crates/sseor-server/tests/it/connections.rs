@@ -4,7 +4,6 @@
 //! reading them (`Host`, `Content-Length`, the 8 KiB limit), and running out of file
 //! descriptors is logged once per interval. A real process, real sockets.
 
-use crate::SSEOR;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +15,8 @@ use sseor_testkit::server::{Server, clean_env, listening_command, run_to_exit};
 use sseor_testkit::sse::Client;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::SSEOR;
 
 /// The header timeout the servers of these tests use.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);

@@ -4,7 +4,6 @@
 //! on `retry` and topics. Every refusal changes nothing: a stream watching for a leak
 //! receives only the marker published after the bad requests.
 
-use crate::SSEOR;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -13,6 +12,8 @@ use sseor_testkit::sse::Client;
 use sseor_testkit::{guard, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::SSEOR;
 
 /// The HS256 secret of the servers that authenticate (at least 32 bytes).
 const SECRET: &str = "sseor-input-test-secret-0123456789";

@@ -4,7 +4,6 @@
 //! label values production emits, and a snapshot of every metric name with its label
 //! keys, so that a dashboard built on them cannot break without this file changing too.
 
-use crate::SSEOR;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +13,8 @@ use sseor_testkit::raw::{Ending, Options, RawStream};
 use sseor_testkit::server::{Server, command};
 use sseor_testkit::sse::Client;
 use sseor_testkit::{guard, http};
+
+use crate::SSEOR;
 
 /// The HS256 secret of the server started here (at least 32 bytes).
 const SECRET: &str = "sseor-test-secret-0123456789abcdef";

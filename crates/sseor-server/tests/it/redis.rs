@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use crate::SSEOR;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sseor_testkit::guard;
 use sseor_testkit::redis::{RedisServer, wait_for_subscribers};
 use sseor_testkit::server::{Server, listening_command};
 use sseor_testkit::sse::events_of;
+
+use crate::SSEOR;
 
 /// Starts `sseor` on `redis_url` and returns it with its base URL, once it is ready.
 async fn start(redis_url: &str) -> (Server, String) {

@@ -2,7 +2,6 @@
 //! publish while Redis is away, a resume while Redis is frozen or refuses reads,
 //! heartbeats during an outage, and two key prefixes sharing one Redis.
 
-use crate::SSEOR;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
@@ -10,6 +9,8 @@ use serde_json::{Value, json};
 use sseor_testkit::redis::{RedisServer, app_user, wait_for_subscribers};
 use sseor_testkit::server::{Server, command};
 use sseor_testkit::{guard, http};
+
+use crate::SSEOR;
 
 /// Faults are noticed within a second with these.
 const FAST_FAULTS: [&str; 4] = ["--probe-interval", "100ms", "--redis-timeout", "300ms"];

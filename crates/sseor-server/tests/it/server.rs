@@ -1,6 +1,5 @@
 //! The `sseor` binary end to end: a real process, real sockets, real HTTP.
 
-use crate::SSEOR;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -10,6 +9,8 @@ use sseor_testkit::sse::{Client, data_of};
 use sseor_testkit::{guard, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::SSEOR;
 
 // ---------------------------------------------------------------------------------------
 // The command line

@@ -2,7 +2,6 @@
 //! connection), HTTP/1.1 over TLS, CORS, proxy-friendly stream headers, and settings that
 //! cannot be used. A real process, real sockets, a certificate made for the test.
 
-use crate::SSEOR;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +15,8 @@ use sseor_testkit::sse::{Client, data_of};
 use sseor_testkit::{guard, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::SSEOR;
 
 // ---------------------------------------------------------------------------------------
 // Helpers: a certificate, a server that uses it, clients that trust it

@@ -193,8 +193,8 @@ fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
-/// Waits until Redis counts `expected` subscribers on `channel`; panics after
-/// [`HANG_GUARD`].
+/// Waits until Redis counts `expected` subscribers on `channel`; panics after the hang
+/// guard's 20 s.
 pub async fn wait_for_subscribers(redis: &RedisServer, channel: &str, expected: &str) {
     let counted = async {
         while redis.cli(&["PUBSUB", "NUMSUB", channel]).lines().nth(1) != Some(expected) {

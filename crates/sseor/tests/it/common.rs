@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use eventsource_stream::Event as SseEvent;
 use sseor::{Builder, Manager};
-use sseor_testkit::guard;
 use sseor_testkit::library::Server;
-use sseor_testkit::net::http;
 use sseor_testkit::redis::{RedisServer, wait_for_subscribers};
 use sseor_testkit::sse::{Client, Next};
+use sseor_testkit::{guard, http};
 
 /// POSTs `body` to the server's `/api/v1/publish`; the status and the JSON answer.
 pub(crate) async fn publish(server: &Server, body: serde_json::Value) -> (u16, serde_json::Value) {

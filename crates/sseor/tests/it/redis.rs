@@ -2,9 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{
-    instance, n_of, numbered, receive_some, redis_builder, wait_ready, wait_unready,
-};
 use http_body_util::BodyExt;
 use serde_json::json;
 use sseor::{Error, Event, Manager};
@@ -13,6 +10,10 @@ use sseor_testkit::library::Server;
 use sseor_testkit::redis::{RedisServer, wait_for_subscribers};
 use sseor_testkit::sse::Client;
 use sseor_testkit::{free_port, guard};
+
+use crate::common::{
+    instance, n_of, numbered, receive_some, redis_builder, wait_ready, wait_unready,
+};
 
 /// Whether Redis counts a subscriber on `channel`.
 fn client_subscribed(redis: &RedisServer, channel: &str) -> bool {

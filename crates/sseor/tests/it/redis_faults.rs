@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{instance, n_of, numbered, receive_some, redis_builder, wait_ready};
 use serde_json::json;
 use sseor::{Event, Manager, Position, Publisher};
 use sseor_testkit::guard;
 use sseor_testkit::library::Server;
 use sseor_testkit::redis::{RedisServer, wait_for_subscribers};
 use sseor_testkit::sse::Client;
+
+use crate::common::{instance, n_of, numbered, receive_some, redis_builder, wait_ready};
 
 /// Publishes `event` to `user`, again while the command connection is still reconnecting
 /// after a Redis restart (a publish that fails is not acknowledged).

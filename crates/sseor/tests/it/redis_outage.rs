@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{PROBE_INTERVAL, redis_builder};
 use eventsource_stream::Event as SseEvent;
 use serde_json::{Value, json};
 use sseor::{Event, Position, RESET_EVENT};
@@ -13,6 +12,8 @@ use sseor_testkit::library::Server;
 use sseor_testkit::redis::{RedisServer, StallingProxy, app_user, wait_for_subscribers};
 use sseor_testkit::sse::{Client, Next};
 use sseor_testkit::{guard, http};
+
+use crate::common::{PROBE_INTERVAL, redis_builder};
 
 /// A shorter timeout than the usual one, so that a frozen Redis is noticed sooner.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
