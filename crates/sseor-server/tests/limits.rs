@@ -2,18 +2,18 @@
 //! the paced drain at shutdown, retry jitter, per-stream logs and their settings. A real
 //! process, real sockets.
 
-mod common;
-#[path = "../../sseor/tests/raw/mod.rs"]
-mod raw;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, guard, http, run_to_exit};
-use raw::{Ending, Options, RawStream, Refusal};
 use serde_json::{Value, json};
+use sseor_testkit::raw::{Ending, Options, RawStream, Refusal};
+use sseor_testkit::server::{Server, command, run_to_exit};
+use sseor_testkit::{guard, http};
+
+/// The `sseor` binary that cargo built for these tests.
+const SSEOR: &str = env!("CARGO_BIN_EXE_sseor");
 
 /// How long the runs with a client that never reads may take before they count as hung
 /// (debug builds on two shared cores): a guard, not a measure.
@@ -93,7 +93,7 @@ async fn many_events_past_a_client_that_never_reads(args: &[&str]) -> Run {
     const READERS: usize = 3;
     const WINDOW: u64 = 128;
     const IN_FLIGHT: usize = 16;
-    let server = Server::start(args).await;
+    let server = Server::start(SSEOR, args).await;
     let stalled = open(
         &server,
         "/api/v1/sse?user_id=stalled",
@@ -327,7 +327,7 @@ async fn with_latest_per_type_a_stalled_client_gets_the_newest_of_each_type_and_
     const TYPES: [&str; 3] = ["price", "volume", "status"];
     const ROUNDS: u64 = 2000;
     let total = ROUNDS * TYPES.len() as u64;
-    let mut command = common::command();
+    let mut command = command(SSEOR);
     command
         .args(["--port", "0", "--log-format", "json"])
         .env("SSEOR_SLOW_CONSUMER", "latest-per-type");
@@ -395,7 +395,7 @@ async fn everyone_receives(server: &Server, streams: &mut [RawStream], n: u64) {
 
 #[tokio::test]
 async fn the_instance_limit_answers_503_with_retry_after_and_frees_up_when_one_leaves() {
-    let server = Server::start(&["--max-connections", "3"]).await;
+    let server = Server::start(SSEOR, &["--max-connections", "3"]).await;
     let mut streams = Vec::new();
     for user in ["a", "b", "c"] {
         streams.push(open_ok(&server, &format!("/api/v1/sse?user_id={user}")).await);
@@ -415,7 +415,7 @@ async fn the_instance_limit_answers_503_with_retry_after_and_frees_up_when_one_l
 
 #[tokio::test]
 async fn the_per_user_limit_answers_429_and_leaves_other_users_alone() {
-    let server = Server::start(&["--max-connections-per-user", "2"]).await;
+    let server = Server::start(SSEOR, &["--max-connections-per-user", "2"]).await;
     let mut streams = vec![
         open_ok(&server, "/api/v1/sse?user_id=alice").await,
         open_ok(&server, "/api/v1/sse?user_id=alice&topic=t").await,
@@ -433,7 +433,7 @@ async fn the_per_user_limit_answers_429_and_leaves_other_users_alone() {
 
 #[tokio::test]
 async fn the_per_address_limit_answers_429_and_leaves_other_addresses_alone() {
-    let server = Server::start(&["--max-connections-per-ip", "2"]).await;
+    let server = Server::start(SSEOR, &["--max-connections-per-ip", "2"]).await;
     let from = |last: u8| Options {
         recv_buffer: None,
         from: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))),
@@ -468,12 +468,15 @@ async fn the_per_address_limit_answers_429_and_leaves_other_addresses_alone() {
 
 #[tokio::test]
 async fn behind_a_proxy_the_right_most_forwarded_address_counts() {
-    let server = Server::start(&[
-        "--max-connections-per-ip",
-        "1",
-        "--client-ip-header",
-        "X-Forwarded-For",
-    ])
+    let server = Server::start(
+        SSEOR,
+        &[
+            "--max-connections-per-ip",
+            "1",
+            "--client-ip-header",
+            "X-Forwarded-For",
+        ],
+    )
     .await;
     let path = "/api/v1/sse?user_id=u";
     let addr = server.addr;
@@ -492,8 +495,11 @@ async fn behind_a_proxy_the_right_most_forwarded_address_counts() {
 
 #[tokio::test]
 async fn concurrent_opens_never_exceed_the_limits() {
-    let server =
-        Server::start(&["--max-connections", "10", "--max-connections-per-user", "4"]).await;
+    let server = Server::start(
+        SSEOR,
+        &["--max-connections", "10", "--max-connections-per-user", "4"],
+    )
+    .await;
     let attempts = |user: fn(usize) -> String| {
         futures_util::future::join_all((0..100).map(|i| {
             let path = format!("/api/v1/sse?user_id={}", user(i));
@@ -530,7 +536,11 @@ async fn concurrent_opens_never_exceed_the_limits() {
 async fn sigterm_ends_two_hundred_streams_in_paced_batches_over_the_drain_period() {
     const STREAMS: usize = 200;
     const DRAIN: Duration = Duration::from_secs(4);
-    let mut server = Server::start(&["--drain-period", "4s", "--shutdown-timeout", "10s"]).await;
+    let mut server = Server::start(
+        SSEOR,
+        &["--drain-period", "4s", "--shutdown-timeout", "10s"],
+    )
+    .await;
     let streams = futures_util::future::join_all((0..STREAMS).map(|i| {
         let server = &server;
         async move { open_ok(server, &format!("/api/v1/sse?user_id=u{i}")).await }
@@ -592,7 +602,7 @@ async fn sigterm_ends_two_hundred_streams_in_paced_batches_over_the_drain_period
 
 #[tokio::test]
 async fn retry_values_are_spread_within_half_to_one_and_a_half_times_the_setting() {
-    let server = Server::start(&["--retry", "2s"]).await;
+    let server = Server::start(SSEOR, &["--retry", "2s"]).await;
     let mut retries = Vec::new();
     for i in 0..40 {
         let mut stream = open_ok(&server, &format!("/api/v1/sse?user_id=u{i}")).await;
@@ -608,7 +618,7 @@ async fn retry_values_are_spread_within_half_to_one_and_a_half_times_the_setting
 
 #[tokio::test]
 async fn each_stream_logs_one_line_when_it_opens_and_one_when_it_closes_without_secrets() {
-    let mut server = Server::start(&[]).await;
+    let mut server = Server::start(SSEOR, &[]).await;
     let client = http();
     let response = guard(
         client
@@ -659,7 +669,7 @@ async fn every_flow_setting_refuses_an_invalid_value_with_one_line_and_exit_code
         ("SSEOR_RETRY_JITTER", "-0.1"),
     ];
     for (name, value) in cases {
-        let run = run_to_exit(&["--port", "0"], &[(name, value)]).await;
+        let run = run_to_exit(SSEOR, &["--port", "0"], &[(name, value)]).await;
         assert_eq!(
             run.status.code(),
             Some(2),
@@ -676,6 +686,7 @@ async fn every_flow_setting_refuses_an_invalid_value_with_one_line_and_exit_code
         assert!(!run.stdout.contains("listening"), "{}", run.all_output());
     }
     let run = run_to_exit(
+        SSEOR,
         &[
             "--port",
             "0",

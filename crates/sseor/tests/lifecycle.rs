@@ -1,13 +1,13 @@
 //! Heartbeats, cleanup, slow consumers and shutdown, on real sockets.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, guard, http};
 use futures_util::StreamExt;
 use serde_json::json;
 use sseor::{Event, Manager};
+use sseor_testkit::library::Server;
+use sseor_testkit::sse::Client;
+use sseor_testkit::{guard, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -258,7 +258,7 @@ export async function startServer({ env = {}, port } = {}) {
   port ??= await freePort();
   const childEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !readByServer(name)));
   Object.assign(childEnv, {
-    SERVER_HOST: '127.0.0.1',
+    SSEOR_HOST: '127.0.0.1',
     SERVER_PORT: String(port),
     LOG_LEVEL: 'info',
     SSEOR_SHUTDOWN_TIMEOUT: '2s',

@@ -1,0 +1,295 @@
+//! What one TCP connection carries: event streams written straight to the socket, and
+//! every other request (before or after, pipelined or split in pieces) served in order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sseor::{Event, Manager};
+use sseor_testkit::guard;
+use sseor_testkit::library::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One HTTP/1.1 response read off a raw socket.
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response with a `content-length` body, leaving what follows in `pending`.
+async fn read_response(socket: &mut TcpStream, pending: &mut Vec<u8>) -> Response {
+    guard(async {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut head = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(len) = head.parse(pending).unwrap() {
+                let headers: Vec<(String, String)> = head
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                let status = head.code.unwrap();
+                let length: usize = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |(_, v)| v.parse().unwrap());
+                if pending.len() >= len + length {
+                    let body = pending[len..len + length].to_vec();
+                    pending.drain(..len + length);
+                    return Response {
+                        status,
+                        headers,
+                        body,
+                    };
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before a whole response arrived");
+            pending.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+}
+
+/// Reads until `needle` has arrived; returns everything read.
+async fn read_until(socket: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut seen = Vec::new();
+    guard(async {
+        while !seen.windows(needle.len()).any(|w| w == needle) {
+            let mut buf = [0u8; 4096];
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    seen
+}
+
+/// A new connection to `server` on which `request` (raw bytes) has been sent.
+async fn send(server: &Server, request: &[u8]) -> TcpStream {
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    socket
+}
+
+async fn read_to_end(socket: &mut TcpStream) -> Vec<u8> {
+    let mut rest = Vec::new();
+    guard(socket.read_to_end(&mut rest)).await.unwrap();
+    rest
+}
+
+#[tokio::test]
+async fn one_connection_serves_many_requests_in_order_and_runs_each_handler_once() {
+    let manager = Manager::builder()
+        .handle_signals(false)
+        .build()
+        .await
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    manager
+        .route("/count", {
+            let calls = calls.clone();
+            move |_request, _manager| {
+                let calls = calls.clone();
+                async move { calls.fetch_add(1, Ordering::SeqCst).to_string() }
+            }
+        })
+        .unwrap();
+    let server = Server::with_manager(manager).await;
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    let mut pending = Vec::new();
+
+    for expected in 0..3 {
+        socket
+            .write_all(b"GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let response = read_response(&mut socket, &mut pending).await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, expected.to_string().as_bytes());
+    }
+    let publish = br#"{"event":{"type":"t"}}"#;
+    let post = format!(
+        "POST /api/v1/publish HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        publish.len()
+    );
+    socket.write_all(post.as_bytes()).await.unwrap();
+    socket.write_all(publish).await.unwrap();
+    assert_eq!(read_response(&mut socket, &mut pending).await.status, 202);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn pipelined_and_split_requests_are_all_answered() {
+    let server = Server::start().await;
+    let mut socket = send(&server, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /api/v1/connections HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    let mut pending = Vec::new();
+    let first = read_response(&mut socket, &mut pending).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("content-type"), Some("application/json"));
+    assert!(String::from_utf8_lossy(&first.body).contains("ok"));
+    let second = read_response(&mut socket, &mut pending).await;
+    assert_eq!(second.status, 200);
+    assert!(String::from_utf8_lossy(&second.body).contains("total"));
+
+    // A stream request arriving a few bytes at a time.
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    for piece in [
+        &b"GET /api/v1/sse?us"[..],
+        b"er_id=slow HTTP/1.1\r\nHo",
+        b"st: localhost\r\n",
+        b"\r\n",
+    ] {
+        socket.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    read_until(&mut socket, b"retry: ").await;
+    server.wait_for_total(1).await;
+    assert_eq!(server.manager.connection_count("slow"), 1);
+}
+
+#[tokio::test]
+async fn a_stream_is_chunked_for_http_1_1_and_ends_with_the_terminator() {
+    let server = Server::start().await;
+    let mut socket = send(
+        &server,
+        b"GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    // The first chunk is the `retry:` (its value spread around 3 s).
+    let head = read_until(&mut socket, b"\n\n\r\n").await;
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    assert!(
+        head.contains("content-type: text/event-stream\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\ndate: "), "{head}");
+    server.wait_for_total(1).await;
+    server
+        .manager
+        .publish("u", Event::new("hello").with_data(serde_json::json!("x")))
+        .await
+        .unwrap();
+    read_until(
+        &mut socket,
+        b"event: hello\ndata: {\"value\":\"x\"}\n\n\r\n",
+    )
+    .await;
+    server.manager.close().await;
+    let rest = read_to_end(&mut socket).await;
+    assert!(rest.ends_with(b"0\r\n\r\n"), "{rest:?}");
+}
+
+#[tokio::test]
+async fn an_http_1_0_client_gets_the_stream_unframed_until_the_connection_closes() {
+    let server = Server::start().await;
+    let mut socket = send(&server, b"GET /api/v1/sse?user_id=old HTTP/1.0\r\n\r\n").await;
+    let head = read_until(&mut socket, b"\r\n\r\nretry: ").await;
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    server.wait_for_total(1).await;
+    server
+        .manager
+        .publish(
+            "old",
+            Event::new("hello").with_data(serde_json::json!({"a": 1})),
+        )
+        .await
+        .unwrap();
+    read_until(&mut socket, b"event: hello\ndata: {\"a\":1}\n\n").await;
+    server.manager.close().await;
+    assert_eq!(read_to_end(&mut socket).await, b"");
+}
+
+#[tokio::test]
+async fn garbage_gets_a_400_and_an_idle_connection_closes_on_shutdown() {
+    let server = Server::start().await;
+    let mut socket = send(&server, b"HELLO THERE\r\n\r\n").await;
+    let answer = read_to_end(&mut socket).await;
+    assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.manager.close().await;
+    assert_eq!(read_to_end(&mut idle).await, b"");
+    guard(server.serving).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn http_2_without_tls_carries_streams_and_requests_on_one_connection() {
+    use futures_util::StreamExt;
+
+    let server = Server::start().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let health = h2.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.version(), reqwest::Version::HTTP_2);
+    assert_eq!(health.status(), 200);
+
+    let streams = futures_util::future::join_all(["a", "b"].map(|user| {
+        h2.get(server.url(&format!("/api/v1/sse?user_id={user}")))
+            .send()
+    }))
+    .await;
+    server.wait_for_total(2).await;
+    let published = h2
+        .post(server.url("/api/v1/publish"))
+        .json(&serde_json::json!({"event": {"type": "to-all"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 202);
+    for stream in streams {
+        let stream = stream.unwrap();
+        assert_eq!(stream.version(), reqwest::Version::HTTP_2);
+        let mut body = stream.bytes_stream();
+        let mut seen = Vec::new();
+        guard(async {
+            let needle = b"event: to-all\n";
+            while !seen.windows(needle.len()).any(|w| w == needle) {
+                seen.extend_from_slice(&body.next().await.unwrap().unwrap());
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn on_loopback_without_an_authorizer_serve_answers_only_loopback_host_names() {
+    let request = |host: &str| format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let checked = Server::start().await;
+    for (host, status) in [("localhost:1", 200), ("rebound.example", 403)] {
+        let mut socket = send(&checked, request(host).as_bytes()).await;
+        let response = read_response(&mut socket, &mut Vec::new()).await;
+        assert_eq!(response.status, status, "{host}");
+    }
+    let unchecked = Server::with(Manager::builder().loopback_hosts_only(false)).await;
+    let mut socket = send(&unchecked, request("rebound.example").as_bytes()).await;
+    assert_eq!(
+        read_response(&mut socket, &mut Vec::new()).await.status,
+        200
+    );
+}

@@ -1,0 +1,408 @@
+//! The Redis broker when Redis loses its data, when other Redis clients publish on its
+//! channels, and where its keys and counts could mislead it; against real `redis-server`
+//! processes, killed with SIGKILL and restarted empty.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sseor::{Event, Manager, Position, Publisher};
+use sseor_testkit::guard;
+use sseor_testkit::library::Server;
+use sseor_testkit::redis::{RedisServer, wait_for_subscribers};
+use sseor_testkit::sse::Client;
+
+use crate::common::{instance, n_of, numbered, receive_some, redis_builder, wait_ready};
+
+/// Publishes `event` to `user`, again while the command connection is still reconnecting
+/// after a Redis restart (a publish that fails is not acknowledged).
+async fn publish_until_taken(manager: &Manager, user: &str, event: Event) -> sseor::Published {
+    guard(async {
+        loop {
+            match manager.publish(user, event.clone()).await {
+                Ok(published) => return published,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+}
+
+/// The `n` of every numbered event received, in order.
+fn numbers_of(received: &[Received]) -> Vec<u64> {
+    received
+        .iter()
+        .filter(|r| r.event.event == "n")
+        .map(|r| n_of(&r.event))
+        .collect()
+}
+
+/// An event a client received, and when.
+struct Received {
+    event: eventsource_stream::Event,
+    at: Instant,
+}
+
+/// Reads `url` as a browser would until an event of type `end` arrives: when the stream
+/// ends, it reconnects with the last id it saw.
+async fn read_like_a_browser(url: String) -> Vec<Received> {
+    read_like_a_browser_from(url, String::new()).await
+}
+
+/// As [`read_like_a_browser`], starting with the last id `last_id` (none when empty).
+async fn read_like_a_browser_from(url: String, mut last_id: String) -> Vec<Received> {
+    let mut received: Vec<Received> = Vec::new();
+    let first = Some(last_id.as_str()).filter(|id| !id.is_empty());
+    let mut client = Client::resume(&url, first).await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match client.try_next_event().await {
+                Some(event) => {
+                    last_id.clone_from(&event.id);
+                    let end = event.event == "end";
+                    received.push(Received {
+                        event,
+                        at: Instant::now(),
+                    });
+                    if end {
+                        return;
+                    }
+                }
+                None => {
+                    let last = Some(last_id.as_str()).filter(|id| !id.is_empty());
+                    client = Client::resume(&url, last).await;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the client never received the last event");
+    received
+}
+
+/// Whether a reset the client received stands for `position`, acknowledged at `acked`:
+/// a reset tells the client to reload its state, which covers every event acknowledged
+/// before it arrived and every event up to the position it carries.
+fn covered_by_a_reset(received: &[Received], position: &Position, acked: Instant) -> bool {
+    received
+        .iter()
+        .filter(|r| r.event.event == sseor::RESET_EVENT)
+        .any(|reset| {
+            acked < reset.at
+                || reset
+                    .event
+                    .id
+                    .parse::<Position>()
+                    .is_ok_and(|at| at.epoch() == position.epoch() && position.seq() <= at.seq())
+        })
+}
+
+#[tokio::test]
+async fn an_emptied_redis_loses_no_acknowledged_event_silently() {
+    let mut redis = RedisServer::start();
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let reader = tokio::spawn(read_like_a_browser(a.url("/api/v1/sse?user_id=ana")));
+    wait_for_subscribers(&redis, "sseor:user:ana", "1").await;
+
+    let sent = Arc::new(AtomicUsize::new(0));
+    let publishing = tokio::spawn({
+        let (a, b, sent) = (a.manager.clone(), b.manager.clone(), sent.clone());
+        async move {
+            let mut acked = Vec::new();
+            for n in 0..300u64 {
+                let through = if n % 2 == 0 { &a } else { &b };
+                if let Ok(published) = through.publish("ana", numbered(n)).await {
+                    acked.push((n, published.id.parse::<Position>().unwrap(), Instant::now()));
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            acked
+        }
+    });
+    guard(async {
+        while sent.load(Ordering::Relaxed) < 100 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.restart();
+    let acked = guard(publishing).await.unwrap();
+    publish_until_taken(&b.manager, "ana", Event::new("end")).await;
+    let received = guard(reader).await.unwrap();
+
+    let numbers = numbers_of(&received);
+    let mut distinct = numbers.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), numbers.len(), "an event arrived twice");
+    let missing: Vec<u64> = acked
+        .iter()
+        .filter(|(n, position, at)| {
+            !numbers.contains(n) && !covered_by_a_reset(&received, position, *at)
+        })
+        .map(|(n, _, _)| *n)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged events never arrived and no reset stands for them: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+    assert!(
+        acked.len() > 150,
+        "most publishes were acknowledged: {}",
+        acked.len()
+    );
+}
+
+#[tokio::test]
+async fn a_client_away_while_redis_lost_its_data_resumes_with_a_reset() {
+    let mut redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let last = receive_some(&server, &redis, "bea", 3).await;
+    wait_for_subscribers(&redis, "sseor:user:bea", "0").await;
+    redis.restart();
+    // The new history goes further than the old one did: its positions must not pass for
+    // the old one's.
+    for n in 100..110 {
+        publish_until_taken(&server.manager, "bea", numbered(n)).await;
+    }
+    let url = server.url("/api/v1/sse?user_id=bea");
+    let mut client = Client::resume(&url, Some(&last)).await;
+    let reset = client.next_event().await;
+    assert_eq!(reset.event, sseor::RESET_EVENT, "{reset:?}");
+    let old: Position = last.parse().unwrap();
+    let new: Position = reset.id.parse().unwrap();
+    assert_ne!(old.epoch(), new.epoch());
+    // From the reset on, the client reads as a browser would (the instance may end its
+    // stream once more when it sees the new epoch itself), and gets what follows.
+    drop(client);
+    let reader = tokio::spawn(read_like_a_browser_from(url, reset.id.clone()));
+    publish_until_taken(&server.manager, "bea", numbered(110)).await;
+    publish_until_taken(&server.manager, "bea", Event::new("end")).await;
+    let received = guard(reader).await.unwrap();
+    let numbers = numbers_of(&received);
+    assert_eq!(numbers.last(), Some(&110), "{numbers:?}");
+    assert!(numbers.iter().all(|&n| n >= 100), "{numbers:?}");
+}
+
+#[tokio::test]
+async fn a_stream_open_while_redis_is_flushed_gets_a_reset_then_everything_after_it() {
+    let redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let url = server.url("/api/v1/sse?user_id=cleo");
+    let mut client = Client::connect(&url).await;
+    wait_for_subscribers(&redis, "sseor:user:cleo", "1").await;
+    server.manager.publish("cleo", numbered(0)).await.unwrap();
+    assert_eq!(n_of(&client.next_event().await), 0);
+    // The subscription stays up while Redis loses every key: the next event is of a new
+    // epoch, and numbered from 1 again.
+    assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
+    server.manager.publish("cleo", numbered(1)).await.unwrap();
+    let reset = client.next_event().await;
+    assert_eq!(reset.event, sseor::RESET_EVENT, "{reset:?}");
+    client.wait_for_end().await;
+    let mut client = Client::resume(&url, Some(&reset.id)).await;
+    assert_eq!(n_of(&client.next_event().await), 1);
+    server.manager.publish("cleo", numbered(2)).await.unwrap();
+    assert_eq!(n_of(&client.next_event().await), 2);
+}
+
+#[tokio::test]
+async fn a_foreign_message_neither_disables_gap_detection_nor_leaks_its_id() {
+    let redis = RedisServer::start();
+    let a = instance(&redis).await;
+    let b = instance(&redis).await;
+    let url = a.url("/api/v1/sse?user_id=alice");
+    let mut client = Client::connect(&url).await;
+    wait_for_subscribers(&redis, "sseor:user:alice", "1").await;
+    let first = b.manager.publish("alice", numbered(0)).await.unwrap();
+    assert_eq!(client.next_event().await.id, first.id);
+    redis.cli(&[
+        "PUBLISH",
+        "sseor:user:alice",
+        r#"{"id":"zz-1-999999999999","type":"foreign","data":{}}"#,
+    ]);
+    let foreign = client.next_event().await;
+    assert_eq!(foreign.event, "foreign");
+    // Without an id of its own, the client's last id stays the last position it saw.
+    assert_eq!(foreign.id, first.id);
+
+    // Every subscription connection is cut; B publishes before A is back.
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    for n in 1..=20 {
+        b.manager.publish("alice", numbered(n)).await.unwrap();
+    }
+    let mut numbers = Vec::new();
+    let mut last = first.id.clone();
+    guard(async {
+        while numbers.len() < 20 {
+            match client.try_next_event().await {
+                Some(event) => {
+                    numbers.push(n_of(&event));
+                    last = event.id;
+                }
+                None => client = Client::resume(&url, Some(&last)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(numbers, (1..=20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn an_oversized_foreign_message_is_dropped() {
+    let redis = RedisServer::start();
+    let server = Server::with(redis_builder(&redis.url()).max_body_bytes(16 * 1024)).await;
+    wait_ready(&server.manager).await;
+    let mut client = server.subscribe("dora", &[]).await;
+    wait_for_subscribers(&redis, "sseor:user:dora", "1").await;
+    let big = json!({"type": "big", "data": {"blob": "x".repeat(20 * 1024)}}).to_string();
+    assert_eq!(redis.cli(&["PUBLISH", "sseor:user:dora", &big]), "1");
+    redis.cli(&[
+        "PUBLISH",
+        "sseor:user:dora",
+        r#"{"type":"small","data":{}}"#,
+    ]);
+    assert_eq!(client.next_event().await.event, "small");
+    // sseor's own events are not held to that limit: they passed the publish checks.
+    let own = Event::new("own").with_data(json!({"blob": "y".repeat(20 * 1024)}));
+    server.manager.publish("dora", own).await.unwrap();
+    assert_eq!(client.next_event().await.event, "own");
+}
+
+#[tokio::test]
+async fn publisher_ids_of_different_targets_never_collide() {
+    let redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let mut client = server.subscribe("a", &[]).await;
+    wait_for_subscribers(&redis, "sseor:user:a", "1").await;
+    let first = server
+        .manager
+        .publish("a:b", Event::new("first").with_id("c"))
+        .await
+        .unwrap();
+    let second = server
+        .manager
+        .publish("a", Event::new("second").with_id("b:c"))
+        .await
+        .unwrap();
+    assert!(!first.duplicate && !second.duplicate);
+    assert_ne!(first.id, second.id);
+    let event = client.next_event().await;
+    assert_eq!((event.event.as_str(), event.id), ("second", second.id));
+    // The same pair is still recognized.
+    let again = server
+        .manager
+        .publish("a", Event::new("second").with_id("b:c"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+}
+
+#[tokio::test]
+async fn a_default_publisher_keeps_the_longer_history_of_the_serving_instances() {
+    let redis = RedisServer::start();
+    let server =
+        Server::with(redis_builder(&redis.url()).history(3000, Duration::from_secs(86_400))).await;
+    wait_ready(&server.manager).await;
+    // The instance records its retention as it starts; give it a moment to.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while redis.cli(&["GET", "sseor:retention:events"]) != "3000" {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let publisher = Publisher::new(&redis.url()).await.unwrap();
+    let first = publisher.publish("eve", numbered(0)).await.unwrap();
+    // More than a default publisher keeps (1,000), fewer than the server keeps.
+    for n in 1..=1500 {
+        publisher.publish("eve", numbered(n)).await.unwrap();
+    }
+    let url = server.url("/api/v1/sse?user_id=eve");
+    let mut client = Client::resume(&url, Some(&first.id)).await;
+    for n in 1..=1500 {
+        let event = client.next_event().await;
+        assert_eq!(event.event, "n", "{event:?}");
+        assert_eq!(n_of(&event), n);
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_history_entry_means_a_reset() {
+    let redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let last = receive_some(&server, &redis, "finn", 1).await;
+    wait_for_subscribers(&redis, "sseor:user:finn", "0").await;
+    server.manager.publish("finn", numbered(1)).await.unwrap();
+    redis.cli(&["XADD", "sseor:history:user:finn", "*", "e", "not an event"]);
+    server.manager.publish("finn", numbered(2)).await.unwrap();
+    let url = server.url("/api/v1/sse?user_id=finn");
+    let mut client = Client::resume(&url, Some(&last)).await;
+    let first = client.next_event().await;
+    assert_eq!(first.event, sseor::RESET_EVENT, "{first:?}");
+}
+
+#[tokio::test]
+async fn cluster_counts_include_this_instance_at_once() {
+    let redis = RedisServer::start();
+    // Presence is refreshed every 20 s: the counts cannot wait for it.
+    let server =
+        Server::with(redis_builder(&redis.url()).redis_presence_ttl(Duration::from_secs(60))).await;
+    wait_ready(&server.manager).await;
+    let other = Server::with(redis_builder(&redis.url())).await;
+    wait_ready(&other.manager).await;
+    let client = server.subscribe("gil", &[]).await;
+    let elsewhere = other.subscribe("gil", &[]).await;
+    server.wait_for_total(1).await;
+    other.wait_for_total(1).await;
+    let manager = &server.manager;
+    assert!(manager.cluster_total_connections().await.unwrap() >= 1);
+    assert!(manager.cluster_connection_count("gil").await.unwrap() >= 1);
+    // Once the other instance's presence is stored, both count.
+    guard(async {
+        while manager.cluster_connection_count("gil").await.unwrap() != 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(manager.cluster_total_connections().await.unwrap(), 2);
+    drop(client);
+    server.wait_for_total(0).await;
+    assert_eq!(manager.cluster_connection_count("gil").await.unwrap(), 1);
+    assert_eq!(manager.cluster_total_connections().await.unwrap(), 1);
+    drop(elsewhere);
+}
+
+#[tokio::test]
+async fn a_full_redis_without_eviction_refuses_publishes_and_keeps_what_it_acknowledged() {
+    let redis =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]);
+    let server = instance(&redis).await;
+    let last = receive_some(&server, &redis, "hal", 1).await;
+    wait_for_subscribers(&redis, "sseor:user:hal", "0").await;
+    let blob = "z".repeat(32 * 1024);
+    let mut acked = Vec::new();
+    // 400 events of 32 KiB are three times what this Redis may hold.
+    for n in 1..=400u64 {
+        let event = Event::new("n").with_data(json!({ "n": n, "blob": blob }));
+        match server.manager.publish("hal", event).await {
+            Ok(_) => acked.push(n),
+            Err(sseor::Error::Broker(_)) => break,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(acked.len() < 400, "the Redis filled up: {}", acked.len());
+    let url = server.url("/api/v1/sse?user_id=hal");
+    let mut client = Client::resume(&url, Some(&last)).await;
+    for n in acked {
+        let event = client.next_event().await;
+        assert_eq!(event.event, "n", "{}", event.event);
+        assert_eq!(n_of(&event), n);
+    }
+}
