@@ -1,5 +1,10 @@
 //! The open streams of one instance, indexed by target, and the fan-out of encoded
 //! events to them.
+//!
+//! One concept in one file: the registry's tables and every operation that must keep them
+//! consistent under one lock (registering against the limits, delivering, letting go);
+//! splitting them would spread that invariant over several files. About a quarter of the
+//! file is its unit tests.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
