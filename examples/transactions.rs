@@ -17,6 +17,7 @@ use axum::Json;
 use axum::body::to_bytes;
 use axum::extract::{Query, Request};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -38,6 +39,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     // The browser client the page uses: shares one stream among tabs, resumes, reconnects.
     sse.route("/sseor.js", |_request, _manager| sseor::browser::script())?;
+    // The page's look: the stylesheet of the sseor server's demo page.
+    sse.route("/demo.css", |_request, _manager| async {
+        (
+            [(CONTENT_TYPE, "text/css; charset=utf-8")],
+            include_str!("../crates/sseor-server/assets/demo.css"),
+        )
+    })?;
 
     let port = std::env::var("SERVER_PORT").unwrap_or_else(|_| "9090".into());
     tracing::info!("transactions example on http://127.0.0.1:{port}/");
