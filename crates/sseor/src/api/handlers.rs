@@ -31,9 +31,8 @@ pub(super) async fn subscribe(State(manager): State<Manager>, request: Request) 
         users: values("user_id"),
         topics: values("topic"),
     };
-    let (parts, _) = request.into_parts();
     manager
-        .open_asked(Request::from_parts(parts, ()), asked)
+        .open_asked(request.map(drop), asked)
         .await
         .into_response()
 }
