@@ -27,14 +27,19 @@ pub const HEARTBEAT: Bytes = Bytes::from_static(b":\n\n");
 /// );
 /// ```
 pub fn event(event: &Event) -> Result<Bytes> {
+    encode_event(event, event.id.as_deref())
+}
+
+/// Encodes an event without its `id:` line: the bytes every stream shares, each writing its
+/// own `id:` before them.
+pub(crate) fn event_without_id(event: &Event) -> Result<Bytes> {
+    encode_event(event, None)
+}
+
+fn encode_event(event: &Event, id: Option<&str>) -> Result<Bytes> {
     event.validate()?;
     let mut buf = BytesMut::with_capacity(64 + event.event_type.len());
-    put_header(
-        &mut buf,
-        event.id.as_deref(),
-        Some(&event.event_type),
-        event.retry,
-    );
+    put_header(&mut buf, id, Some(&event.event_type), event.retry);
     buf.put_slice(b"data: ");
     // Compact JSON escapes every control character, so this is always a single line.
     serde_json::to_writer((&mut buf).writer(), &event.data)

@@ -67,6 +67,12 @@ pub struct Event {
         deserialize_with = "zero_as_none"
     )]
     pub retry: Option<u64>,
+
+    /// Kept out of the history: the event costs the broker one message and no storage,
+    /// carries no `id:`, and a client that resumes does not get it again. For events
+    /// nobody needs after the moment, such as typing indicators or price ticks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transient: bool,
 }
 
 impl Event {
@@ -77,6 +83,7 @@ impl Event {
             event_type: event_type.into(),
             data: Map::new(),
             retry: None,
+            transient: false,
         }
     }
 
@@ -95,6 +102,12 @@ impl Event {
     /// its `id:` is the position the broker assigns. An empty id is no id.
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into()).filter(|id| !id.is_empty());
+        self
+    }
+
+    /// Keeps the event out of the history, as the field `transient` says.
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
         self
     }
 

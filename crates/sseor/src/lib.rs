@@ -164,6 +164,7 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
+mod cursor;
 pub mod encode;
 mod error;
 mod event;
@@ -179,6 +180,7 @@ mod subscription;
 mod target;
 
 pub use api::browser;
+pub use cursor::{Cursor, InvalidCursor};
 pub use broker::{Broker, BrokerContext, History, MemoryBroker, Published, Retention};
 pub use error::{ConnectionLimit, Error, Result};
 pub use event::{Event, MAX_FIELD_LEN, MAX_RETRY_MS, RESET_EVENT};

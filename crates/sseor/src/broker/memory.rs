@@ -7,21 +7,20 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
-use super::resume::{Loss, Reason, Resume};
-use super::{Broker, History, Published, Retention};
-use crate::position::{new_epoch, unix_millis};
+use super::resume::{self, Loss, Need};
+use super::{Broker, History, Published, Replayed, Retention};
+use crate::position::new_epoch;
 use crate::{Event, Fanout, Position, Result, Target};
 
 /// The embedded broker: events go straight to this instance's connections, and the last
 /// events of every target are kept in memory for clients that resume.
 ///
-/// Positions come from one sequence shared by all targets, in an epoch drawn at start:
-/// events reach each connection in the order of their positions, and a restart (which
-/// loses the history) changes the epoch, so that an old position is recognized as such.
+/// Each target numbers its events in an epoch drawn when its sequence starts: a restart
+/// (which loses the history) starts every sequence anew, so that an old position is
+/// recognized as such.
 #[derive(Debug)]
 pub struct MemoryBroker {
     fanout: Fanout,
-    epoch: String,
     retention: Retention,
     /// Held while an event is numbered, delivered and stored, so that positions reach
     /// clients in order and a history read sees a consistent sequence.
@@ -41,35 +40,43 @@ struct Tickets {
 /// The smallest table of tickets that is swept.
 const TICKETS_SWEPT_FROM: usize = 1024;
 
+/// How often sequences that outlived their lifetime are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Default)]
 struct State {
-    seq: u64,
-    /// When the last event was published (Unix ms).
-    ms: u64,
-    /// Only targets with at least one event kept: a target whose last event goes is
-    /// removed, so that targets published to once hold no memory.
-    histories: HashMap<Target, TargetHistory>,
-    /// The target of every event kept, by position: the oldest across all targets first,
-    /// for eviction by age and by bytes.
+    /// Every target published to, until its sequence outlives its last event by
+    /// [`Retention::sequence_lifetime`] with no history left.
+    sequences: HashMap<Target, Sequence>,
+    /// The target of every event kept, by the order of publishing: the oldest across all
+    /// targets first, for eviction by age and by bytes, and for replays in order.
     order: BTreeMap<u64, Target>,
+    /// The order of the last event published.
+    published: u64,
     /// What the events kept weigh, as counted by [`weight`].
     bytes: usize,
-    /// The highest position of any event dropped from a history that was then removed:
-    /// a target without history may have lost events up to there.
-    forgotten_through: u64,
+    swept_at: Option<Instant>,
 }
 
 #[derive(Debug)]
-struct TargetHistory {
+struct Sequence {
+    epoch: u32,
+    seq: u64,
+    last_published: Instant,
     events: VecDeque<Stored>,
-    /// The highest position trimmed from this history.
-    trimmed_through: u64,
+}
+
+impl Sequence {
+    fn position(&self) -> Position {
+        Position::new(self.epoch, self.seq)
+    }
 }
 
 #[derive(Debug)]
 struct Stored {
     seq: u64,
-    ms: u64,
+    /// Its place in the order of publishing across targets.
+    order: u64,
     at: Instant,
     /// What this event counts towards the history's byte bound.
     bytes: usize,
@@ -97,57 +104,69 @@ fn weight(event: &Event, publisher_id: Option<&String>) -> usize {
     let _ = serde_json::to_writer(&mut data, &event.data);
     data.0
         + event.event_type.len()
-        + event.id.as_ref().map_or(0, String::len)
         + publisher_id.map_or(0, String::len)
         + STORED_OVERHEAD
 }
 
-/// The bookkeeping of one event kept: its entry, its slot in the order, the positions.
+/// The bookkeeping of one event kept: its entry, its slot in the order.
 const STORED_OVERHEAD: usize = std::mem::size_of::<Stored>() + 64;
 
 impl State {
-    /// The history of `target`, created if needed. A new history starts where forgotten
-    /// ones ended: it cannot tell whether the target had events that were dropped.
-    fn history_of(&mut self, target: Target) -> &mut TargetHistory {
-        let forgotten_through = self.forgotten_through;
-        self.histories
-            .entry(target)
-            .or_insert_with(|| TargetHistory {
-                events: VecDeque::new(),
-                trimmed_through: forgotten_through,
-            })
+    /// Where `target` stands: epoch 0 when it has no sequence.
+    fn position(&self, target: &Target) -> Position {
+        self.sequences
+            .get(target)
+            .map(Sequence::position)
+            .unwrap_or_default()
+    }
+
+    /// The sequence of `target`, started in a new epoch if it has none.
+    fn sequence(&mut self, target: Target, now: Instant) -> &mut Sequence {
+        self.sequences.entry(target).or_insert_with(|| Sequence {
+            epoch: new_epoch(),
+            seq: 0,
+            last_published: now,
+            events: VecDeque::new(),
+        })
+    }
+
+    /// The position of the event `publisher_id` names, when `target`'s history holds it.
+    fn earlier(&self, target: &Target, publisher_id: &str) -> Option<Position> {
+        let sequence = self.sequences.get(target)?;
+        sequence
+            .events
+            .iter()
+            .find(|stored| stored.publisher_id.as_deref() == Some(publisher_id))
+            .map(|stored| Position::new(sequence.epoch, stored.seq))
     }
 
     fn store(&mut self, target: Target, stored: Stored) {
         self.bytes += stored.bytes;
-        self.order.insert(stored.seq, target.clone());
-        self.history_of(target).events.push_back(stored);
+        self.order.insert(stored.order, target.clone());
+        if let Some(sequence) = self.sequences.get_mut(&target) {
+            sequence.events.push_back(stored);
+        }
     }
 
-    /// Drops the oldest event of `target`, and its history when that was the last one.
+    /// Drops the oldest event of `target`.
     fn drop_oldest_of(&mut self, target: &Target) {
-        let Some(history) = self.histories.get_mut(target) else {
+        let Some(dropped) = self
+            .sequences
+            .get_mut(target)
+            .and_then(|sequence| sequence.events.pop_front())
+        else {
             return;
         };
-        let Some(dropped) = history.events.pop_front() else {
-            return;
-        };
-        history.trimmed_through = dropped.seq;
-        let emptied = history.events.is_empty();
-        self.order.remove(&dropped.seq);
+        self.order.remove(&dropped.order);
         self.bytes -= dropped.bytes;
-        if emptied {
-            self.histories.remove(target);
-            self.forgotten_through = self.forgotten_through.max(dropped.seq);
-        }
     }
 
     /// Keeps at most `retention.max_events` events of `target`.
     fn trim_target(&mut self, target: &Target, retention: &Retention) {
         while self
-            .histories
+            .sequences
             .get(target)
-            .is_some_and(|history| history.events.len() > retention.max_events)
+            .is_some_and(|sequence| sequence.events.len() > retention.max_events)
         {
             self.drop_oldest_of(target);
         }
@@ -156,14 +175,14 @@ impl State {
     /// Evicts the oldest events across targets while the history weighs more than
     /// `retention.max_bytes` or they are older than `retention.max_age`.
     fn evict(&mut self, retention: &Retention, now: Instant) {
-        while let Some((&seq, target)) = self.order.first_key_value() {
+        while let Some((&order, target)) = self.order.first_key_value() {
             let too_heavy = self.bytes > retention.max_bytes;
             let too_old = self
-                .histories
+                .sequences
                 .get(target)
-                .and_then(|history| history.events.front())
+                .and_then(|sequence| sequence.events.front())
                 .is_some_and(|oldest| {
-                    oldest.seq == seq
+                    oldest.order == order
                         && now.saturating_duration_since(oldest.at) > retention.max_age
                 });
             if !too_heavy && !too_old {
@@ -173,6 +192,49 @@ impl State {
             self.drop_oldest_of(&target);
         }
     }
+
+    /// Forgets the sequences with no history left whose last event is older than their
+    /// lifetime, once a minute: targets published to once hold no memory for long.
+    fn sweep(&mut self, retention: &Retention, now: Instant) {
+        if self
+            .swept_at
+            .is_some_and(|at| now.saturating_duration_since(at) < SWEEP_EVERY)
+        {
+            return;
+        }
+        self.swept_at = Some(now);
+        let lifetime = retention.sequence_lifetime();
+        self.sequences.retain(|_, sequence| {
+            !sequence.events.is_empty()
+                || now.saturating_duration_since(sequence.last_published) <= lifetime
+        });
+    }
+
+    /// The events of `target` from `from` on, each with its order of publishing; a reset
+    /// when the history no longer holds `from`.
+    fn events_from(
+        &self,
+        target: &Target,
+        from: u64,
+        out: &mut Vec<(u64, Replayed)>,
+    ) -> std::result::Result<(), resume::Reason> {
+        let Some(sequence) = self.sequences.get(target) else {
+            return Ok(());
+        };
+        let first_kept = sequence.events.front().map(|stored| stored.seq);
+        resume::complete(first_kept, from, sequence.seq)?;
+        out.extend(
+            sequence
+                .events
+                .iter()
+                .filter(|stored| stored.seq >= from)
+                .map(|stored| {
+                    let position = Position::new(sequence.epoch, stored.seq);
+                    (stored.order, (target.clone(), position, stored.event.clone()))
+                }),
+        );
+        Ok(())
+    }
 }
 
 impl MemoryBroker {
@@ -180,7 +242,6 @@ impl MemoryBroker {
     pub fn new(fanout: Fanout, retention: Retention) -> Self {
         Self {
             fanout,
-            epoch: new_epoch(),
             retention,
             state: Mutex::default(),
             tickets: Mutex::default(),
@@ -202,35 +263,38 @@ impl MemoryBroker {
     }
 
     fn publish_now(&self, target: Target, mut event: Event) -> Result<Published> {
-        let mut state = self.state();
         let publisher_id = event.id.take();
-        if let Some(id) = &publisher_id
-            && let Some(earlier) = state.histories.get(&target).and_then(|history| {
-                history
-                    .events
-                    .iter()
-                    .find(|stored| stored.publisher_id.as_ref() == Some(id))
-            })
+        if event.transient {
+            let delivered = self.fanout.deliver(&target, None, &event)?;
+            return Ok(Published {
+                id: None,
+                delivered_locally: Some(delivered),
+                instances: None,
+                duplicate: false,
+            });
+        }
+        let mut state = self.state();
+        if let Some(earlier) = publisher_id
+            .as_deref()
+            .and_then(|id| state.earlier(&target, id))
         {
             return Ok(Published {
-                id: Position::new(self.epoch.clone(), earlier.ms, earlier.seq).to_string(),
+                id: Some(earlier.to_string()),
                 delivered_locally: Some(0),
                 instances: None,
                 duplicate: true,
             });
         }
-        state.seq += 1;
-        let seq = state.seq;
-        // Never earlier than the previous event, whatever the wall clock does.
-        let ms = unix_millis().max(state.ms);
-        state.ms = ms;
-        let id = Position::new(self.epoch.clone(), ms, seq).to_string();
-        event.id = Some(id.clone());
-        let delivered_locally = self.fanout.deliver(&target, seq, &event)?;
         let now = Instant::now();
+        let sequence = state.sequence(target.clone(), now);
+        sequence.seq += 1;
+        sequence.last_published = now;
+        let position = sequence.position();
+        let delivered_locally = self.fanout.deliver(&target, Some(position), &event)?;
+        state.published += 1;
         let stored = Stored {
-            seq,
-            ms,
+            seq: position.seq(),
+            order: state.published,
             at: now,
             bytes: weight(&event, publisher_id.as_ref()),
             publisher_id,
@@ -239,47 +303,37 @@ impl MemoryBroker {
         state.store(target.clone(), stored);
         state.trim_target(&target, &self.retention);
         state.evict(&self.retention, now);
+        state.sweep(&self.retention, now);
         Ok(Published {
-            id,
+            id: Some(position.to_string()),
             delivered_locally: Some(delivered_locally),
             instances: None,
             duplicate: false,
         })
     }
 
-    fn history_now(&self, targets: &[Target], after: Option<&Position>) -> History {
+    fn resume_now(&self, from: &[(Target, Option<Position>)]) -> History {
         let mut state = self.state();
-        let resume = Resume {
-            current: Some(Position::new(self.epoch.clone(), state.ms, state.seq)),
-            loss: Loss::Restart,
-        };
-        let after = match resume.check(after, self.retention.max_age) {
-            Ok(after) => after,
-            Err(reason) => return resume.reset(reason),
-        };
         state.evict(&self.retention, Instant::now());
+        let positions: Vec<(Target, Position)> = from
+            .iter()
+            .map(|(target, _)| (target.clone(), state.position(target)))
+            .collect();
         let mut missed = Vec::new();
-        for target in targets {
-            match state.histories.get(target) {
-                Some(history) => {
-                    if after.seq() < history.trimmed_through {
-                        return resume.reset(Reason::TooOld);
-                    }
-                    missed.extend(
-                        history
-                            .events
-                            .iter()
-                            .filter(|stored| stored.seq > after.seq())
-                            .map(|stored| (stored.seq, stored.event.clone())),
-                    );
-                }
-                None if after.seq() < state.forgotten_through => {
-                    return resume.reset(Reason::TooOld);
-                }
-                None => {}
+        for ((target, after), (_, now)) in from.iter().zip(&positions) {
+            let read = match resume::need(*after, *now, Loss::Restart) {
+                Need::Nothing => Ok(()),
+                Need::From(first) => state.events_from(target, first, &mut missed),
+                Need::Reset(reason) => Err(reason),
+            };
+            if let Err(reason) = read {
+                return reason.reset(positions);
             }
         }
-        resume.replay(missed)
+        History::Events {
+            events: resume::in_order(missed),
+            positions,
+        }
     }
 }
 
@@ -289,8 +343,8 @@ impl Broker for MemoryBroker {
         Box::pin(async move { result })
     }
 
-    fn history(&self, targets: Vec<Target>, after: Option<Position>) -> BoxFuture<'_, History> {
-        let history = self.history_now(&targets, after.as_ref());
+    fn resume(&self, from: Vec<(Target, Option<Position>)>) -> BoxFuture<'_, History> {
+        let history = self.resume_now(&from);
         Box::pin(async move { history })
     }
 
@@ -345,13 +399,18 @@ mod tests {
             .publish_now(target, event)
             .unwrap()
             .id
+            .unwrap()
             .parse()
             .unwrap()
     }
 
+    fn resume(broker: &MemoryBroker, target: Target, after: Position) -> History {
+        broker.resume_now(&[(target, Some(after))])
+    }
+
     fn replayed(history: &History) -> Vec<u64> {
         match history {
-            History::Events { events, .. } => events.iter().map(|(seq, _)| *seq).collect(),
+            History::Events { events, .. } => events.iter().map(|(_, p, _)| p.seq()).collect(),
             History::Reset { reason, .. } => panic!("expected a replay, got a reset: {reason}"),
         }
     }
@@ -359,19 +418,18 @@ mod tests {
     #[test]
     fn history_across_many_targets_stays_within_its_byte_bound() {
         let broker = broker(BOUND);
-        let mut positions = Vec::new();
         for n in 0..1000 {
-            positions.push(position(&broker, user(n), padded(n)));
+            position(&broker, user(n), padded(n));
             assert!(
                 broker.history_bytes() <= BOUND,
                 "{} bytes kept after {n} publishes",
                 broker.history_bytes()
             );
         }
-        // Most of 1,000 targets lost their only event: their histories are gone too.
         let state = broker.state();
-        assert!(state.histories.len() < 40, "{}", state.histories.len());
-        assert_eq!(state.histories.len(), state.order.len());
+        let kept: usize = state.sequences.values().map(|s| s.events.len()).sum();
+        assert!(kept < 40, "{kept}");
+        assert_eq!(kept, state.order.len());
         assert!(state.bytes > BOUND / 2, "oldest first, not everything");
     }
 
@@ -386,38 +444,40 @@ mod tests {
         }
         let kept = position(&broker, user(0), padded(2));
         let last = position(&broker, user(0), padded(3));
-
-        let history = broker.history_now(&[user(0)], Some(&first));
+        let history = resume(&broker, user(0), first);
         assert!(
             matches!(history, History::Reset { .. }),
             "event {} was evicted: {history:?}",
             second.seq()
         );
-        assert_eq!(
-            replayed(&broker.history_now(&[user(0)], Some(&kept))),
-            [last.seq()]
-        );
-        // A target with no history left cannot prove it lost nothing since then either.
-        assert!(matches!(
-            broker.history_now(&[user(1)], Some(&first)),
-            History::Reset { .. }
-        ));
+        assert_eq!(replayed(&resume(&broker, user(0), kept)), [last.seq()]);
+        // A target whose history was evicted whole cannot replay what it lost either.
+        let user1 = Position::new(broker.state().position(&user(1)).epoch(), 0);
+        assert!(matches!(resume(&broker, user(1), user1), History::Reset { .. }));
     }
 
     #[test]
-    fn eviction_by_bytes_takes_the_oldest_events_first() {
+    fn each_target_numbers_its_own_events() {
         let broker = broker(BOUND);
-        let start = position(&broker, user(0), padded(0));
-        for n in 1..100 {
-            position(&broker, user(n % 3), padded(n));
+        let a = [0, 1, 2].map(|n| position(&broker, user(0), padded(n)));
+        let b = position(&broker, user(1), padded(3));
+        assert_eq!(a.map(Position::seq), [1, 2, 3]);
+        assert_eq!(b.seq(), 1);
+        assert!(a.iter().all(|p| p.epoch() == a[0].epoch()));
+    }
+
+    #[test]
+    fn a_replay_across_targets_is_in_the_order_of_publishing() {
+        let broker = broker(1 << 20);
+        let start = [user(0), user(1)].map(|t| (t.clone(), Some(broker.state().position(&t))));
+        for n in 0..6 {
+            position(&broker, user(n % 2), padded(n));
         }
-        let state = broker.state();
-        let oldest_kept = *state.order.keys().next().unwrap();
-        assert_eq!(
-            state.order.keys().copied().collect::<Vec<_>>(),
-            (oldest_kept..=start.seq() + 99).collect::<Vec<_>>(),
-            "a contiguous run of the newest events is kept"
-        );
+        let History::Events { events, .. } = broker.resume_now(&start) else {
+            panic!("a replay");
+        };
+        let ns: Vec<_> = events.iter().map(|(_, _, e)| e.data["n"].clone()).collect();
+        assert_eq!(ns, (0..6).map(|n| json!(n)).collect::<Vec<_>>());
     }
 
     #[test]
@@ -432,11 +492,22 @@ mod tests {
         }
         let state = broker.state();
         let counted: usize = state
-            .histories
+            .sequences
             .values()
-            .flat_map(|history| history.events.iter().map(|stored| stored.bytes))
+            .flat_map(|sequence| sequence.events.iter().map(|stored| stored.bytes))
             .sum();
         assert_eq!(state.bytes, counted);
         assert_eq!(state.order.len(), 6);
+    }
+
+    #[test]
+    fn a_transient_event_is_neither_numbered_nor_kept() {
+        let broker = broker(BOUND);
+        let published = broker
+            .publish_now(user(0), Event::new("typing").transient())
+            .unwrap();
+        assert_eq!(published.id, None);
+        assert_eq!(broker.state().position(&user(0)), Position::default());
+        assert_eq!(broker.history_bytes(), 0);
     }
 }

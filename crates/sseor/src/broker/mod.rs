@@ -26,8 +26,11 @@ use crate::{Event, Position, Result, Target};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Published {
-    /// The event's id, as clients see it in `id:` and send back in `Last-Event-ID`.
-    pub id: String,
+    /// The event's position in its target's sequence (`EPOCH-SEQ`); `None` for a
+    /// transient event, which has none. Each stream writes, as the `id:` of the event,
+    /// its [`Cursor`](crate::Cursor), which holds this position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// How many streams of this instance the event was queued for, when the broker
     /// delivers before it returns (the embedded broker).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,7 +51,8 @@ pub struct Published {
 pub struct Retention {
     /// The most events kept per target (default 1,000).
     pub max_events: usize,
-    /// The oldest event kept (default 1 hour).
+    /// How long events are kept (default 1 hour). The embedded broker drops each event
+    /// this old; Redis drops a target's whole history once it had no event for this long.
     pub max_age: Duration,
     /// The most bytes of history kept across every target, oldest events evicted first
     /// (default 64 MiB). Honoured by the embedded broker, whose history lives in this
@@ -67,25 +71,38 @@ impl Default for Retention {
     }
 }
 
-/// What a resuming client missed.
+impl Retention {
+    /// How long a target's sequence (its epoch and number) outlives its last event: a
+    /// day, or 24 times `max_age` when that is longer. A client that reconnects later
+    /// than that to a target that had no event since gets a reset.
+    pub fn sequence_lifetime(&self) -> Duration {
+        (self.max_age * 24).max(Duration::from_secs(86_400))
+    }
+}
+
+/// One event of a replay: its target, its position there, and the event.
+pub type Replayed = (Target, Position, Event);
+
+/// What a stream that starts needs: the events its client missed, or a reset.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum History {
-    /// Every event of the targets after the position up to `through`, in order, with its
-    /// sequence number. Events after `through` come live.
+    /// Every event the client missed, in the order they were published, and where each
+    /// target stood when the history was read; later events come live.
     Events {
         /// The missed events.
-        events: Vec<(u64, Event)>,
-        /// The sequence number the history was read at.
-        through: u64,
+        events: Vec<Replayed>,
+        /// Each target's position as the history was read.
+        positions: Vec<(Target, Position)>,
     },
-    /// The position cannot be resumed from (unknown, too old, from another epoch): the
-    /// client must reload its state. `current` is the position to continue from.
+    /// What the client missed cannot be told (a position of a history that is gone,
+    /// trimmed, or not reached): the client must reload its state, and continues from
+    /// `positions`.
     Reset {
         /// Why, for the client and the logs.
         reason: String,
-        /// The broker's latest position, when known.
-        current: Option<Position>,
+        /// Each target's position now.
+        positions: Vec<(Target, Position)>,
     },
 }
 
@@ -94,26 +111,22 @@ pub trait Broker: Send + Sync + 'static {
     /// Sends `event` to every connection of `target`, across instances, and returns once
     /// the broker has taken it.
     ///
-    /// The event has been validated. The broker gives it the next [`Position`] of its
-    /// sequence as its id, keeps it in the target's history, and treats an id the publisher
-    /// gave as an idempotency key (a repeat within the history is reported `duplicate` and
-    /// not sent again).
+    /// The event has been validated. Unless it is
+    /// [`transient`](crate::Event::transient), the broker gives it the next [`Position`]
+    /// of its target's sequence, keeps it in the target's history, and treats an id the
+    /// publisher gave as an idempotency key (a repeat within the history is reported
+    /// `duplicate` and not sent again).
     ///
     /// # Errors
     /// [`Error::Broker`](crate::Error::Broker) when the event could not be carried; then
     /// it reached no one.
     fn publish(&self, target: Target, event: Event) -> BoxFuture<'_, Result<Published>>;
 
-    /// The events of `targets` after `after`, for a client that resumes; `after` is `None`
-    /// when the client's last event id is not a position at all.
-    fn history(&self, targets: Vec<Target>, after: Option<Position>) -> BoxFuture<'_, History> {
-        let _ = (targets, after);
-        Box::pin(async { resume::Reason::NoHistory.reset(None) })
-    }
-
-    /// The position of the latest event published, when the broker can tell.
-    fn current(&self) -> BoxFuture<'_, Option<Position>> {
-        Box::pin(async { None })
+    /// What a stream needs that starts in each target at the position given: the events
+    /// after it, or a reset. A target given `None` starts live, where it stands now (a new
+    /// stream, or a target its client's cursor does not hold).
+    fn resume(&self, from: Vec<(Target, Option<Position>)>) -> BoxFuture<'_, History> {
+        Box::pin(async move { resume::without_history(from) })
     }
 
     /// Whether events published now would reach this instance's connections; the error

@@ -1,26 +1,30 @@
-//! Whether a client can resume from its position: the checks every broker makes before it
-//! reads its history, and the reasons of the resets it answers instead.
+//! Whether a stream can resume each of its targets from where its client stood: the
+//! checks every broker makes around its history, and the reasons of the resets it answers
+//! instead.
 //!
 //! The reasons reach clients, in the data of the reset event, and operators, in the logs:
 //! their words stay the same whichever broker says them.
 
-use std::time::Duration;
+use super::{History, Replayed};
+use crate::{Position, Target};
 
-use super::History;
-use crate::position::unix_millis;
-use crate::{Event, Position};
-
-/// The reason of the reset every stream of an instance gets when Redis lost the history
-/// while the instance was subscribed or reconnecting.
+/// The reason of the reset the streams of a target get when Redis lost its history while
+/// the instance was subscribed or reconnecting.
 #[cfg(feature = "redis")]
 pub(super) const REDIS_LOST_HISTORY: &str = "the event history was lost (Redis lost its data)";
+
+/// The reason of the reset the streams of a target get when events they missed cannot be
+/// read back.
+#[cfg(feature = "redis")]
+pub(super) const MISSED_EVENTS_GONE: &str =
+    "events were missed and are no longer in the history";
 
 /// How a broker loses the history a position belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Loss {
     /// The embedded broker's history lives in the process: a restart ends it.
     Restart,
-    /// Redis was emptied, restarted without persistence, or evicted the epoch.
+    /// Redis was emptied, restarted without persistence, or the sequence expired.
     #[cfg(feature = "redis")]
     Redis,
 }
@@ -30,11 +34,9 @@ pub(super) enum Loss {
 pub(super) enum Reason {
     /// The broker keeps no history at all.
     NoHistory,
-    /// The last event id is not a position.
-    NotAPosition,
     /// The position belongs to an epoch whose history is gone.
     Gone(Loss),
-    /// The position is ahead of the broker's sequence.
+    /// The position is ahead of the target's sequence.
     NotReached,
     /// Events after the position were dropped from the history.
     TooOld,
@@ -48,13 +50,13 @@ impl Reason {
     fn text(self) -> &'static str {
         match self {
             Self::NoHistory => "this broker keeps no history",
-            Self::NotAPosition => "the last event id is not a position of this server",
             Self::Gone(Loss::Restart) => {
                 "the history that position belongs to is gone (the server restarted)"
             }
             #[cfg(feature = "redis")]
             Self::Gone(Loss::Redis) => {
-                "the history that position belongs to is gone (Redis lost its data)"
+                "the history that position belongs to is gone (Redis lost its data, or it \
+                 expired)"
             }
             Self::NotReached => "that position has not been reached yet",
             Self::TooOld => "that position is older than the history kept",
@@ -63,75 +65,97 @@ impl Reason {
         }
     }
 
-    /// The reset that sends the client on from `current`.
-    pub(super) fn reset(self, current: Option<Position>) -> History {
+    /// The reset that sends the client on from `positions`.
+    pub(super) fn reset(self, positions: Vec<(Target, Position)>) -> History {
         History::Reset {
             reason: self.text().to_owned(),
-            current,
+            positions,
         }
     }
 }
 
 /// The reset for a history that cannot be read now: `error` says why.
 #[cfg(feature = "redis")]
-pub(super) fn unreadable_now(error: &crate::Error) -> History {
+pub(super) fn unreadable_now(error: &crate::Error, targets: &[Target]) -> History {
     History::Reset {
         reason: format!("the history cannot be read now ({error})"),
-        current: None,
+        positions: targets
+            .iter()
+            .map(|target| (target.clone(), Position::default()))
+            .collect(),
     }
 }
 
-/// A broker's sequence as a resume is checked against it.
-#[derive(Debug)]
-pub(super) struct Resume {
-    /// The broker's latest position, where a reset sends the client; `None` when the
-    /// broker has none (before its first event, or once Redis lost its data).
-    pub(super) current: Option<Position>,
-    /// How this broker loses its history, for the reason of a position of another epoch.
-    pub(super) loss: Loss,
+/// What a stream that stood at `after` in a target needs from its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Need {
+    /// Nothing: it saw every event, or starts live.
+    Nothing,
+    /// The events from this number on.
+    From(u64),
+    /// A reset: what it missed cannot be told.
+    Reset(Reason),
 }
 
-impl Resume {
-    /// `after`, when the history kept for `max_age` may hold every event since; otherwise
-    /// why not: no position, of another epoch, ahead of the sequence, or too old. The
-    /// history read next may still find events after it trimmed ([`Reason::TooOld`]).
-    ///
-    /// # Errors
-    /// The reason the client cannot resume from `after`.
-    pub(super) fn check<'a>(
-        &self,
-        after: Option<&'a Position>,
-        max_age: Duration,
-    ) -> Result<&'a Position, Reason> {
-        let after = after.ok_or(Reason::NotAPosition)?;
-        let current = self
-            .current
-            .as_ref()
-            .filter(|current| current.epoch() == after.epoch())
-            .ok_or(Reason::Gone(self.loss))?;
-        if after.seq() > current.seq() {
-            return Err(Reason::NotReached);
-        }
-        if u128::from(unix_millis().saturating_sub(after.ms())) > max_age.as_millis() {
-            return Err(Reason::TooOld);
-        }
-        Ok(after)
+/// What a stream needs that stood at `after` (`None`: it starts live) in a target standing
+/// at `now` (epoch 0 when the target has no sequence), in a broker that loses its
+/// histories as `loss` says.
+pub(super) fn need(after: Option<Position>, now: Position, loss: Loss) -> Need {
+    let Some(after) = after else {
+        return Need::Nothing;
+    };
+    if after.epoch() == 0 {
+        // The target had no sequence when the client looked: every event since is new.
+        return if now.seq() == 0 {
+            Need::Nothing
+        } else {
+            Need::From(1)
+        };
     }
-
-    /// The reset that sends the client on from the current position.
-    pub(super) fn reset(&self, reason: Reason) -> History {
-        reason.reset(self.current.clone())
+    if now.epoch() != after.epoch() {
+        return Need::Reset(Reason::Gone(loss));
     }
+    match after.seq().cmp(&now.seq()) {
+        std::cmp::Ordering::Greater => Need::Reset(Reason::NotReached),
+        std::cmp::Ordering::Equal => Need::Nothing,
+        std::cmp::Ordering::Less => Need::From(after.seq() + 1),
+    }
+}
 
-    /// The events missed, in order, up to the current position: histories are read one
-    /// after another while events keep coming, and the later ones come live.
-    pub(super) fn replay(&self, mut missed: Vec<(u64, Event)>) -> History {
-        let through = self.current.as_ref().map_or(0, Position::seq);
-        missed.sort_by_key(|(seq, _)| *seq);
-        missed.retain(|(seq, _)| *seq <= through);
+/// Whether a history read from `from` holds every event needed: its first entry kept
+/// (`None`: none) must be `from` itself, unless nothing was published from there on.
+///
+/// # Errors
+/// [`Reason::TooOld`] when events were trimmed.
+pub(super) fn complete(first_kept: Option<u64>, from: u64, now: u64) -> Result<(), Reason> {
+    match first_kept {
+        Some(first) if first > from => Err(Reason::TooOld),
+        None if now >= from => Err(Reason::TooOld),
+        _ => Ok(()),
+    }
+}
+
+/// The events of every target in the order they were published: by the time each was
+/// published (`ms`), each target's own in order.
+pub(super) fn in_order(mut events: Vec<(u64, Replayed)>) -> Vec<Replayed> {
+    events.sort_by_key(|(ms, _)| *ms);
+    events.into_iter().map(|(_, replayed)| replayed).collect()
+}
+
+/// What a broker that keeps no history answers: the stream starts live in every target,
+/// or gets a reset when it asked to resume one.
+pub(super) fn without_history(from: Vec<(Target, Option<Position>)>) -> History {
+    let resumes = from.iter().any(|(_, after)| after.is_some());
+    let positions = from
+        .into_iter()
+        .map(|(target, _)| (target, Position::default()))
+        .collect();
+    if resumes {
+        Reason::NoHistory.reset(positions)
+    } else {
         History::Events {
-            events: missed,
-            through,
+            events: Vec::new(),
+            positions,
         }
     }
 }
@@ -140,53 +164,47 @@ impl Resume {
 mod tests {
     use super::*;
 
-    fn resume(current: Option<Position>) -> Resume {
-        Resume {
-            current,
-            loss: Loss::Restart,
-        }
-    }
-
-    const DAY: Duration = Duration::from_secs(86_400);
+    const LOSS: Loss = Loss::Restart;
 
     #[test]
     fn positions_are_checked_against_the_epoch_and_the_sequence() {
-        let now = unix_millis();
-        let at = |seq| Position::new("ab12", now, seq);
-        let resume = resume(Some(at(7)));
-        assert_eq!(resume.check(None, DAY), Err(Reason::NotAPosition));
+        let now = Position::new(7, 10);
+        assert_eq!(need(None, now, LOSS), Need::Nothing);
         assert_eq!(
-            resume.check(Some(&Position::new("cd34", now, 1)), DAY),
-            Err(Reason::Gone(Loss::Restart))
+            need(Some(Position::new(8, 3)), now, LOSS),
+            Need::Reset(Reason::Gone(LOSS))
         );
-        assert_eq!(resume.check(Some(&at(8)), DAY), Err(Reason::NotReached));
-        assert_eq!(resume.check(Some(&at(7)), DAY), Ok(&at(7)));
-        let old = Position::new("ab12", now - 2 * 86_400_000, 3);
-        assert_eq!(resume.check(Some(&old), DAY), Err(Reason::TooOld));
+        assert_eq!(
+            need(Some(Position::new(7, 11)), now, LOSS),
+            Need::Reset(Reason::NotReached)
+        );
+        assert_eq!(need(Some(Position::new(7, 10)), now, LOSS), Need::Nothing);
+        assert_eq!(need(Some(Position::new(7, 4)), now, LOSS), Need::From(5));
+        assert_eq!(need(Some(Position::default()), now, LOSS), Need::From(1));
+        assert_eq!(
+            need(Some(Position::default()), Position::default(), LOSS),
+            Need::Nothing
+        );
+        assert_eq!(
+            need(Some(now), Position::default(), LOSS),
+            Need::Reset(Reason::Gone(LOSS))
+        );
     }
 
     #[test]
-    fn without_a_current_position_every_position_is_gone() {
-        let position = Position::new("ab12", unix_millis(), 1);
-        assert_eq!(
-            resume(None).check(Some(&position), DAY),
-            Err(Reason::Gone(Loss::Restart))
-        );
+    fn a_history_read_is_complete_only_from_the_first_event_needed() {
+        assert_eq!(complete(Some(5), 5, 9), Ok(()));
+        assert_eq!(complete(Some(6), 5, 9), Err(Reason::TooOld));
+        assert_eq!(complete(None, 5, 9), Err(Reason::TooOld));
+        assert_eq!(complete(None, 10, 9), Ok(()));
     }
 
     #[test]
-    fn a_replay_is_ordered_and_stops_at_the_current_position() {
-        let event = || Event::new("t");
-        let resume = resume(Some(Position::new("ab12", 5, 3)));
-        let History::Events { events, through } =
-            resume.replay(vec![(3, event()), (4, event()), (2, event())])
-        else {
-            panic!("a replay is events");
-        };
-        assert_eq!(through, 3);
-        assert_eq!(
-            events.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
-            [2, 3]
-        );
+    fn a_replay_is_in_the_order_of_publishing() {
+        let user = Target::user("u").unwrap();
+        let event = |seq| (user.clone(), Position::new(1, seq), crate::Event::new("t"));
+        let replay = in_order(vec![(30, event(3)), (10, event(1)), (20, event(2))]);
+        let seqs: Vec<u64> = replay.iter().map(|(_, p, _)| p.seq()).collect();
+        assert_eq!(seqs, [1, 2, 3]);
     }
 }

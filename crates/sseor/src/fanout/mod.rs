@@ -12,8 +12,8 @@ pub(crate) mod registry;
 
 use std::sync::Arc;
 
-use crate::Target;
-use queue::Queued;
+use crate::{Position, Target, encode};
+use queue::{Frame, Stamp};
 use registry::Registry;
 
 pub(crate) use limits::{Limits, Refused};
@@ -108,23 +108,46 @@ impl Fanout {
     }
 
     /// Encodes `event` once and queues it for every local stream of `target`; returns
-    /// how many streams it was queued for. `seq` is the event's sequence number (its
-    /// [`Position`](crate::Position) within the broker's epoch), or 0 for an event that has
-    /// none.
+    /// how many streams it was queued for. `position` is the event's place in the
+    /// target's sequence, from which each stream writes its `id:`; `None` for an event
+    /// that has none (transient, or published by another Redis client), sent without
+    /// `id:`.
     ///
     /// # Errors
     /// [`Error::InvalidEvent`](crate::Error::InvalidEvent) when the event cannot be encoded;
     /// nothing is delivered then.
-    pub fn deliver(&self, target: &Target, seq: u64, event: &crate::Event) -> crate::Result<usize> {
-        let frame = Queued {
-            seq,
-            bytes: crate::encode::event(event)?,
-            // Shared by every recipient, like the bytes, for latest-per-type queues.
-            kind: Some(Arc::from(event.event_type.as_str())),
-        };
+    pub fn deliver(
+        &self,
+        target: &Target,
+        position: Option<Position>,
+        event: &crate::Event,
+    ) -> crate::Result<usize> {
+        let frame = Arc::new(Frame {
+            stamp: position.map(|position| Stamp::Event(target.clone(), position)),
+            bytes: encode::event_without_id(event)?,
+            kind: Some(event.event_type.as_str().into()),
+        });
         let recipients = self.registry.deliver(target, &frame);
         self.registry.metrics().delivered(recipients);
         Ok(recipients)
+    }
+
+    /// Sends every local stream of `target` a [`RESET_EVENT`](crate::RESET_EVENT) saying
+    /// `reason`, and moves them to `position` in it: the history they stood in is gone
+    /// (the broker lost it, or could not read what they missed), and their clients must
+    /// reload what they show. The streams stay open. Returns how many got it.
+    pub fn reset(&self, target: &Target, position: Position, reason: &str) -> usize {
+        let reset = crate::Event::new(crate::RESET_EVENT)
+            .with_data(serde_json::json!({ "reason": reason }));
+        let Ok(bytes) = encode::event_without_id(&reset) else {
+            return 0;
+        };
+        let frame = Arc::new(Frame {
+            stamp: Some(Stamp::Reset(target.clone(), position)),
+            bytes,
+            kind: None,
+        });
+        self.registry.deliver(target, &frame)
     }
 
     /// Local streams of `target`.
@@ -138,9 +161,8 @@ impl Fanout {
     }
 
     /// Ends every local stream once its queue is drained, so that its client reconnects
-    /// and resumes from history; returns how many there were. For a broker that may have
-    /// missed events (its subscription was down while others published); logged as
-    /// [`CloseReason::Resync`].
+    /// and resumes from history; returns how many there were. For a broker that cannot
+    /// tell what its streams missed; logged as [`CloseReason::Resync`].
     pub fn release_all(&self) -> usize {
         self.registry.release_all(CloseReason::Resync)
     }

@@ -11,6 +11,8 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+use crate::{Position, Target};
+
 /// What happens to a stream whose client reads more slowly than events arrive, once its
 /// queue is full (in events or in bytes).
 ///
@@ -77,16 +79,52 @@ impl std::str::FromStr for SlowConsumer {
     }
 }
 
-/// Encoded bytes queued for one stream, with the sequence number of the event they carry
-/// (0 for comments and heartbeats), so that a resuming stream can skip what its replay
-/// already sent, and the event's type (`None` for comments), for
-/// [`SlowConsumer::LatestPerType`]. Every recipient shares the bytes and the type.
-#[derive(Debug, Clone)]
-pub(crate) struct Queued {
-    pub(crate) seq: u64,
+/// Encoded bytes for one stream, shared by every recipient: an event without its `id:`
+/// line (which each stream writes from its own [`Cursor`](crate::Cursor)), a comment or a
+/// heartbeat.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    /// What the frame moves the stream's cursor to; `None` for comments, heartbeats and
+    /// events without a position (transient ones, those of other Redis clients).
+    pub(crate) stamp: Option<Stamp>,
     pub(crate) bytes: Bytes,
-    pub(crate) kind: Option<Arc<str>>,
+    /// The event's type (`None` for comments), for [`SlowConsumer::LatestPerType`].
+    pub(crate) kind: Option<Box<str>>,
 }
+
+/// How a frame moves the cursor of the stream that sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stamp {
+    /// An event at `Position` of `Target`: sent when it is news to the stream, skipped
+    /// when the stream passed it already (its replay sent it).
+    Event(Target, Position),
+    /// A reset of `Target`: the stream stands at `Position` from now on, whatever it was.
+    Reset(Target, Position),
+    /// Sent with the cursor as it stands: the reset of a whole stream.
+    Cursor,
+}
+
+impl Frame {
+    /// A frame of bytes that move no cursor, such as a heartbeat.
+    pub(crate) fn plain(bytes: Bytes) -> Queued {
+        Arc::new(Self {
+            stamp: None,
+            bytes,
+            kind: None,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn seq(&self) -> u64 {
+        match &self.stamp {
+            Some(Stamp::Event(_, position) | Stamp::Reset(_, position)) => position.seq(),
+            _ => 0,
+        }
+    }
+}
+
+/// What a queue holds: frames, shared.
+pub(crate) type Queued = Arc<Frame>;
 
 /// A queue that kept more than this many slots after a burst gives them back once
 /// drained.
@@ -361,20 +399,24 @@ mod tests {
     use super::*;
     use std::future::poll_fn;
 
+    fn stamp(seq: u64) -> Option<Stamp> {
+        Some(Stamp::Event(Target::All, Position::new(1, seq)))
+    }
+
     fn frame(seq: u64) -> Queued {
-        Queued {
-            seq,
+        Arc::new(Frame {
+            stamp: stamp(seq),
             bytes: Bytes::from_static(b"data: x\n\n"),
             kind: None,
-        }
+        })
     }
 
     fn typed(seq: u64, kind: &str, len: usize) -> Queued {
-        Queued {
-            seq,
+        Arc::new(Frame {
+            stamp: stamp(seq),
             bytes: Bytes::from(vec![b'x'; len]),
-            kind: Some(Arc::from(kind)),
-        }
+            kind: Some(kind.into()),
+        })
     }
 
     fn bounds(events: usize, bytes: usize, policy: SlowConsumer) -> Bounds {
@@ -386,7 +428,7 @@ mod tests {
     }
 
     fn drain(rx: &mut Receiver) -> Vec<u64> {
-        std::iter::from_fn(|| rx.try_recv().map(|queued| queued.seq)).collect()
+        std::iter::from_fn(|| rx.try_recv().map(|queued| queued.seq())).collect()
     }
 
     #[tokio::test]
@@ -396,11 +438,11 @@ mod tests {
         tx.try_send(frame(1)).unwrap();
         other.try_send(frame(2)).unwrap();
         assert_eq!(tx.try_send(frame(3)), Err(SendError::Full));
-        assert_eq!(poll_fn(|cx| rx.poll_recv(cx)).await.unwrap().seq, 1);
+        assert_eq!(poll_fn(|cx| rx.poll_recv(cx)).await.unwrap().seq(), 1);
         tx.try_send(frame(3)).unwrap();
         drop((tx, other));
-        assert_eq!(rx.try_recv().unwrap().seq, 2);
-        assert_eq!(poll_fn(|cx| rx.poll_recv(cx)).await.unwrap().seq, 3);
+        assert_eq!(rx.try_recv().unwrap().seq(), 2);
+        assert_eq!(poll_fn(|cx| rx.poll_recv(cx)).await.unwrap().seq(), 3);
         assert!(poll_fn(|cx| rx.poll_recv(cx)).await.is_none());
     }
 
@@ -467,7 +509,7 @@ mod tests {
         let waiting = tokio::spawn(async move { poll_fn(|cx| rx.poll_recv(cx)).await });
         tokio::task::yield_now().await;
         tx.try_send(frame(7)).unwrap();
-        assert_eq!(waiting.await.unwrap().unwrap().seq, 7);
+        assert_eq!(waiting.await.unwrap().unwrap().seq(), 7);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use bytes::Bytes;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -295,17 +295,13 @@ impl Registry {
 
     /// Queues `frame` (a heartbeat) for the idle streams of `target` in one of
     /// `slices` slices of them; a connection with frames waiting needs none.
-    pub(crate) fn deliver_to_slice(&self, target: &Target, frame: &Bytes, slice: u64, slices: u64) {
+    pub(crate) fn deliver_to_slice(&self, target: &Target, frame: &Queued, slice: u64, slices: u64) {
         let tables = self.read();
         let Some(slot) = tables.by_target.get(target) else {
             return;
         };
         for (_, sink) in slot.iter().filter(|(id, _)| **id % slices == slice) {
-            sink.tx.send_if_idle(Queued {
-                seq: 0,
-                bytes: frame.clone(),
-                kind: None,
-            });
+            sink.tx.send_if_idle(frame.clone());
         }
     }
 
@@ -506,11 +502,11 @@ mod tests {
     }
 
     fn frame(seq: u64) -> Queued {
-        Queued {
-            seq,
+        Arc::new(queue::Frame {
+            stamp: Some(queue::Stamp::Event(Target::All, crate::Position::new(1, seq))),
             bytes: Bytes::from_static(b"data: x\n\n"),
             kind: None,
-        }
+        })
     }
 
     #[test]
@@ -548,7 +544,7 @@ mod tests {
         assert_eq!(registry.deliver(&all, &frame(1)), 2);
         assert_eq!(registry.deliver(&all, &frame(2)), 1);
         assert_eq!(registry.total(), 1);
-        assert_eq!(fast_rx.try_recv().unwrap().seq, 1);
+        assert_eq!(fast_rx.try_recv().unwrap().seq(), 1);
         assert_eq!(fast_rx.try_recv().unwrap().bytes, frame(2).bytes);
     }
 
@@ -562,7 +558,7 @@ mod tests {
                 (registered, rx)
             })
             .collect();
-        let frame = Bytes::from_static(b":\n\n");
+        let frame = queue::Frame::plain(Bytes::from_static(b":\n\n"));
         for slice in 0..16 {
             registry.deliver_to_slice(&Target::All, &frame, slice, 16);
         }

@@ -2,6 +2,7 @@
 //! its replay from `Last-Event-ID` (or a reset), and its response.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::ConnectInfo;
@@ -12,11 +13,11 @@ use tokio::time::Instant;
 use super::Manager;
 use crate::broker::History;
 use crate::fanout::Refused;
-use crate::fanout::queue;
+use crate::fanout::queue::{self, Frame, Stamp};
 use crate::fanout::registry::{Opening, Sink};
 use crate::server::body::{EventBody, Replay};
 use crate::server::handoff::{AcceptsHandoff, ConnectionAbort};
-use crate::{Error, Event, Position, RESET_EVENT, Result, Subscription, Target, encode};
+use crate::{Cursor, Error, Event, Position, RESET_EVENT, Result, Subscription, Target, encode};
 
 const NO_USER: &str = "the query parameter `user_id` is required";
 const MANY_USERS: &str = "the query parameter `user_id` is given more than once";
@@ -144,11 +145,7 @@ impl Manager {
                 let _ = self.inner.expiry.send((deadline, registration.id()));
             }
         }
-        let subscribed = registry.barrier();
-        let replay = match last_event_id(request) {
-            Some(last) => Some(self.replay(targets, &last, subscribed)),
-            None => subscribed.map(|subscribed| self.start_when_subscribed(subscribed)),
-        };
+        let replay = self.replay(targets, last_event_id(request), registry.barrier());
         let handoff = request.extensions().get::<AcceptsHandoff>().is_some();
         Ok(EventBody::new(opening, replay, rx, registration).into_response(handoff))
     }
@@ -205,60 +202,92 @@ impl Manager {
         }
     }
 
-    /// A new stream (no last id) on a broker whose subscriptions take effect later: it
-    /// starts once all its targets are subscribed, at the position of that moment, so that
-    /// it does not get some targets' events and miss others' published at the same time.
-    fn start_when_subscribed(
-        &self,
-        subscribed: tokio::sync::oneshot::Receiver<()>,
-    ) -> BoxFuture<'static, Replay> {
-        let broker = self.inner.broker.clone();
-        Box::pin(async move {
-            let _ = subscribed.await;
-            let through = broker.current().await.map_or(0, |position| position.seq());
-            Replay {
-                frames: Vec::new(),
-                through,
-            }
-        })
-    }
-
-    /// What a client that last saw `last` missed, encoded: the events, or a reset.
+    /// Where the stream starts, once all its targets are subscribed (so that nothing
+    /// published meanwhile is lost: the overlap with live events is dropped by position):
+    /// after the events its client missed since the cursor `last`, or after a reset when
+    /// they cannot be told; live everywhere without a cursor.
     fn replay(
         &self,
         targets: Vec<Target>,
-        last: &str,
+        last: Option<String>,
         subscribed: Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> BoxFuture<'static, Replay> {
         let broker = self.inner.broker.clone();
-        let after = last.parse::<Position>().ok();
         Box::pin(async move {
-            // History is read once the stream's subscriptions are live, so that what is
-            // published in between arrives live; the overlap is dropped by position.
             if let Some(subscribed) = subscribed {
                 let _ = subscribed.await;
             }
-            match broker.history(targets, after).await {
-                History::Events { events, through } => {
-                    let frames = events
-                        .iter()
-                        .filter_map(|(_, event)| encode::event(event).ok())
-                        .collect();
-                    Replay { frames, through }
-                }
-                History::Reset { reason, current } => {
-                    tracing::debug!(%reason, "a resuming client gets a reset");
-                    let mut reset = Event::new(RESET_EVENT).with_data(serde_json::json!({
-                        "reason": reason,
-                    }));
-                    reset.id = current.as_ref().map(ToString::to_string);
-                    Replay {
-                        frames: encode::event(&reset).into_iter().collect(),
-                        through: current.map_or(0, |position| position.seq()),
-                    }
+            let live = || targets.iter().map(|t| (t.clone(), None)).collect::<Vec<_>>();
+            let placed = last.as_deref().map(|last| Cursor::parse(last, &targets));
+            match placed.unwrap_or_else(|| Ok(live())) {
+                Ok(start) => replay_of(broker.resume(start.clone()).await, &start),
+                Err(invalid) => {
+                    let positions = match broker.resume(live()).await {
+                        History::Events { positions, .. } | History::Reset { positions, .. } => {
+                            positions
+                        }
+                    };
+                    let reset = History::Reset {
+                        reason: invalid.to_string(),
+                        positions,
+                    };
+                    replay_of(reset, &live())
                 }
             }
         })
+    }
+}
+
+/// The replay of a stream that starts at `start` (each target's position, `None` where it
+/// starts live) and needs `history`.
+fn replay_of(history: History, start: &[(Target, Option<Position>)]) -> Replay {
+    match history {
+        History::Events { events, positions } => {
+            let now = |target: &Target| {
+                positions
+                    .iter()
+                    .find_map(|(t, position)| (t == target).then_some(*position))
+                    .unwrap_or_default()
+            };
+            let cursor = start
+                .iter()
+                .map(|(target, at)| (target.clone(), at.unwrap_or_else(|| now(target))))
+                .collect();
+            let frames = events
+                .into_iter()
+                .filter_map(|(target, position, event)| {
+                    Some(Arc::new(Frame {
+                        bytes: encode::event_without_id(&event).ok()?,
+                        kind: Some(event.event_type.into()),
+                        stamp: Some(Stamp::Event(target, position)),
+                    }))
+                })
+                .collect();
+            Replay {
+                cursor: Cursor::at(cursor),
+                frames,
+                through: positions,
+            }
+        }
+        History::Reset { reason, positions } => {
+            tracing::debug!(%reason, "a resuming client gets a reset");
+            let reset = Event::new(RESET_EVENT).with_data(serde_json::json!({ "reason": reason }));
+            let frames = encode::event_without_id(&reset)
+                .map(|bytes| {
+                    Arc::new(Frame {
+                        stamp: Some(Stamp::Cursor),
+                        bytes,
+                        kind: None,
+                    })
+                })
+                .into_iter()
+                .collect();
+            Replay {
+                cursor: Cursor::at(positions),
+                frames,
+                through: Vec::new(),
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::fanout::queue::Frame;
 use crate::fanout::registry::Registry;
 use crate::{Target, encode};
 
@@ -49,11 +50,12 @@ pub(super) async fn heartbeat(
     let step = every / HEARTBEAT_SLICES as u32;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeat = Frame::plain(encode::HEARTBEAT);
     for slice in (0..HEARTBEAT_SLICES).cycle() {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {
-                registry.deliver_to_slice(&Target::All, &encode::HEARTBEAT, slice, HEARTBEAT_SLICES);
+                registry.deliver_to_slice(&Target::All, &heartbeat, slice, HEARTBEAT_SLICES);
             }
         }
     }

@@ -8,31 +8,38 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Response, header};
 use http_body::{Body, Frame};
 
 use super::handoff;
-use crate::fanout::queue::{self, Queued};
+use crate::fanout::queue::{self, Queued, Stamp};
 use crate::fanout::registry::Registration;
+use crate::{Cursor, Position, Target};
 
-/// What a resuming stream sends before it goes live: the frames of the events the client
-/// missed (or of a reset), and the last sequence number they cover, so that live events
-/// queued meanwhile are not sent twice.
+/// Where a stream starts, and what it sends before it goes live.
 pub(crate) struct Replay {
-    pub(crate) frames: Vec<Bytes>,
-    pub(crate) through: u64,
+    /// Each target at the position the client stood at, or (for a target it starts live
+    /// in) where the target is now.
+    pub(crate) cursor: Cursor,
+    /// The events the client missed, in order, or a reset.
+    pub(crate) frames: Vec<Queued>,
+    /// Where each target stood when the history was read: the stream passes it, so that
+    /// live events the replay covered are not sent twice.
+    pub(crate) through: Vec<(Target, Position)>,
 }
 
-/// Streams a stream's queue; unregisters the stream when dropped, which is when the client
-/// goes away or the response ends.
+/// Streams a stream's queue, each event after an `id:` line written from the stream's
+/// cursor; unregisters the stream when dropped, which is when the client goes away or
+/// the response ends.
 pub(crate) struct EventBody {
     /// Frames to send before anything else: the opening `retry:`, then the replay.
     pending: VecDeque<Bytes>,
+    /// Where the stream starts: nothing is sent before it is settled.
     replay: Option<BoxFuture<'static, Replay>>,
-    /// Live events numbered up to this were part of the replay.
-    skip_through: u64,
+    /// Where the stream stands in each of its targets.
+    cursor: Cursor,
     queue: queue::Receiver,
     registration: Registration,
 }
@@ -40,14 +47,14 @@ pub(crate) struct EventBody {
 impl EventBody {
     pub(crate) fn new(
         opening: Bytes,
-        replay: Option<BoxFuture<'static, Replay>>,
+        replay: BoxFuture<'static, Replay>,
         queue: queue::Receiver,
         registration: Registration,
     ) -> Self {
         Self {
             pending: VecDeque::from([opening]),
-            replay,
-            skip_through: 0,
+            replay: Some(replay),
+            cursor: Cursor::new([]),
             queue,
             registration,
         }
@@ -98,19 +105,41 @@ impl EventBody {
         if let Some(replay) = &mut self.replay {
             let replay = std::task::ready!(replay.as_mut().poll(cx));
             self.replay = None;
-            self.pending.extend(replay.frames);
-            self.skip_through = replay.through;
+            self.settle(replay);
         }
         loop {
             if let Some(bytes) = self.pending.pop_front() {
                 return Poll::Ready(Some(bytes));
             }
-            match std::task::ready!(self.queue.poll_recv(cx)) {
-                None => return Poll::Ready(None),
-                Some(queued) if self.already_sent(&queued) => {}
-                Some(queued) => return Poll::Ready(Some(self.coalesce(queued.bytes))),
+            let Some(first) = std::task::ready!(self.queue.poll_recv(cx)) else {
+                return Poll::Ready(None);
+            };
+            if let Some(bytes) = self.coalesce(&first) {
+                return Poll::Ready(Some(bytes));
             }
         }
+    }
+
+    /// Takes the replay's frames, and ends them with an `id:` of the cursor where the
+    /// stream now stands unless the last of them carried it: a client that reconnects
+    /// before any event arrives then resumes from here.
+    fn settle(&mut self, replay: Replay) {
+        self.cursor = replay.cursor;
+        let mut buf = BytesMut::new();
+        let mut cursor_sent = false;
+        for frame in &replay.frames {
+            cursor_sent = self.append(frame, &mut buf) && frame.stamp.is_some();
+        }
+        for (target, position) in &replay.through {
+            if self.cursor.advance(target, *position) {
+                cursor_sent = false;
+            }
+        }
+        if !cursor_sent {
+            self.cursor.put_id_line(&mut buf);
+            buf.put_u8(b'\n');
+        }
+        self.pending.push_back(buf.freeze());
     }
 }
 
@@ -119,26 +148,39 @@ impl EventBody {
 const COALESCE_BYTES: usize = 16 * 1024;
 
 impl EventBody {
-    fn already_sent(&self, queued: &Queued) -> bool {
-        queued.seq != 0 && queued.seq <= self.skip_through
+    /// Appends `frame` to `buf`, after the `id:` line of the cursor it moves; false, and
+    /// nothing appended, for an event the stream passed already.
+    fn append(&mut self, frame: &queue::Frame, buf: &mut BytesMut) -> bool {
+        match &frame.stamp {
+            None => {}
+            Some(Stamp::Event(target, position)) => {
+                if !self.cursor.advance(target, *position) {
+                    return false;
+                }
+                self.cursor.put_id_line(buf);
+            }
+            Some(Stamp::Reset(target, position)) => {
+                self.cursor.reset(target, *position);
+                self.cursor.put_id_line(buf);
+            }
+            Some(Stamp::Cursor) => self.cursor.put_id_line(buf),
+        }
+        buf.extend_from_slice(&frame.bytes);
+        true
     }
 
-    /// `first`, followed by whatever else is queued already, as one buffer; `first` itself
-    /// (shared, not copied) when nothing else waits.
-    fn coalesce(&mut self, first: Bytes) -> Bytes {
-        let mut joined: Option<bytes::BytesMut> = None;
-        while joined.as_ref().map_or(first.len(), bytes::BytesMut::len) < COALESCE_BYTES {
+    /// `first`, followed by whatever else is queued already, as one buffer; `None` when
+    /// all of it was passed already.
+    fn coalesce(&mut self, first: &queue::Frame) -> Option<Bytes> {
+        let mut joined = BytesMut::with_capacity(first.bytes.len() + 128);
+        self.append(first, &mut joined);
+        while joined.len() < COALESCE_BYTES {
             let Some(next) = self.queue.try_recv() else {
                 break;
             };
-            if self.already_sent(&next) {
-                continue;
-            }
-            joined
-                .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
-                .extend_from_slice(&next.bytes);
+            self.append(&next, &mut joined);
         }
-        joined.map_or(first, bytes::BytesMut::freeze)
+        (!joined.is_empty()).then(|| joined.freeze())
     }
 }
 

@@ -1,90 +1,119 @@
-//! Reading the history back from Redis, for clients that resume: each target's events are
-//! kept in a stream, with the newest event trimmed from it.
+//! Reading each target's sequence and history back from Redis, for streams that start and
+//! for gaps found on live ones.
+
+use futures_util::future::try_join_all;
 
 use super::RedisPublisher;
 use super::commands::unavailable;
-use crate::broker::History;
-use crate::broker::resume::{Loss, Reason, Resume};
+use crate::broker::resume::{self, Loss, Need, Reason};
+use crate::broker::{History, Replayed};
 use crate::{Event, Position, Result, Target};
 
-/// The sequence number in a history stream entry's id, `MS-SEQ`.
-fn stream_seq(id: &str) -> Option<u64> {
-    id.rsplit_once('-').and_then(|(_, seq)| seq.parse().ok())
+/// An event read back from a history: its number, when it was published (Unix ms), and
+/// the event.
+#[derive(Debug, Clone)]
+pub(super) struct Entry {
+    pub(super) seq: u64,
+    pub(super) ms: u64,
+    pub(super) event: Event,
 }
 
-/// The sequence number and event of a history entry as the publish script writes it
-/// (its one field `e` holding the event); `None` for anything else.
-fn history_entry(id: &str, fields: &[(String, String)]) -> Option<(u64, Event)> {
-    let seq = stream_seq(id).filter(|&seq| seq > 0)?;
+/// The number and time in a history entry's id, `SEQ-MS`.
+fn entry_id(id: &str) -> Option<(u64, u64)> {
+    let (seq, ms) = id.split_once('-')?;
+    Some((seq.parse().ok()?, ms.parse().ok()?))
+}
+
+/// An entry as the publish function writes it (its one field `e` holding the event);
+/// `None` for anything else.
+fn history_entry(id: &str, fields: &[(String, String)]) -> Option<Entry> {
+    let (seq, ms) = entry_id(id).filter(|&(seq, _)| seq > 0)?;
     let [(name, json)] = fields else { return None };
     if name != "e" {
         return None;
     }
     let event = serde_json::from_str::<Event>(json).ok()?;
-    Some((seq, event))
+    Some(Entry { seq, ms, event })
 }
 
 impl RedisPublisher {
-    /// The position of the latest event published; `None` before the first one (or after
-    /// Redis lost its data).
-    pub(super) async fn current(&self) -> Result<Option<Position>> {
-        let mut state = redis::pipe();
-        state
-            .get(self.names.epoch())
-            .hget(self.names.clock(), "ms")
-            .hget(self.names.clock(), "seq");
-        let (epoch, ms, seq): (Option<String>, Option<u64>, Option<u64>) =
-            self.commands.pipeline(&state).await.map_err(unavailable)?;
-        Ok(epoch.map(|epoch| Position::new(epoch, ms.unwrap_or(0), seq.unwrap_or(0))))
+    /// Where `target` stands: epoch 0 when it has no sequence.
+    pub(super) async fn position(&self, target: &Target) -> Result<Position> {
+        let mut read = redis::cmd("HMGET");
+        read.arg(self.names.sequence(target)).arg("e").arg("s");
+        let (epoch, seq): (Option<u32>, Option<u64>) =
+            self.commands.query(&read).await.map_err(unavailable)?;
+        Ok(epoch.map_or_else(Position::default, |epoch| {
+            Position::new(epoch, seq.unwrap_or(0))
+        }))
     }
 
-    /// What a client resuming from `after` missed of `targets`, or the reset it gets.
-    pub(super) async fn history(
+    /// Where each of `targets` stands, read at once.
+    pub(super) async fn positions(&self, targets: &[Target]) -> Result<Vec<Position>> {
+        try_join_all(targets.iter().map(|target| self.position(target))).await
+    }
+
+    /// The events of `target`'s history numbered `from` and later, at most `count`;
+    /// `Err` with the reason when an entry cannot be read.
+    pub(super) async fn entries(
         &self,
-        targets: &[Target],
-        after: Option<&Position>,
-    ) -> Result<History> {
-        let resume = Resume {
-            current: self.current().await?,
-            loss: Loss::Redis,
-        };
-        let after = match resume.check(after, self.retention.max_age) {
-            Ok(after) => after,
-            Err(reason) => return Ok(resume.reset(reason)),
-        };
-        let mut missed = Vec::new();
-        for target in targets {
-            let stream = self.names.history(target);
-            if self.trimmed_after(target, after).await? {
-                return Ok(resume.reset(Reason::TooOld));
-            }
-            let mut range = redis::cmd("XRANGE");
-            range
-                .arg(&stream)
-                .arg(format!("({}-{}", after.ms(), after.seq()))
-                .arg("+");
-            let entries: Vec<(String, Vec<(String, String)>)> =
-                self.commands.query(&range).await.map_err(unavailable)?;
-            for (id, fields) in entries {
-                let Some(entry) = history_entry(&id, &fields) else {
-                    tracing::warn!(stream, entry = id, "history entry that is not an event");
-                    return Ok(resume.reset(Reason::Unreadable));
-                };
-                missed.push(entry);
-            }
+        target: &Target,
+        from: u64,
+        count: Option<usize>,
+    ) -> Result<std::result::Result<Vec<Entry>, Reason>> {
+        let mut range = redis::cmd("XRANGE");
+        range
+            .arg(self.names.history(target))
+            .arg(format!("{from}-0"))
+            .arg("+");
+        if let Some(count) = count {
+            range.arg("COUNT").arg(count);
         }
-        // What the position read first covers; later events come live.
-        Ok(resume.replay(missed))
+        let raw: Vec<(String, Vec<(String, String)>)> =
+            self.commands.query(&range).await.map_err(unavailable)?;
+        let mut entries = Vec::with_capacity(raw.len());
+        for (id, fields) in raw {
+            let Some(entry) = history_entry(&id, &fields) else {
+                tracing::warn!(%target, entry = id, "history entry that is not an event");
+                return Ok(Err(Reason::Unreadable));
+            };
+            entries.push(entry);
+        }
+        Ok(Ok(entries))
     }
 
-    /// Whether the history of `target` lost, to trimming, an event after `after`. A
-    /// history that expired whole lost nothing recent: it expires only when its newest
-    /// event is older than the retention, and so is any position before it.
-    async fn trimmed_after(&self, target: &Target, after: &Position) -> Result<bool> {
-        let mut trimmed = redis::cmd("GET");
-        trimmed.arg(self.names.trimmed(target));
-        let trimmed: Option<String> = self.commands.query(&trimmed).await.map_err(unavailable)?;
-        let trimmed_seq = trimmed.as_deref().and_then(stream_seq).unwrap_or(0);
-        Ok(after.seq() < trimmed_seq)
+    /// What a stream that starts in each target at the position given needs.
+    pub(super) async fn resume(&self, from: &[(Target, Option<Position>)]) -> Result<History> {
+        let targets: Vec<Target> = from.iter().map(|(target, _)| target.clone()).collect();
+        let now = self.positions(&targets).await?;
+        let positions: Vec<(Target, Position)> = targets.into_iter().zip(now).collect();
+        let mut missed = Vec::new();
+        for ((target, after), (_, now)) in from.iter().zip(&positions) {
+            let first = match resume::need(*after, *now, Loss::Redis) {
+                Need::Nothing => continue,
+                Need::From(first) => first,
+                Need::Reset(reason) => return Ok(reason.reset(positions)),
+            };
+            let entries = match self.entries(target, first, None).await? {
+                Ok(entries) => entries,
+                Err(reason) => return Ok(reason.reset(positions)),
+            };
+            if let Err(reason) = resume::complete(entries.first().map(|e| e.seq), first, now.seq())
+            {
+                return Ok(reason.reset(positions));
+            }
+            missed.extend(entries.into_iter().map(|entry| {
+                let replayed: Replayed = (
+                    target.clone(),
+                    Position::new(now.epoch(), entry.seq),
+                    entry.event,
+                );
+                (entry.ms, replayed)
+            }));
+        }
+        Ok(History::Events {
+            events: resume::in_order(missed),
+            positions,
+        })
     }
 }

@@ -1,10 +1,15 @@
 //! The names of Redis keys and channels.
+//!
+//! Everything of one target lives under one hash tag, `PREFIX:{user:ID}`,
+//! `PREFIX:{topic:NAME}`, `PREFIX:{all}`: its sequence (that very key, a hash of its epoch
+//! `e` and number `s`, which is also the name of its channel), its history
+//! (`...}:history`, a stream) and the ids publishers gave (`...}:sent:ID`). So a publish
+//! touches one slot of a Redis Cluster, and no key is shared by all publishes. The keys
+//! that span instances (presence, retention) keep tags of their own.
 
 use crate::Target;
 
-/// The names of channels and keys under a prefix:
-/// channels `PREFIX:user:ID`, `PREFIX:topic:NAME`, `PREFIX:all`, `PREFIX:probe:INSTANCE`, and
-/// the keys documented on each method.
+/// The names of channels and keys under a prefix.
 #[derive(Debug, Clone)]
 pub(super) struct Names {
     prefix: String,
@@ -23,69 +28,61 @@ impl Names {
         &self.prefix
     }
 
-    /// The channel events for `target` are published on.
-    pub(super) fn channel(&self, target: &Target) -> String {
-        format!("{}:{}", self.prefix, Self::suffix(target))
+    /// The hash that holds `target`'s sequence, and the channel its events are published
+    /// on: `PREFIX:{user:ID}`, `PREFIX:{topic:NAME}`, `PREFIX:{all}`.
+    pub(super) fn sequence(&self, target: &Target) -> String {
+        match target {
+            Target::User(user) => format!("{}:{{user:{user}}}", self.prefix),
+            Target::Topic(topic) => format!("{}:{{topic:{topic}}}", self.prefix),
+            Target::All => format!("{}:{{all}}", self.prefix),
+        }
     }
 
-    /// What names a target under each kind of key: `user:ID`, `topic:NAME`, `all`.
-    fn suffix(target: &Target) -> String {
-        match target {
-            Target::User(user) => format!("user:{user}"),
-            Target::Topic(topic) => format!("topic:{topic}"),
-            Target::All => "all".to_owned(),
-        }
+    /// The channel events for `target` are published on: its sequence's name.
+    pub(super) fn channel(&self, target: &Target) -> String {
+        self.sequence(target)
     }
 
     /// The target whose channel is `channel`; `None` for any other channel.
     pub(super) fn target(&self, channel: &str) -> Option<Target> {
-        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(':')?;
-        if rest == "all" {
+        let tagged = channel
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(":{")?
+            .strip_suffix('}')?;
+        if tagged == "all" {
             return Some(Target::All);
         }
-        if let Some(user) = rest.strip_prefix("user:") {
+        if let Some(user) = tagged.strip_prefix("user:") {
             return Target::user(user).ok();
         }
-        Target::topic(rest.strip_prefix("topic:")?).ok()
+        Target::topic(tagged.strip_prefix("topic:")?).ok()
     }
 
-    /// The hash that numbers events: `ms` (the last time used) and `seq`.
-    pub(super) fn clock(&self) -> String {
-        format!("{}:clock", self.prefix)
-    }
-
-    /// Changes when the history is lost, so that old positions are recognized.
-    pub(super) fn epoch(&self) -> String {
-        format!("{}:epoch", self.prefix)
-    }
-
-    /// The stream of a target's last events.
+    /// The stream of a target's last events, entry ids `SEQ-MS`.
     pub(super) fn history(&self, target: &Target) -> String {
-        format!("{}:history:{}", self.prefix, Self::suffix(target))
-    }
-
-    /// The id of the newest event trimmed from a target's history.
-    pub(super) fn trimmed(&self, target: &Target) -> String {
-        format!("{}:trimmed:{}", self.prefix, Self::suffix(target))
+        format!("{}:history", self.sequence(target))
     }
 
     /// Remembers that a publisher already sent the event with this id to this target:
-    /// `PREFIX:sent:LEN:TARGET:ID`, where LEN is the length of `TARGET` in bytes, so that
-    /// no other (target, id) pair gives the same key (`user:a:b` + `c` and `user:a` +
-    /// `b:c` would otherwise both be `user:a:b:c`).
+    /// `...}:sent:HEX`, the id in hexadecimal, so that no other (target, id) pair gives
+    /// the same key (a user id may hold `}:sent:` itself).
     pub(super) fn publisher_id(&self, target: &Target, id: &str) -> String {
-        let suffix = Self::suffix(target);
-        format!("{}:sent:{}:{suffix}:{id}", self.prefix, suffix.len())
+        use std::fmt::Write;
+        let mut key = format!("{}:sent:", self.sequence(target));
+        for byte in id.bytes() {
+            let _ = write!(key, "{byte:02x}");
+        }
+        key
     }
 
     /// The most events per target that the serving instances keep.
     pub(super) fn retention_events(&self) -> String {
-        format!("{}:retention:events", self.prefix)
+        format!("{}:{{retention}}:events", self.prefix)
     }
 
     /// The longest time (ms) the serving instances keep events.
     pub(super) fn retention_age(&self) -> String {
-        format!("{}:retention:age", self.prefix)
+        format!("{}:{{retention}}:age", self.prefix)
     }
 
     /// The channel an instance publishes its probes to, and subscribes to.
@@ -95,12 +92,12 @@ impl Names {
 
     /// A hash of one instance's connections: user id -> count, and `""` -> total.
     pub(super) fn presence(&self, instance: &str) -> String {
-        format!("{}:presence:{instance}", self.prefix)
+        format!("{}:{{presence}}:{instance}", self.prefix)
     }
 
     /// A sorted set of live instances, scored by when their presence expires (Unix ms).
     pub(super) fn instances(&self) -> String {
-        format!("{}:instances", self.prefix)
+        format!("{}:{{presence}}:instances", self.prefix)
     }
 
     /// A stream ticket, by the digest it is kept under.
@@ -117,23 +114,39 @@ mod tests {
     fn channels_map_back_to_their_targets() {
         let names = Names::new("app");
         for target in [
-            Target::user("u:1").unwrap(),
+            Target::user("u:1}").unwrap(),
             Target::topic("news").unwrap(),
             Target::All,
         ] {
             assert_eq!(names.target(&names.channel(&target)), Some(target));
         }
-        assert_eq!(names.channel(&Target::user("u").unwrap()), "app:user:u");
-        assert_eq!(names.target("other:user:u"), None);
-        assert_eq!(names.target("app:seq"), None);
-        assert_eq!(names.target("app:user:"), None);
+        assert_eq!(names.channel(&Target::user("u").unwrap()), "app:{user:u}");
+        assert_eq!(names.target("other:{user:u}"), None);
+        assert_eq!(names.target("app:probe:x"), None);
+        assert_eq!(names.target("app:{user:}"), None);
+    }
+
+    #[test]
+    fn a_targets_keys_share_its_hash_tag() {
+        let names = Names::new("app");
+        let user = Target::user("a}b").unwrap();
+        let tag = |key: &str| {
+            let open = key.find('{').unwrap();
+            let close = open + key[open..].find('}').unwrap();
+            key[open + 1..close].to_owned()
+        };
+        let sequence = names.sequence(&user);
+        assert_eq!(tag(&names.history(&user)), tag(&sequence));
+        assert_eq!(tag(&names.publisher_id(&user, "x}y")), tag(&sequence));
+        assert_eq!(tag(&names.presence("i")), tag(&names.instances()));
+        assert_eq!(tag(&names.retention_age()), tag(&names.retention_events()));
     }
 
     #[test]
     fn publisher_id_keys_tell_every_target_and_id_apart() {
         let names = Names::new("app");
         let key = |user: &str, id: &str| names.publisher_id(&Target::user(user).unwrap(), id);
-        assert_ne!(key("a:b", "c"), key("a", "b:c"));
-        assert_eq!(key("a", "b:c"), "app:sent:6:user:a:b:c");
+        assert_ne!(key("a}:sent:62", "c"), key("a", "b}:sent:c"));
+        assert_eq!(key("a", "b:"), "app:{user:a}:sent:623a");
     }
 }

@@ -6,13 +6,20 @@
 //! them after any reconnection. A probe it publishes to itself through Redis proves that
 //! the whole path works; readiness follows the probe.
 //!
-//! The parts: `RedisPublisher` numbers and publishes events (`publisher`) and reads the
-//! history back for clients that resume (`history`); the subscriber task delivers what
-//! arrives to this instance's connections (`subscriber`, `envelope`) and keeps the state
-//! readiness is told from (`health`); the presence task keeps this instance's connection
-//! counts in Redis (`presence`). They share the command connection (`commands`), the names
-//! of keys and channels (`keys`) and the Lua scripts that keep the event sequence
-//! (`scripts`).
+//! Each target (a user, a topic, the broadcasts) has its own sequence and history under
+//! one hash tag (`keys`); a publish runs one Redis Function on that target's keys alone.
+//! The subscriber knows where each target it follows stands: an event whose number skips
+//! ahead, or a subscription that comes back after a loss, makes it read what was missed
+//! from the history and deliver it in order on the open streams; only what the history no
+//! longer holds becomes a reset of the streams of that target.
+//!
+//! The parts: `RedisPublisher` numbers and publishes events (`publisher`) and reads
+//! sequences and histories back (`history`); the subscriber task delivers what arrives to
+//! this instance's connections (`subscriber`, `envelope`, with what it knows of each
+//! target in `tracked`) and keeps the state readiness is told from (`health`); the
+//! presence task keeps this instance's connection counts in Redis (`presence`). They
+//! share the command connection (`commands`), the names of keys and channels (`keys`) and
+//! the Redis Functions that keep the sequences (`scripts`).
 
 mod commands;
 mod envelope;
@@ -24,6 +31,7 @@ mod presence;
 mod publisher;
 mod scripts;
 mod subscriber;
+mod tracked;
 
 pub use options::RedisOptions;
 pub use publisher::RedisPublisher;
@@ -112,7 +120,7 @@ impl RedisBroker {
         let presence = tokio::spawn(presence.run(stop.clone()));
         let subscriber = Subscriber::new(
             endpoint,
-            publisher.commands.clone(),
+            publisher.clone(),
             shared.clone(),
             &context,
             stop.clone(),
@@ -169,19 +177,18 @@ impl Broker for RedisBroker {
         lost.then(|| "the subscription to Redis is down; try again shortly".to_owned())
     }
 
-    fn current(&self) -> BoxFuture<'_, Option<Position>> {
-        Box::pin(async move { self.publisher.current().await.ok().flatten() })
-    }
-
-    fn history(&self, targets: Vec<Target>, after: Option<Position>) -> BoxFuture<'_, History> {
+    fn resume(&self, from: Vec<(Target, Option<Position>)>) -> BoxFuture<'_, History> {
         Box::pin(async move {
             // The command connection may have just lost Redis and be reconnecting: a reset
             // would make every resuming client reload for nothing, so try again first.
             let mut attempt = 0;
             loop {
-                match self.publisher.history(&targets, after.as_ref()).await {
+                match self.publisher.resume(&from).await {
                     Ok(history) => return history,
-                    Err(e) if attempt >= 3 => return resume::unreadable_now(&e),
+                    Err(e) if attempt >= 3 => {
+                        let targets: Vec<Target> = from.into_iter().map(|(t, _)| t).collect();
+                        return resume::unreadable_now(&e, &targets);
+                    }
                     Err(_) => {
                         attempt += 1;
                         tokio::time::sleep(self.shared.options.probe_interval / 2).await;

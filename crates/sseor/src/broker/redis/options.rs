@@ -30,6 +30,15 @@ pub struct RedisOptions {
     /// is delivered, in bytes (default 64 KiB, the HTTP API's body limit); larger ones are
     /// dropped with a warning.
     pub foreign_message_limit: usize,
+    /// Replicas that must confirm each publish (`WAIT`) before it is acknowledged
+    /// (default 0: none). Redis replicates asynchronously: a master that dies may take
+    /// its last events with it, and its promoted replica then gives their positions to
+    /// new events. Instances that were connected see the number go back and reset their
+    /// streams; with this option, an acknowledged event survives the loss of a master as
+    /// long as one of the replicas that confirmed it is promoted. A publish that fewer
+    /// replicas confirm within [`timeout`](Self::timeout) fails (it may still have been
+    /// delivered: publish it again with the same publisher's id).
+    pub wait_replicas: usize,
 }
 
 impl Default for RedisOptions {
@@ -42,6 +51,7 @@ impl Default for RedisOptions {
             ca_file: None,
             retention: Retention::default(),
             foreign_message_limit: 64 * 1024,
+            wait_replicas: 0,
         }
     }
 }

@@ -1,19 +1,20 @@
-//! Publishing through Redis: the command connection that numbers events with the publish
-//! script, and keeps stream tickets.
+//! Publishing through Redis: the command connection that numbers events with the
+//! `sseor_publish` function, and keeps stream tickets.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use redis::Script;
 use redis::aio::ConnectionManagerConfig;
 
 use super::RedisOptions;
-use super::commands::{Commands, Endpoint, check_credentials, endpoint_for, unavailable};
+use super::commands::{Commands, Endpoint, check_credentials, describe, endpoint_for, unavailable};
 use super::keys::Names;
-use super::scripts::PUBLISH;
+use super::scripts::FUNCTIONS;
 use crate::broker::{Published, Retention};
-use crate::position::new_epoch;
-use crate::{Error, Event, Result, Target};
+use crate::{Error, Event, Position, Result, Target};
+
+/// How long the serving instances' recorded retention is trusted before it is read again.
+const RETENTION_READ_EVERY: Duration = Duration::from_secs(10);
 
 /// The publishing half of the Redis broker: a multiplexed command connection that
 /// reconnects by itself. [`Publisher`](crate::Publisher) wraps it for services that serve
@@ -22,10 +23,13 @@ use crate::{Error, Event, Result, Target};
 pub struct RedisPublisher {
     pub(super) commands: Commands,
     pub(super) names: Names,
-    publish_script: Script,
     /// What this process keeps; every publish keeps the longer of it and the serving
     /// instances' retention.
     pub(super) retention: Retention,
+    /// The serving instances' retention as last read, and when.
+    recorded: Arc<Mutex<(Option<Instant>, Retention)>>,
+    wait_replicas: usize,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisPublisher {
@@ -59,56 +63,156 @@ impl RedisPublisher {
         let publisher = Self {
             commands: Commands::new(endpoint.clone(), config),
             names: Names::new(&options.prefix),
-            publish_script: Script::new(PUBLISH),
             retention: options.retention,
+            recorded: Arc::new(Mutex::new((None, Retention::default()))),
+            wait_replicas: options.wait_replicas,
+            timeout: options.timeout,
         };
+        // A Redis not reachable yet gets the functions with the first publish.
+        if let Err(e) = publisher.load_functions().await {
+            if e.to_string().contains("unknown command") {
+                return Err(Error::Broker(
+                    "Redis 7 or newer is needed (FUNCTION LOAD is unknown to this one)".into(),
+                ));
+            }
+            tracing::debug!(error = %describe(&e), "functions not loaded yet");
+        }
         Ok((endpoint, publisher))
     }
 
-    /// Publishes `event` to `target` on every instance; an event without an id gets the
-    /// next id of the shared sequence.
+    /// Loads (or replaces) the library of functions that number events.
+    pub(super) async fn load_functions(&self) -> redis::RedisResult<()> {
+        let mut load = redis::cmd("FUNCTION");
+        load.arg("LOAD").arg("REPLACE").arg(FUNCTIONS);
+        self.commands.query::<String>(&load).await.map(|_| ())
+    }
+
+    /// Publishes `event` to `target` on every instance: numbered in the target's sequence
+    /// and kept in its history, or, for a transient event, with one `PUBLISH`.
     ///
     /// # Errors
-    /// [`Error::Broker`] when Redis cannot be reached or does not answer in time.
+    /// [`Error::Broker`] when Redis cannot be reached or does not answer in time, or when
+    /// fewer replicas than asked confirm the publish.
     pub async fn publish(&self, target: &Target, event: &Event) -> Result<Published> {
         let mut event = event.clone();
         let publisher_id = event.id.take();
         let json = serde_json::to_string(&event)
             .map_err(|e| Error::InvalidEvent(format!("cannot be serialized: {e}")))?;
-        let history = self.names.history(target);
-        let remembered = publisher_id
-            .as_deref()
-            .map_or_else(|| history.clone(), |id| self.names.publisher_id(target, id));
-        let max_age_ms = u64::try_from(self.retention.max_age.as_millis()).unwrap_or(u64::MAX);
-        let mut invocation = self.publish_script.prepare_invoke();
-        invocation
-            .key(self.names.clock())
-            .key(self.names.epoch())
-            .key(history)
-            .key(remembered)
-            .key(self.names.trimmed(target))
-            .key(self.names.retention_events())
-            .key(self.names.retention_age())
-            .arg(json)
-            .arg(self.names.channel(target))
-            // Drawn anew for every publish: a Redis that lost its data must get an epoch
-            // it never had.
-            .arg(new_epoch())
-            .arg(self.retention.max_events)
-            .arg(max_age_ms.max(1))
-            .arg(publisher_id.unwrap_or_default());
-        let invocation = &invocation;
-        let (id, receivers): (String, i64) = self
-            .commands
-            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
-            .await
-            .map_err(unavailable)?;
+        if event.transient {
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(self.names.channel(target)).arg(json);
+            let receivers: i64 = self.commands.query(&publish).await.map_err(unavailable)?;
+            return Ok(Published {
+                id: None,
+                delivered_locally: None,
+                instances: usize::try_from(receivers).ok(),
+                duplicate: false,
+            });
+        }
+        let call = self.publish_call(target, &json, publisher_id.as_deref());
+        let (epoch, seq, receivers) = self.numbered(&call).await?;
         Ok(Published {
-            id,
+            id: Some(Position::new(epoch, seq).to_string()),
             delivered_locally: None,
             instances: usize::try_from(receivers).ok(),
             duplicate: receivers < 0,
         })
+    }
+
+    /// The `FCALL` that publishes `json` to `target`.
+    fn publish_call(&self, target: &Target, json: &str, publisher_id: Option<&str>) -> redis::Cmd {
+        let retention = self.retention();
+        let max_age_ms = u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX);
+        let mut call = redis::cmd("FCALL");
+        call.arg("sseor_publish")
+            .arg(if publisher_id.is_some() { 3 } else { 2 })
+            .arg(self.names.sequence(target))
+            .arg(self.names.history(target));
+        if let Some(id) = publisher_id {
+            call.arg(self.names.publisher_id(target, id));
+        }
+        call.arg(json)
+            .arg(retention.max_events)
+            .arg(max_age_ms.max(1))
+            .arg(crate::position::unix_millis());
+        call
+    }
+
+    /// Runs the publish `call` (after `WAIT` when replicas must confirm it), loading the
+    /// functions first when Redis lost them (restarted empty, a new master).
+    async fn numbered(&self, call: &redis::Cmd) -> Result<(u32, u64, i64)> {
+        let mut pipeline = redis::pipe();
+        pipeline.add_command(call.clone());
+        if self.wait_replicas > 0 {
+            let timeout_ms = u64::try_from(self.timeout.as_millis() / 2).unwrap_or(1000);
+            pipeline.cmd("WAIT").arg(self.wait_replicas).arg(timeout_ms.max(1));
+        }
+        let mut attempt = self.commands.pipeline::<Vec<redis::Value>>(&pipeline).await;
+        if matches!(&attempt, Err(e) if e.to_string().contains("Function not found")) {
+            self.load_functions().await.map_err(unavailable)?;
+            attempt = self.commands.pipeline(&pipeline).await;
+        }
+        let replies = attempt.map_err(unavailable)?;
+        let mut replies = replies.into_iter();
+        let unreadable = |e: &dyn std::fmt::Display| Error::Broker(format!("Redis: {e}"));
+        let numbered: (u32, u64, i64) = redis::from_redis_value(
+            replies.next().ok_or_else(|| unreadable(&"no reply"))?,
+        )
+        .map_err(|e| unreadable(&e))?;
+        if self.wait_replicas > 0 {
+            let confirmed: usize = replies
+                .next()
+                .map(redis::from_redis_value)
+                .transpose()
+                .map_err(|e| unreadable(&e))?
+                .unwrap_or(0);
+            if confirmed < self.wait_replicas {
+                return Err(Error::Broker(format!(
+                    "only {confirmed} of the {} Redis replicas asked for confirmed the \
+                     publish in time; it may have reached clients: publish it again with \
+                     the same id",
+                    self.wait_replicas
+                )));
+            }
+        }
+        Ok(numbered)
+    }
+
+    /// The retention a publish keeps: the longer of this process's and the serving
+    /// instances', read again in the background every few seconds.
+    fn retention(&self) -> Retention {
+        let (read_at, recorded) = *self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        if read_at.is_none_or(|at| at.elapsed() >= RETENTION_READ_EVERY) {
+            self.read_recorded_retention();
+        }
+        Retention {
+            max_events: self.retention.max_events.max(recorded.max_events),
+            max_age: self.retention.max_age.max(recorded.max_age),
+            ..self.retention
+        }
+    }
+
+    fn read_recorded_retention(&self) {
+        let mut state = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        // Marked read now, so that the publishes meanwhile do not all ask again.
+        state.0 = Some(Instant::now());
+        drop(state);
+        let commands = self.commands.clone();
+        let recorded = self.recorded.clone();
+        let mut read = redis::cmd("MGET");
+        read.arg(self.names.retention_events()).arg(self.names.retention_age());
+        tokio::spawn(async move {
+            let Ok((events, age_ms)) = commands.query::<(Option<usize>, Option<u64>)>(&read).await
+            else {
+                return;
+            };
+            let mut state = recorded.lock().unwrap_or_else(PoisonError::into_inner);
+            state.1 = Retention {
+                max_events: events.unwrap_or(0),
+                max_age: Duration::from_millis(age_ms.unwrap_or(0)),
+                max_bytes: 0,
+            };
+        });
     }
 
     /// Keeps `value` under the ticket `key` for `ttl` (at least 1 ms).

@@ -1,48 +1,17 @@
-//! The Lua scripts that keep the event sequence in Redis, assembled from the `.lua` files
-//! beside this one.
+//! The code that keeps each target's sequence in Redis: a library of Redis Functions
+//! (`functions.lua`, loaded with `FUNCTION LOAD` on every master), so that any service, in
+//! any language, can publish with positions and history from its own Redis client:
 //!
-//! Two scripts find or start the epoch the same way, so that part is one file
-//! (`epoch.lua`) that both include, rather than two copies that could drift apart. Each
-//! file starts with an empty line: the assembled texts, and so the SHA1s Redis caches
-//! them under (`EVALSHA`), are the ones earlier versions sent.
+//! ```text
+//! FCALL sseor_publish 2 sseor:{user:42} sseor:{user:42}:history '{"type":"note","data":{}}'
+//! ```
 //!
-//! `epoch.lua` finds the epoch, or starts a new one from the candidate `ARGV[3]` when
-//! Redis lost the clock or the epoch (emptied, restarted without persistence, a key
-//! evicted): a position is never given twice, and one that the lost history held is never
-//! taken for one of the new history. Scripts run one at a time, so of two instances that
-//! find Redis empty, the first starts the epoch and the second uses it. `KEYS[1]` is the
-//! clock and `KEYS[2]` the epoch; it leaves the epoch in the local `epoch`.
+//! and one script that keeps the retention the serving instances ask for.
 
-/// Numbers an event, keeps it in its target's history and publishes it, atomically, so
-/// that positions reach every subscriber in increasing order and every event published is
-/// in the history.
-///
-/// KEYS: the clock (hash `ms`, `seq`), the epoch, the target's history stream, the key
-/// that remembers a publisher's id (the stream again when there is none), the key that
-/// remembers the newest event trimmed from the stream, and the two keys of the retention
-/// the serving instances keep (most events, longest time in ms).
-/// ARGV: the event's JSON without an id (the position is spliced in as its first field),
-/// the channel, a fresh random epoch to start if Redis has none, the most events kept,
-/// the longest time kept (ms), the publisher's id (or empty). The retention used is the
-/// longer of this publisher's and the serving instances', so that a process that only
-/// publishes never cuts the history they keep.
-/// Returns the position and the number of instances that received it, or the earlier
-/// position and -1 for a publisher id seen before.
-pub(super) const PUBLISH: &str = concat!(include_str!("epoch.lua"), include_str!("publish.lua"));
-
-/// The position the event sequence is at, starting a new epoch (from the candidate
-/// `ARGV[3]`) when Redis lost the old one, as [`PUBLISH`] would: what an instance reads
-/// when its subscription comes back, to tell whether its streams missed events.
-/// KEYS: the clock, the epoch. ARGV: the epoch this instance knows and the highest
-/// sequence number it saw in it (a Redis that restarted from a persistence file older
-/// than that lost events, and would give their positions again: a new epoch too, which
-/// `sequence_rewound.lua` sees to), the candidate. Returns the epoch, the clock's `ms` and
-/// `seq`.
-pub(super) const SEQUENCE: &str = concat!(
-    include_str!("sequence_rewound.lua"),
-    include_str!("epoch.lua"),
-    include_str!("sequence.lua"),
-);
+/// The library: `sseor_publish` (publishes with `PUBLISH`), `sseor_publish_sharded` (with
+/// `SPUBLISH`, on a Redis Cluster), and `sseor_rewound`; see the file for their keys and
+/// arguments.
+pub(super) const FUNCTIONS: &str = include_str!("functions.lua");
 
 /// Records the retention of a serving instance for every publisher: each of the two keys
 /// (KEYS: most events, longest time in ms; ARGV: this instance's values, then how long

@@ -1,57 +1,46 @@
 //! The subscriber task: it owns the subscription connection, follows this instance's
-//! interest in targets, delivers what arrives to the local streams, probes the path
-//! through Redis, and after a loss of the subscription ends or resets the streams that
-//! may have missed events.
+//! interest in targets, delivers what arrives to the local streams in each target's order,
+//! repairs the gaps it finds from the history, and probes the path through Redis.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::Script;
 use redis::aio::PubSubSink;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
-use super::commands::{Commands, Endpoint, describe};
-use super::envelope::{DroppedLog, envelope_position};
-use super::scripts::SEQUENCE;
+use super::commands::{Endpoint, describe};
+use super::envelope::{DroppedLog, Envelope, envelope};
+use super::history::Entry;
+use super::tracked::{self, Seen, Step};
+use super::{RedisPublisher, Shared};
 use crate::broker::BrokerContext;
-use crate::broker::resume::REDIS_LOST_HISTORY;
+use crate::broker::resume::{MISSED_EVENTS_GONE, REDIS_LOST_HISTORY};
 use crate::metrics::Metrics;
-use crate::position::new_epoch;
 use crate::{Event, Fanout, Interest, Position, Target};
 
 /// Channels subscribed or unsubscribed in one command, at most.
 const SUBSCRIBE_BATCH: usize = 1000;
 
-/// Epochs of foreign messages remembered, at most.
-const MAX_FOREIGN_EPOCHS: usize = 64;
-
 /// The task that owns the subscription connection.
 pub(super) struct Subscriber {
     endpoint: Arc<Endpoint>,
-    commands: Commands,
+    publisher: RedisPublisher,
     shared: Arc<Shared>,
     fanout: Fanout,
     metrics: Arc<Metrics>,
     interest: mpsc::UnboundedReceiver<Interest>,
     stop: CancellationToken,
-    /// The channels this instance wants, whatever the state of the connection.
-    wanted: HashSet<String>,
-    /// The epoch of the events delivered here: only positions of this epoch are trusted.
-    /// `None` until it was first read.
-    epoch: Option<String>,
-    /// The highest sequence number of `epoch` delivered or read here, to tell after a loss
-    /// of the subscription whether events were published meanwhile.
-    last_seen: u64,
-    sequence_script: Script,
-    /// Epochs of messages that turned out not to be sseor's, so that Redis is asked once.
-    foreign_epochs: HashSet<String>,
+    /// The targets this instance wants, whatever the state of the connection, with what
+    /// it knows of each: `None` until its position was first read.
+    wanted: HashMap<Target, Option<Seen>>,
     dropped: DroppedLog,
     /// Barriers that wait for the subscription to be back.
     barriers: Vec<crate::Barrier>,
+    /// Whether Redis's eviction policy was looked at.
+    policy_checked: bool,
 }
 
 /// Why a subscription session ended.
@@ -67,26 +56,23 @@ impl Subscriber {
     /// interest, delivers to its fan-out, counts in its metrics, and stops with `stop`.
     pub(super) fn new(
         endpoint: Arc<Endpoint>,
-        commands: Commands,
+        publisher: RedisPublisher,
         shared: Arc<Shared>,
         context: &BrokerContext,
         stop: CancellationToken,
     ) -> Self {
         Self {
             endpoint,
-            commands,
+            publisher,
             shared,
             fanout: context.fanout(),
             metrics: context.metrics(),
             interest: context.interest(),
             stop,
-            wanted: HashSet::new(),
-            epoch: None,
-            last_seen: 0,
-            sequence_script: Script::new(SEQUENCE),
-            foreign_epochs: HashSet::new(),
+            wanted: HashMap::new(),
             dropped: DroppedLog::default(),
             barriers: Vec::new(),
+            policy_checked: false,
         }
     }
 
@@ -110,7 +96,7 @@ impl Subscriber {
                     } else {
                         tracing::info!(channels = self.wanted.len(), "subscribed to Redis");
                     }
-                    self.release_if_missed().await;
+                    self.catch_up().await;
                     delay = Duration::from_millis(100);
                     // Everything wanted is subscribed: waiting streams may read history.
                     self.pass_barriers();
@@ -136,44 +122,115 @@ impl Subscriber {
         }
     }
 
-    /// Once subscribed: if anything was published while the subscription was down, this
-    /// instance's clients may have missed it, so their streams end and they resume from
-    /// history (a browser reconnects by itself, with `Last-Event-ID`). If Redis lost its
-    /// data meanwhile (a new epoch), every stream gets a reset first: no position it holds
-    /// can be resumed from.
-    async fn release_if_missed(&mut self) {
-        let Some(now) = self.read_sequence().await else {
-            tracing::warn!("cannot tell what was missed; ending streams");
-            self.fanout.release_all();
-            return;
-        };
-        let Some(known) = self.epoch.clone() else {
-            // The first subscription: no stream has seen anything yet.
-            self.epoch = Some(now.epoch().to_owned());
-            self.last_seen = now.seq();
+    /// Once subscribed: reads where every target followed stands, and delivers what its
+    /// streams missed while the subscription was down (or resets them when that cannot be
+    /// told). The first time, it only learns where the targets stand.
+    async fn catch_up(&mut self) {
+        if !self.policy_checked {
+            self.policy_checked = true;
             self.warn_if_evicting().await;
+        }
+        let targets: Vec<Target> = self.wanted.keys().cloned().collect();
+        for batch in targets.chunks(SUBSCRIBE_BATCH) {
+            let Ok(now) = self.publisher.positions(batch).await else {
+                tracing::warn!("cannot tell what was missed; ending streams");
+                self.fanout.release_all();
+                return;
+            };
+            for (target, now) in batch.iter().zip(now) {
+                self.returned(target, now).await;
+            }
+        }
+    }
+
+    /// What the streams of `target` need now that it stands at `now`.
+    async fn returned(&mut self, target: &Target, now: Position) {
+        let Some(&Some(seen)) = self.wanted.get(target) else {
+            self.see(target, Seen { position: now, ms: 0 });
             return;
         };
-        if known != now.epoch() {
-            tracing::debug!(
-                known,
-                last_seen = self.last_seen,
-                now = %now,
-                "the epoch changed while the subscription was down"
-            );
-            self.reset_all(REDIS_LOST_HISTORY, now.clone());
-            self.epoch = Some(now.epoch().to_owned());
-            self.last_seen = now.seq();
-            return;
+        match tracked::on_return(seen, now) {
+            None | Some(Step::Deliver) => {}
+            Some(Step::Repair(from)) => self.repair(target, seen, from, now).await,
+            Some(Step::NewEpoch) => self.reset(target, now, REDIS_LOST_HISTORY),
+            Some(Step::Rewound) => self.rewound(target, seen).await,
         }
-        if now.seq() > self.last_seen {
-            let released = self.fanout.release_all();
-            tracing::info!(
-                streams = released,
-                "events may have been missed while the subscription was down; \
-                 streams end so that their clients resume from history"
-            );
+    }
+
+    fn see(&mut self, target: &Target, seen: Seen) {
+        if let Some(known) = self.wanted.get_mut(target) {
+            *known = Some(seen);
         }
+    }
+
+    /// Reads the events of `target` from `from` on (through `now` at least) from the
+    /// history and delivers them in order; resets the target's streams when the history
+    /// no longer holds them, or when the event seen last is not the one it holds (its
+    /// number was given again: events were lost).
+    async fn repair(&mut self, target: &Target, seen: Seen, from: u64, now: Position) {
+        // The event seen last is read too, when its time is known, to check it is the same.
+        let check = seen.ms > 0 && from > 1 && seen.position.epoch() == now.epoch();
+        let start = if check { from - 1 } else { from };
+        let entries = match self.publisher.entries(target, start, None).await {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(_)) | Err(_) => return self.reset(target, now, MISSED_EVENTS_GONE),
+        };
+        let mut entries = entries.as_slice();
+        if check {
+            match entries.split_first() {
+                Some((last_seen, rest)) if last_seen.seq == start => {
+                    if last_seen.ms != seen.ms {
+                        return self.rewound(target, seen).await;
+                    }
+                    entries = rest;
+                }
+                _ => {}
+            }
+        }
+        if entries.first().is_none_or(|first| first.seq != from) {
+            return self.reset(target, now, MISSED_EVENTS_GONE);
+        }
+        tracing::debug!(%target, from, events = entries.len(), "missed events delivered from the history");
+        for entry in entries {
+            self.deliver_entry(target, now.epoch(), entry);
+        }
+    }
+
+    fn deliver_entry(&mut self, target: &Target, epoch: u32, entry: &Entry) {
+        let position = Position::new(epoch, entry.seq);
+        if let Err(e) = self.fanout.deliver(target, Some(position), &entry.event) {
+            tracing::warn!(%target, error = %e, "invalid event skipped");
+        }
+        self.see(target, Seen { position, ms: entry.ms });
+    }
+
+    /// Sends the streams of `target` a reset to `position` (where their clients continue
+    /// from), and follows the target from there.
+    fn reset(&mut self, target: &Target, position: Position, reason: &str) {
+        let streams = self.fanout.reset(target, position, reason);
+        tracing::warn!(%target, streams, "{reason}: the streams of the target get a reset");
+        self.see(target, Seen { position, ms: 0 });
+    }
+
+    /// The number of `target` went back: its sequence gets a new epoch (so that no client
+    /// takes a number given again for the event it had), and its streams a reset.
+    async fn rewound(&mut self, target: &Target, seen: Seen) {
+        let mut call = redis::cmd("FCALL");
+        call.arg("sseor_rewound")
+            .arg(2)
+            .arg(self.publisher.names.sequence(target))
+            .arg(self.publisher.names.history(target))
+            .arg(seen.position.epoch())
+            .arg(seen.position.seq());
+        let now = match self.publisher.commands.query::<(u32, u64)>(&call).await {
+            Ok((epoch, seq)) => Position::new(epoch, seq),
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "a rewound sequence cannot be renewed; ending streams");
+                self.fanout.release_all();
+                return;
+            }
+        };
+        self.reset(target, now, "events were lost (Redis failed over, or restarted from an older snapshot)");
     }
 
     /// Says so when Redis may evict keys: an evicted history stream or trim marker would
@@ -189,6 +246,7 @@ impl Subscriber {
             .arg("GET")
             .arg("maxmemory-policy");
         let Ok((limit, policy)) = self
+            .publisher
             .commands
             .pipeline::<(Vec<String>, Vec<String>)>(&config)
             .await
@@ -204,51 +262,6 @@ impl Subscriber {
                  evicts is lost without a reset; use maxmemory-policy noeviction"
             );
         }
-    }
-
-    /// The position the event sequence is at (a new epoch when Redis lost the old one);
-    /// `None` when Redis cannot tell. The command connection may be reconnecting too:
-    /// its first answers can be errors.
-    async fn read_sequence(&self) -> Option<Position> {
-        let mut invocation = self.sequence_script.prepare_invoke();
-        invocation
-            .key(self.shared.names.clock())
-            .key(self.shared.names.epoch())
-            .arg(self.epoch.as_deref().unwrap_or_default())
-            .arg(self.last_seen)
-            .arg(new_epoch());
-        let invocation = &invocation;
-        for _ in 0..3 {
-            let read: redis::RedisResult<(String, u64, u64)> = self
-                .commands
-                .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
-                .await;
-            match read {
-                Ok((epoch, ms, seq)) => return Some(Position::new(epoch, ms, seq)),
-                Err(e) => tracing::debug!(error = %describe(&e), "sequence not read"),
-            }
-            tokio::time::sleep(self.shared.options.probe_interval / 2).await;
-        }
-        None
-    }
-
-    /// Sends every local stream a reset whose id is `current`, where its client resumes
-    /// from, and ends the stream: its positions belong to a history that is gone, and
-    /// what it missed of the new one cannot be told.
-    fn reset_all(&self, reason: &str, current: Position) {
-        let mut reset =
-            Event::new(crate::RESET_EVENT).with_data(serde_json::json!({ "reason": reason }));
-        reset.id = Some(current.to_string());
-        // Every stream receives broadcasts: this reaches them all.
-        if let Err(e) = self.fanout.deliver(&Target::All, 0, &reset) {
-            tracing::warn!(error = %e, "reset not sent");
-        }
-        let released = self.fanout.release_all();
-        tracing::warn!(
-            streams = released,
-            epoch = current.epoch(),
-            "{reason}: every stream gets a reset and ends"
-        );
     }
 
     /// Sleeps for `delay` while keeping track of interest; false when stopped.
@@ -273,12 +286,12 @@ impl Subscriber {
         match change {
             Interest::Subscribe(target) => {
                 let channel = self.shared.names.channel(&target);
-                self.wanted.insert(channel.clone());
+                self.wanted.insert(target, None);
                 Some((channel, true))
             }
             Interest::Unsubscribe(target) => {
                 let channel = self.shared.names.channel(&target);
-                self.wanted.remove(&channel);
+                self.wanted.remove(&target);
                 Some((channel, false))
             }
             Interest::Barrier(barrier) => {
@@ -304,7 +317,11 @@ impl Subscriber {
         .map_err(|_| "Redis did not answer in time".to_owned())?
         .map_err(|e| describe(&e))?;
         let (mut sink, stream) = pubsub.split();
-        let mut channels: Vec<String> = self.wanted.iter().cloned().collect();
+        let mut channels: Vec<String> = self
+            .wanted
+            .keys()
+            .map(|target| self.shared.names.channel(target))
+            .collect();
         channels.push(self.shared.names.probe(&self.shared.instance));
         for batch in channels.chunks(SUBSCRIBE_BATCH) {
             tokio::time::timeout(timeout, sink.subscribe(batch))
@@ -389,8 +406,25 @@ impl Subscriber {
                 .map_err(|_| "UNSUBSCRIBE timed out".to_owned())?
                 .map_err(|e| describe(&e))?;
         }
+        self.learn_positions(&subscribe).await;
         self.pass_barriers();
         Ok(())
+    }
+
+    /// Reads where the targets of the channels just subscribed stand, so that a gap
+    /// before their next event is seen. A target whose position cannot be read learns it
+    /// from its first event.
+    async fn learn_positions(&mut self, channels: &[String]) {
+        let targets: Vec<Target> = channels
+            .iter()
+            .filter_map(|channel| self.shared.names.target(channel))
+            .filter(|target| matches!(self.wanted.get(target), Some(None)))
+            .collect();
+        if let Ok(now) = self.publisher.positions(&targets).await {
+            for (target, position) in targets.iter().zip(now) {
+                self.see(target, Seen { position, ms: 0 });
+            }
+        }
     }
 
     async fn deliver(&mut self, channel: &str, payload: &[u8]) {
@@ -398,81 +432,59 @@ impl Subscriber {
             tracing::warn!(channel, "message on an unexpected channel skipped");
             return;
         };
-        let position = self.own_position(payload).await;
-        if position.is_none() && payload.len() > self.shared.options.foreign_message_limit {
+        let Some(Envelope { position, ms, json }) = envelope(payload) else {
+            return self.deliver_foreign(&target, channel, payload);
+        };
+        let event = match serde_json::from_str::<Event>(&json) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(channel, error = %e, "numbered event that cannot be read skipped");
+                return;
+            }
+        };
+        let Some(&known) = self.wanted.get(&target) else {
+            return; // Unsubscribed meanwhile.
+        };
+        let seen = known.unwrap_or(Seen { position: position.before(), ms: 0 });
+        match tracked::on_event(seen, position) {
+            Step::Deliver | Step::Rewound => {}
+            Step::Repair(from) => self.repair(&target, seen, from, position.before()).await,
+            Step::NewEpoch => {
+                // Another client may publish with an envelope of its own: only an epoch
+                // Redis holds resets the streams.
+                match self.publisher.position(&target).await {
+                    Ok(now) if now.epoch() == position.epoch() => {
+                        self.reset(&target, position.before(), REDIS_LOST_HISTORY);
+                    }
+                    _ => return self.deliver_foreign(&target, channel, payload),
+                }
+            }
+        }
+        if let Err(e) = self.fanout.deliver(&target, Some(position), &event) {
+            tracing::warn!(channel, error = %e, "invalid event skipped");
+        }
+        if position.seq() > seen.position.seq() || position.epoch() != seen.position.epoch() {
+            self.see(&target, Seen { position, ms });
+        }
+    }
+
+    /// Delivers a message another Redis client published: it gets the checks of a publish,
+    /// and goes out without a position.
+    fn deliver_foreign(&mut self, target: &Target, channel: &str, payload: &[u8]) {
+        if payload.len() > self.shared.options.foreign_message_limit {
             self.dropped.note(channel, payload.len());
             return;
         }
-        let mut event = match serde_json::from_slice::<Event>(payload) {
+        let event = match serde_json::from_slice::<Event>(payload) {
             Ok(event) => event,
             Err(e) => {
                 tracing::warn!(channel, bytes = payload.len(), error = %e, "payload that is not an event skipped");
                 return;
             }
         };
-        let seq = match &position {
-            Some(position) => {
-                self.last_seen = self.last_seen.max(position.seq());
-                position.seq()
-            }
-            None => {
-                // What other Redis clients publish gets the checks of a publish; its id is
-                // no position (a browser that sent it back would be reset), so the event
-                // goes out without one.
-                if let Err(e) = event.validate() {
-                    tracing::warn!(channel, error = %e, "invalid event skipped");
-                    return;
-                }
-                event.id = None;
-                0
-            }
-        };
-        if let Err(e) = self.fanout.deliver(&target, seq, &event) {
+        if let Err(e) = self.fanout.deliver(target, None, &event) {
             tracing::warn!(channel, error = %e, "invalid event skipped");
         }
-    }
-
-    /// The position of a message that sseor's publish script numbered, in the epoch Redis
-    /// holds; `None` for a message of another Redis client. A message of a new epoch (Redis
-    /// lost its data while this instance stayed subscribed) resets every stream first.
-    async fn own_position(&mut self, payload: &[u8]) -> Option<Position> {
-        let position = envelope_position(payload)?;
-        if self.epoch.as_deref() == Some(position.epoch()) {
-            return Some(position);
-        }
-        if self.foreign_epochs.contains(position.epoch()) {
-            return None;
-        }
-        let mut get = redis::cmd("GET");
-        get.arg(self.shared.names.epoch());
-        let stored = match self.commands.query::<Option<String>>(&get).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                tracing::warn!(error = %describe(&e), "cannot tell whose message this is; sent without its id");
-                return None;
-            }
-        };
-        if stored.as_deref() != Some(position.epoch()) {
-            if self.foreign_epochs.len() >= MAX_FOREIGN_EPOCHS {
-                self.foreign_epochs.clear();
-            }
-            self.foreign_epochs.insert(position.epoch().to_owned());
-            return None;
-        }
-        if self.epoch.is_some() {
-            // Streams resume from just before this event: it and what follows is in the
-            // new history; what came before it is what the reset stands for.
-            let before = Position::new(
-                position.epoch(),
-                position.ms(),
-                position.seq().saturating_sub(1),
-            );
-            self.reset_all(REDIS_LOST_HISTORY, before);
-        }
-        self.epoch = Some(position.epoch().to_owned());
-        self.last_seen = position.seq();
-        self.foreign_epochs.clear();
-        Some(position)
     }
 
     fn probe_answered(&self) {
@@ -481,7 +493,7 @@ impl Subscriber {
 
     fn send_probe(&self, channel: &str) {
         self.shared.health().probe_sent();
-        let commands = self.commands.clone();
+        let commands = self.publisher.commands.clone();
         let mut probe = redis::cmd("PUBLISH");
         probe.arg(channel).arg("probe");
         tokio::spawn(async move {
