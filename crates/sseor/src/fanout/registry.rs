@@ -478,6 +478,7 @@ fn log_closed(id: u64, entry: &Entry, duration_ms: u64, reason: CloseReason) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use crate::SlowConsumer;
 
     fn registry(limits: Limits) -> Arc<Registry> {
