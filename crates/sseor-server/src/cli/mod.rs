@@ -133,6 +133,11 @@ pub(crate) struct Broker {
     #[arg(long, env = "SSEOR_PRESENCE_TTL", default_value = "15s", value_parser = values::duration)]
     pub(crate) presence_ttl: Duration,
 
+    /// Redis replicas that must confirm each publish (`WAIT`) before it is acknowledged,
+    /// so that an acknowledged event survives a failover; 0 for none.
+    #[arg(long, env = "SSEOR_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub(crate) redis_wait_replicas: usize,
+
     /// Events kept per user, topic and broadcast for clients that resume with
     /// `Last-Event-ID`.
     #[arg(long, env = "SSEOR_HISTORY_SIZE", default_value_t = 1000)]

@@ -24,6 +24,7 @@ impl Broker {
             .redis_timeout(self.redis_timeout)
             .redis_probe_interval(self.probe_interval)
             .redis_presence_ttl(self.presence_ttl)
+            .redis_wait_replicas(self.redis_wait_replicas)
     }
 
     /// The broker's kind, for the logs; never the URL, which may hold a password.

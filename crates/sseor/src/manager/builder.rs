@@ -429,6 +429,15 @@ impl Builder {
         self
     }
 
+    /// Replicas that must confirm each publish with `WAIT` before it is acknowledged
+    /// (default 0): an acknowledged event then survives the loss of its Redis master (see
+    /// [`RedisOptions::wait_replicas`](crate::broker::redis::RedisOptions::wait_replicas)).
+    #[cfg(feature = "redis")]
+    pub fn redis_wait_replicas(mut self, replicas: usize) -> Self {
+        self.redis.wait_replicas = replicas;
+        self
+    }
+
     /// Serves HTTPS: [`Manager::serve`] and [`Manager::listen_and_serve`] terminate TLS on
     /// every connection and speak HTTP/2 or HTTP/1.1, as the client chooses by ALPN
     /// (with the `tls` feature, on by default).
