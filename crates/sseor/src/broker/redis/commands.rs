@@ -1,114 +1,50 @@
-//! How the broker reaches Redis: where it is (a URL, or Sentinel), the multiplexed command
-//! connection, and what its errors mean.
+//! The multiplexed command connection the broker sends everything but subscriptions on,
+//! and what Redis's errors mean.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{Client, ConnectionAddr, ErrorKind, RedisError};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 
-use super::RedisOptions;
+use super::endpoint::Endpoint;
 use crate::{Error, Result};
 
-/// Where the Redis master is: at a fixed address, or wherever Sentinel says it is now.
-pub(super) enum Endpoint {
-    Fixed(Client),
-    Sentinel(tokio::sync::Mutex<SentinelClient>),
+/// A connection for commands: to one server (reconnecting by itself), or to a cluster
+/// (routing each command to the node of its keys, and following MOVED and ASK).
+#[derive(Clone)]
+pub(super) enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
-impl Endpoint {
-    /// A client of the master, as of now.
-    pub(super) async fn client(&self) -> redis::RedisResult<Client> {
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Self::Fixed(client) => Ok(client.clone()),
-            Self::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
         }
     }
-}
 
-/// Where `url` says Redis is: `redis://`, `rediss://` (with `options.ca_file`),
-/// `redis+unix://` or `redis+sentinel://`.
-pub(super) fn endpoint_for(url: &str, options: &RedisOptions) -> Result<Endpoint> {
-    if url.starts_with("rediss://") {
-        // rustls needs one process-wide crypto provider; another part of the program may
-        // have installed one already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
     }
-    if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-        return sentinel_endpoint(rest);
-    }
-    let Some(ca_file) = &options.ca_file else {
-        return Client::open(url)
-            .map(Endpoint::Fixed)
-            .map_err(|e| Error::InvalidUrl(describe(&e)));
-    };
-    let root_cert = std::fs::read(ca_file).map_err(|e| {
-        Error::Broker(format!(
-            "cannot read the Redis CA file {}: {e}",
-            ca_file.display()
-        ))
-    })?;
-    let certificates = redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(root_cert),
-    };
-    Client::build_with_tls(url, certificates)
-        .map(Endpoint::Fixed)
-        .map_err(|e| Error::InvalidUrl(describe(&e)))
-}
 
-/// Parses what follows `redis+sentinel://`:
-/// `[[user]:password@]host[:port][,host[:port]...]/service[/db]`. The credentials are the
-/// master's; sentinels listen on 26379 unless told otherwise.
-fn sentinel_endpoint(rest: &str) -> Result<Endpoint> {
-    let invalid = |why: &str| Error::InvalidUrl(format!("redis+sentinel:// URL: {why}"));
-    let (credentials, rest) = match rest.rsplit_once('@') {
-        Some((credentials, rest)) => (Some(credentials), rest),
-        None => (None, rest),
-    };
-    let (hosts, path) = rest
-        .split_once('/')
-        .ok_or_else(|| invalid("expected /SERVICE after the sentinel addresses"))?;
-    let mut path = path.split('/');
-    let service = path
-        .next()
-        .filter(|service| !service.is_empty())
-        .ok_or_else(|| invalid("the service (master) name is missing"))?;
-    let db = match path.next() {
-        None | Some("") => 0,
-        Some(db) => db
-            .parse()
-            .map_err(|_| invalid("the database is not a number"))?,
-    };
-    let sentinels = hosts
-        .split(',')
-        .map(|address| {
-            let (host, port) = address.rsplit_once(':').unwrap_or((address, "26379"));
-            let port = port
-                .parse()
-                .map_err(|_| invalid("a sentinel port is not a number"))?;
-            if host.is_empty() {
-                return Err(invalid("a sentinel host is empty"));
-            }
-            Ok(ConnectionAddr::Tcp(host.to_owned(), port))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut builder = SentinelClientBuilder::new(sentinels, service, SentinelServerType::Master)
-        .map_err(|e| Error::InvalidUrl(describe(&e)))?
-        .set_client_to_redis_db(db);
-    if let Some((user, password)) = credentials.map(|c| c.split_once(':').unwrap_or((c, ""))) {
-        if !user.is_empty() {
-            builder = builder.set_client_to_redis_username(user);
-        }
-        if !password.is_empty() {
-            builder = builder.set_client_to_redis_password(password);
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
         }
     }
-    let sentinel = builder
-        .build()
-        .map_err(|e| Error::InvalidUrl(describe(&e)))?;
-    Ok(Endpoint::Sentinel(tokio::sync::Mutex::new(sentinel)))
 }
 
 /// The multiplexed command connection. With Sentinel, a connection that fails or finds
@@ -117,7 +53,7 @@ fn sentinel_endpoint(rest: &str) -> Result<Endpoint> {
 pub(super) struct Commands {
     endpoint: Arc<Endpoint>,
     config: ConnectionManagerConfig,
-    current: Arc<tokio::sync::Mutex<Option<ConnectionManager>>>,
+    current: Arc<tokio::sync::Mutex<Option<Connection>>>,
 }
 
 impl Commands {
@@ -130,22 +66,32 @@ impl Commands {
         }
     }
 
-    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+    async fn connection(&self) -> redis::RedisResult<Connection> {
         let mut current = self.current.lock().await;
         if let Some(connection) = &*current {
             return Ok(connection.clone());
         }
-        let client = self.endpoint.client().await?;
-        let connection = client.get_connection_manager_lazy(self.config.clone())?;
+        let connection = match self.endpoint.cluster() {
+            Some(cluster) => Connection::Cluster(cluster.client(None)?.get_async_connection().await?),
+            None => {
+                let client = self.endpoint.client().await?;
+                Connection::Single(client.get_connection_manager_lazy(self.config.clone())?)
+            }
+        };
         *current = Some(connection.clone());
         Ok(connection)
+    }
+
+    /// Whether the commands go to a Redis Cluster.
+    pub(super) fn is_cluster(&self) -> bool {
+        self.endpoint.cluster().is_some()
     }
 
     /// Runs `command` on the connection; with Sentinel, an error that says the master
     /// may have moved drops the connection, so that the next command asks Sentinel again.
     pub(super) async fn run<T, F, Fut>(&self, command: F) -> redis::RedisResult<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let result = command(self.connection().await?).await;
@@ -191,12 +137,15 @@ fn master_may_have_moved(error: &RedisError) -> bool {
 /// Redis through, since it may come up later.
 pub(super) async fn check_credentials(endpoint: &Endpoint, timeout: Duration) -> Result<()> {
     let attempt = tokio::time::timeout(timeout, async {
+        // Without a password, connecting succeeds and only commands fail: ask one.
+        let ping = redis::cmd("PING");
+        if let Some(cluster) = endpoint.cluster() {
+            let mut connection = cluster.client(None)?.get_async_connection().await?;
+            return ping.query_async::<String>(&mut connection).await;
+        }
         let client = endpoint.client().await?;
         let mut connection = client.get_multiplexed_async_connection().await?;
-        // Without a password, connecting succeeds and only commands fail: ask one.
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
+        ping.query_async::<String>(&mut connection).await
     })
     .await;
     match attempt {

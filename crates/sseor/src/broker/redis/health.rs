@@ -1,6 +1,8 @@
 //! What the instance knows of its subscription path, from the subscription's state and
-//! the probes it publishes to itself: what readiness and outages are told from.
+//! the probes it publishes to itself (one per Redis master on a cluster): what readiness
+//! and outages are told from.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The state of the subscription and of the probes.
@@ -10,6 +12,12 @@ pub(super) struct Health {
     /// Whether the subscription failed and is not back yet (not merely not confirmed, as
     /// right after start).
     lost: bool,
+    /// Each probe channel (one per master), with what is known of its probes.
+    probes: HashMap<String, Probe>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Probe {
     /// When the last probe came back.
     answered: Option<Instant>,
     /// When the oldest probe still unanswered was sent.
@@ -17,12 +25,30 @@ pub(super) struct Health {
 }
 
 impl Health {
-    /// The subscription is (back) in place; no probe has come back through it yet.
-    pub(super) fn subscribed(&mut self) {
+    /// The subscription is (back) in place, probed on `channels`; no probe has come back
+    /// through it yet.
+    pub(super) fn subscribed(&mut self, channels: &[String]) {
         self.subscribed = true;
         self.lost = false;
-        self.answered = None;
-        self.waiting_since = None;
+        self.probes = channels
+            .iter()
+            .map(|channel| (channel.clone(), Probe::default()))
+            .collect();
+    }
+
+    /// The probe channels changed (the cluster's masters did): new ones start unanswered,
+    /// the others keep their state.
+    pub(super) fn probe_on(&mut self, channels: &[String]) {
+        let mut probes: HashMap<String, Probe> = channels
+            .iter()
+            .map(|channel| (channel.clone(), Probe::default()))
+            .collect();
+        for (channel, probe) in &mut probes {
+            if let Some(known) = self.probes.get(channel) {
+                *probe = *known;
+            }
+        }
+        self.probes = probes;
     }
 
     /// The subscription failed.
@@ -36,35 +62,57 @@ impl Health {
         self.lost
     }
 
-    /// A probe was sent; the oldest one unanswered is what counts.
-    pub(super) fn probe_sent(&mut self) {
-        self.waiting_since.get_or_insert_with(Instant::now);
+    /// A probe was sent on `channel`; the oldest one unanswered is what counts.
+    pub(super) fn probe_sent(&mut self, channel: &str) {
+        if let Some(probe) = self.probes.get_mut(channel) {
+            probe.waiting_since.get_or_insert_with(Instant::now);
+        }
     }
 
-    /// A probe came back.
-    pub(super) fn probe_answered(&mut self) {
-        self.answered = Some(Instant::now());
-        self.waiting_since = None;
+    /// A probe came back on `channel`; false for a channel that is not a probe's.
+    pub(super) fn probe_answered(&mut self, channel: &str) -> bool {
+        let Some(probe) = self.probes.get_mut(channel) else {
+            return false;
+        };
+        probe.answered = Some(Instant::now());
+        probe.waiting_since = None;
+        true
     }
 
-    /// Ready when subscribed and a probe came back within `limit`; otherwise why not.
+    /// Ready when subscribed and every probe came back within `limit`; otherwise why not.
     pub(super) fn readiness(&self, limit: Duration) -> std::result::Result<(), String> {
         if !self.subscribed {
             return Err("not subscribed to Redis".into());
         }
-        match self.answered {
-            None => Err("waiting for the first probe to come back through Redis".into()),
-            Some(at) if at.elapsed() > limit => Err(format!(
-                "no probe came back through Redis for {:.1} s",
-                at.elapsed().as_secs_f64()
-            )),
-            Some(_) => Ok(()),
+        let shards = self.probes.len();
+        for probe in self.probes.values() {
+            match probe.answered {
+                None => {
+                    return Err(if shards > 1 {
+                        format!("waiting for the probes of all {shards} Redis masters to come back")
+                    } else {
+                        "waiting for the first probe to come back through Redis".into()
+                    });
+                }
+                Some(at) if at.elapsed() > limit => {
+                    return Err(format!(
+                        "no probe came back through Redis{} for {:.1} s",
+                        if shards > 1 { " from one of its masters" } else { "" },
+                        at.elapsed().as_secs_f64()
+                    ));
+                }
+                Some(_) => {}
+            }
         }
+        Ok(())
     }
 
     /// Whether a probe has waited longer than `limit` for its answer.
     pub(super) fn probe_overdue(&self, limit: Duration) -> bool {
-        self.waiting_since
-            .is_some_and(|since| since.elapsed() > limit)
+        self.probes.values().any(|probe| {
+            probe
+                .waiting_since
+                .is_some_and(|since| since.elapsed() > limit)
+        })
     }
 }

@@ -90,6 +90,11 @@ impl Names {
         format!("{}:probe:{instance}", self.prefix)
     }
 
+    /// The probe channel of an instance on the cluster slot of `tag`.
+    pub(super) fn probe_in(&self, instance: &str, tag: &str) -> String {
+        format!("{}:{{{tag}}}:probe:{instance}", self.prefix)
+    }
+
     /// A hash of one instance's connections: user id -> count, and `""` -> total.
     pub(super) fn presence(&self, instance: &str) -> String {
         format!("{}:{{presence}}:{instance}", self.prefix)

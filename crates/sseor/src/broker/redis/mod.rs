@@ -22,12 +22,15 @@
 //! the Redis Functions that keep the sequences (`scripts`).
 
 mod commands;
+mod endpoint;
 mod envelope;
 mod health;
 mod history;
 mod keys;
 mod options;
 mod presence;
+mod probes;
+mod pubsub;
 mod publisher;
 mod scripts;
 mod subscriber;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManagerConfig;
 
 use super::RedisOptions;
-use super::commands::{Commands, Endpoint, check_credentials, describe, endpoint_for, unavailable};
+use super::commands::{Commands, check_credentials, describe, unavailable};
+use super::endpoint::{Endpoint, endpoint_for};
 use super::keys::Names;
 use super::scripts::FUNCTIONS;
 use crate::broker::{Published, Retention};
@@ -80,7 +81,7 @@ impl RedisPublisher {
         Ok((endpoint, publisher))
     }
 
-    /// Loads (or replaces) the library of functions that number events.
+    /// Loads (or replaces) the library of functions that number events, on every master.
     pub(super) async fn load_functions(&self) -> redis::RedisResult<()> {
         let mut load = redis::cmd("FUNCTION");
         load.arg("LOAD").arg("REPLACE").arg(FUNCTIONS);
@@ -88,7 +89,8 @@ impl RedisPublisher {
     }
 
     /// Publishes `event` to `target` on every instance: numbered in the target's sequence
-    /// and kept in its history, or, for a transient event, with one `PUBLISH`.
+    /// and kept in its history, or, for a transient event, with one `PUBLISH` (`SPUBLISH`
+    /// on a cluster).
     ///
     /// # Errors
     /// [`Error::Broker`] when Redis cannot be reached or does not answer in time, or when
@@ -99,7 +101,11 @@ impl RedisPublisher {
         let json = serde_json::to_string(&event)
             .map_err(|e| Error::InvalidEvent(format!("cannot be serialized: {e}")))?;
         if event.transient {
-            let mut publish = redis::cmd("PUBLISH");
+            let mut publish = redis::cmd(if self.commands.is_cluster() {
+                "SPUBLISH"
+            } else {
+                "PUBLISH"
+            });
             publish.arg(self.names.channel(target)).arg(json);
             let receivers: i64 = self.commands.query(&publish).await.map_err(unavailable)?;
             return Ok(Published {
@@ -124,7 +130,11 @@ impl RedisPublisher {
         let retention = self.retention();
         let max_age_ms = u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX);
         let mut call = redis::cmd("FCALL");
-        call.arg("sseor_publish")
+        call.arg(if self.commands.is_cluster() {
+            "sseor_publish_sharded"
+        } else {
+            "sseor_publish"
+        })
             .arg(if publisher_id.is_some() { 3 } else { 2 })
             .arg(self.names.sequence(target))
             .arg(self.names.history(target));

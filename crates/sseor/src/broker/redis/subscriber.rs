@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use redis::aio::PubSubSink;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::commands::{Endpoint, describe};
+use super::commands::describe;
+use super::endpoint::Endpoint;
 use super::envelope::{DroppedLog, Envelope, envelope};
 use super::history::Entry;
+use super::pubsub::{Incoming, PubSub};
 use super::tracked::{self, Seen, Step};
 use super::{RedisPublisher, Shared};
 use crate::broker::BrokerContext;
@@ -23,6 +23,9 @@ use crate::{Event, Fanout, Interest, Position, Target};
 
 /// Channels subscribed or unsubscribed in one command, at most.
 const SUBSCRIBE_BATCH: usize = 1000;
+
+/// Every how many probes the cluster's masters are read again.
+const PROBES_RECHECKED_EVERY: u32 = 10;
 
 /// The task that owns the subscription connection.
 pub(super) struct Subscriber {
@@ -41,6 +44,8 @@ pub(super) struct Subscriber {
     barriers: Vec<crate::Barrier>,
     /// Whether Redis's eviction policy was looked at.
     policy_checked: bool,
+    /// The channels probes go out on: one, or one per master of a cluster.
+    probes: Vec<String>,
 }
 
 /// Why a subscription session ended.
@@ -73,6 +78,7 @@ impl Subscriber {
             dropped: DroppedLog::default(),
             barriers: Vec::new(),
             policy_checked: false,
+            probes: Vec::new(),
         }
     }
 
@@ -81,12 +87,13 @@ impl Subscriber {
         let mut delay = Duration::from_millis(100);
         let mut down_since: Option<Instant> = None;
         loop {
+            let stop = self.stop.clone();
             let session = tokio::select! {
-                () = self.stop.cancelled() => return,
+                () = stop.cancelled() => return,
                 session = self.open() => session,
             };
             let reason = match session {
-                Ok((sink, stream)) => {
+                Ok(pubsub) => {
                     if let Some(since) = down_since.take() {
                         tracing::info!(
                             channels = self.wanted.len(),
@@ -100,7 +107,7 @@ impl Subscriber {
                     delay = Duration::from_millis(100);
                     // Everything wanted is subscribed: waiting streams may read history.
                     self.pass_barriers();
-                    match self.serve(sink, stream).await {
+                    match self.serve(pubsub).await {
                         SessionEnd::Stopped => return,
                         SessionEnd::Lost(reason) => reason,
                     }
@@ -308,50 +315,49 @@ impl Subscriber {
         }
     }
 
-    async fn open(&self) -> std::result::Result<(PubSubSink, redis::aio::PubSubStream), String> {
+    async fn open(&mut self) -> std::result::Result<PubSub, String> {
         let timeout = self.shared.options.timeout;
-        let pubsub = tokio::time::timeout(timeout, async {
-            self.endpoint.client().await?.get_async_pubsub().await
-        })
-        .await
-        .map_err(|_| "Redis did not answer in time".to_owned())?
-        .map_err(|e| describe(&e))?;
-        let (mut sink, stream) = pubsub.split();
+        let mut pubsub = PubSub::open(&self.endpoint, timeout).await?;
+        let probes = self
+            .publisher
+            .probe_channels(&self.shared.instance)
+            .await
+            .ok_or_else(|| "the cluster's masters cannot be read".to_owned())?;
         let mut channels: Vec<String> = self
             .wanted
             .keys()
             .map(|target| self.shared.names.channel(target))
             .collect();
-        channels.push(self.shared.names.probe(&self.shared.instance));
+        channels.extend(probes.iter().cloned());
         for batch in channels.chunks(SUBSCRIBE_BATCH) {
-            tokio::time::timeout(timeout, sink.subscribe(batch))
+            tokio::time::timeout(timeout, pubsub.subscribe(batch))
                 .await
                 .map_err(|_| "SUBSCRIBE timed out".to_owned())?
                 .map_err(|e| describe(&e))?;
         }
-        self.shared.health().subscribed();
-        Ok((sink, stream))
+        self.shared.health().subscribed(&probes);
+        self.probes = probes;
+        Ok(pubsub)
     }
 
-    async fn serve(
-        &mut self,
-        mut sink: PubSubSink,
-        mut stream: redis::aio::PubSubStream,
-    ) -> SessionEnd {
-        let probe_channel = self.shared.names.probe(&self.shared.instance);
+    async fn serve(&mut self, mut pubsub: PubSub) -> SessionEnd {
         let mut probes = tokio::time::interval(self.shared.options.probe_interval);
         probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 () = self.stop.cancelled() => return SessionEnd::Stopped,
-                message = stream.next() => match message {
+                incoming = pubsub.next() => match incoming {
                     None => return SessionEnd::Lost("the subscription connection closed".into()),
-                    Some(message) if message.get_channel_name() == probe_channel => self.probe_answered(),
-                    Some(message) => self.deliver(message.get_channel_name(), message.get_payload_bytes()).await,
+                    Some(incoming) => {
+                        if let Err(reason) = self.receive(&mut pubsub, incoming).await {
+                            return SessionEnd::Lost(reason);
+                        }
+                    }
                 },
                 change = self.interest.recv() => {
                     let Some(change) = change else { return SessionEnd::Stopped };
-                    if let Err(reason) = self.follow(&mut sink, change).await {
+                    if let Err(reason) = self.follow(&mut pubsub, change).await {
                         return SessionEnd::Lost(reason);
                     }
                 }
@@ -359,17 +365,88 @@ impl Subscriber {
                     if self.shared.probe_overdue() {
                         return SessionEnd::Lost("probes stopped coming back".into());
                     }
-                    self.send_probe(&probe_channel);
+                    ticks = ticks.wrapping_add(1);
+                    if ticks % PROBES_RECHECKED_EVERY == 0 {
+                        self.follow_masters(&mut pubsub).await;
+                    }
+                    self.send_probes();
                 }
             }
         }
+    }
+
+    /// Handles what arrived on the subscription connection.
+    async fn receive(
+        &mut self,
+        pubsub: &mut PubSub,
+        incoming: Incoming,
+    ) -> std::result::Result<(), String> {
+        match incoming {
+            Incoming::Message(message) => {
+                let channel = message.get_channel_name();
+                if !self.shared.health().probe_answered(channel) {
+                    self.deliver(channel, message.get_payload_bytes()).await;
+                }
+            }
+            Incoming::Resubscribed(channel) => {
+                if let Some(target) = self.shared.names.target(&channel) {
+                    self.catch_up_with(&target).await;
+                }
+            }
+            Incoming::Dropped(channel) => {
+                let wanted = self
+                    .shared
+                    .names
+                    .target(&channel)
+                    .is_some_and(|target| self.wanted.contains_key(&target));
+                if wanted || self.probes.contains(&channel) {
+                    tracing::debug!(channel, "the cluster moved a channel's slot; subscribing again");
+                    pubsub.resubscribe(&channel).await.map_err(|e| describe(&e))?;
+                }
+            }
+            Incoming::Other => {}
+        }
+        Ok(())
+    }
+
+    /// What `target` missed, once its channel was subscribed again by itself.
+    async fn catch_up_with(&mut self, target: &Target) {
+        if !self.wanted.contains_key(target) {
+            return;
+        }
+        match self.publisher.position(target).await {
+            Ok(now) => self.returned(target, now).await,
+            Err(e) => tracing::warn!(%target, error = %e, "cannot tell what a resubscribed target missed"),
+        }
+    }
+
+    /// Follows a change of the cluster's masters (a failover, a new master): probes
+    /// every master of now.
+    async fn follow_masters(&mut self, pubsub: &mut PubSub) {
+        let Some(probes) = self.publisher.probe_channels(&self.shared.instance).await else {
+            return;
+        };
+        let new: Vec<String> = probes
+            .iter()
+            .filter(|channel| !self.probes.contains(channel))
+            .cloned()
+            .collect();
+        if new.is_empty() && probes.len() == self.probes.len() {
+            return;
+        }
+        if let Err(e) = pubsub.subscribe(&new).await {
+            tracing::debug!(error = %describe(&e), "new probe channels not subscribed yet");
+            return;
+        }
+        self.shared.health().probe_on(&probes);
+        self.probes = probes;
     }
 
     /// Subscribes or unsubscribes for `first` and every change already queued behind it,
     /// in as few commands as possible.
     async fn follow(
         &mut self,
-        sink: &mut PubSubSink,
+        pubsub: &mut PubSub,
         first: Interest,
     ) -> std::result::Result<(), String> {
         let mut subscribe = Vec::new();
@@ -395,13 +472,13 @@ impl Subscriber {
         }
         let timeout = self.shared.options.timeout;
         if !subscribe.is_empty() {
-            tokio::time::timeout(timeout, sink.subscribe(&subscribe))
+            tokio::time::timeout(timeout, pubsub.subscribe(&subscribe))
                 .await
                 .map_err(|_| "SUBSCRIBE timed out".to_owned())?
                 .map_err(|e| describe(&e))?;
         }
         if !unsubscribe.is_empty() {
-            tokio::time::timeout(timeout, sink.unsubscribe(&unsubscribe))
+            tokio::time::timeout(timeout, pubsub.unsubscribe(&unsubscribe))
                 .await
                 .map_err(|_| "UNSUBSCRIBE timed out".to_owned())?
                 .map_err(|e| describe(&e))?;
@@ -487,20 +564,16 @@ impl Subscriber {
         }
     }
 
-    fn probe_answered(&self) {
-        self.shared.health().probe_answered();
-    }
-
-    fn send_probe(&self, channel: &str) {
-        self.shared.health().probe_sent();
-        let commands = self.publisher.commands.clone();
-        let mut probe = redis::cmd("PUBLISH");
-        probe.arg(channel).arg("probe");
-        tokio::spawn(async move {
-            let sent: redis::RedisResult<usize> = commands.query(&probe).await;
-            if let Err(e) = sent {
-                tracing::debug!(error = %describe(&e), "probe not sent");
-            }
-        });
+    fn send_probes(&self) {
+        for channel in &self.probes {
+            self.shared.health().probe_sent(channel);
+            let publisher = self.publisher.clone();
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                if let Err(e) = publisher.probe(&channel).await {
+                    tracing::debug!(error = %describe(&e), "probe not sent");
+                }
+            });
+        }
     }
 }
