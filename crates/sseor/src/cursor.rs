@@ -2,7 +2,7 @@
 //! sends and read back from the `Last-Event-ID` of a client that resumes.
 //!
 //! The format, version 1: `1.` followed by unpadded base64url of one entry per target of
-//! the stream, in the stream's order (its user, its topics by name, the broadcasts). An
+//! the stream, in the stream's order (its user, the broadcasts, its topics). An
 //! entry is 2 bytes of the target's tag (the low 16 bits of the FNV-1a hash of
 //! `user:ID`, `topic:NAME` or `all`, big-endian), 4 bytes of its epoch (big-endian), and
 //! its sequence number as an unsigned LEB128 varint. Base64url holds no CR, LF or space,

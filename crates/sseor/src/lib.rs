@@ -180,8 +180,8 @@ mod subscription;
 mod target;
 
 pub use api::browser;
-pub use cursor::{Cursor, InvalidCursor};
 pub use broker::{Broker, BrokerContext, History, MemoryBroker, Published, Retention};
+pub use cursor::{Cursor, InvalidCursor};
 pub use error::{ConnectionLimit, Error, Result};
 pub use event::{Event, MAX_FIELD_LEN, MAX_RETRY_MS, RESET_EVENT};
 pub use fanout::{Barrier, CloseReason, Fanout, Interest, SlowConsumer};

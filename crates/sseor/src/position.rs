@@ -68,7 +68,8 @@ impl FromStr for Position {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || InvalidPosition(text.chars().take(64).collect());
         let (epoch, seq) = text.split_once('-').ok_or_else(invalid)?;
-        let hex = !epoch.is_empty() && epoch.len() <= 8 && epoch.bytes().all(|b| b.is_ascii_hexdigit());
+        let hex =
+            !epoch.is_empty() && epoch.len() <= 8 && epoch.bytes().all(|b| b.is_ascii_hexdigit());
         let digits = !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit());
         if !hex || !digits {
             return Err(invalid());
@@ -111,7 +112,10 @@ mod tests {
         ] {
             assert!(bad.parse::<Position>().is_err(), "{bad:?}");
         }
-        assert_eq!("ab12-5".parse::<Position>().unwrap(), Position::new(0xab12, 5));
+        assert_eq!(
+            "ab12-5".parse::<Position>().unwrap(),
+            Position::new(0xab12, 5)
+        );
         assert_ne!(new_epoch(), 0);
     }
 }

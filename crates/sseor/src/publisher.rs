@@ -37,7 +37,7 @@ impl Publisher {
     pub async fn with_options(url: &str, options: RedisOptions) -> Result<Self> {
         if !url.contains("://") || url.starts_with("memory://") {
             return Err(Error::InvalidUrl(
-                "a Publisher needs a Redis URL (redis://, rediss:// or redis+unix://)".into(),
+                "a Publisher needs a Redis URL (redis://, rediss://, redis+unix://, redis+sentinel:// or redis+cluster://)".into(),
             ));
         }
         Ok(Self {

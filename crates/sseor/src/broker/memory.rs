@@ -102,10 +102,7 @@ fn weight(event: &Event, publisher_id: Option<&String>) -> usize {
     let mut data = Counter(0);
     // Writing to a counter cannot fail.
     let _ = serde_json::to_writer(&mut data, &event.data);
-    data.0
-        + event.event_type.len()
-        + publisher_id.map_or(0, String::len)
-        + STORED_OVERHEAD
+    data.0 + event.event_type.len() + publisher_id.map_or(0, String::len) + STORED_OVERHEAD
 }
 
 /// The bookkeeping of one event kept: its entry, its slot in the order.
@@ -230,7 +227,10 @@ impl State {
                 .filter(|stored| stored.seq >= from)
                 .map(|stored| {
                     let position = Position::new(sequence.epoch, stored.seq);
-                    (stored.order, (target.clone(), position, stored.event.clone()))
+                    (
+                        stored.order,
+                        (target.clone(), position, stored.event.clone()),
+                    )
                 }),
         );
         Ok(())
@@ -453,7 +453,10 @@ mod tests {
         assert_eq!(replayed(&resume(&broker, user(0), kept)), [last.seq()]);
         // A target whose history was evicted whole cannot replay what it lost either.
         let user1 = Position::new(broker.state().position(&user(1)).epoch(), 0);
-        assert!(matches!(resume(&broker, user(1), user1), History::Reset { .. }));
+        assert!(matches!(
+            resume(&broker, user(1), user1),
+            History::Reset { .. }
+        ));
     }
 
     #[test]

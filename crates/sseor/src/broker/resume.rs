@@ -16,8 +16,7 @@ pub(super) const REDIS_LOST_HISTORY: &str = "the event history was lost (Redis l
 /// The reason of the reset the streams of a target get when events they missed cannot be
 /// read back.
 #[cfg(feature = "redis")]
-pub(super) const MISSED_EVENTS_GONE: &str =
-    "events were missed and are no longer in the history";
+pub(super) const MISSED_EVENTS_GONE: &str = "events were missed and are no longer in the history";
 
 /// How a broker loses the history a position belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

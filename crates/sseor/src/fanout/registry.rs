@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -295,7 +294,13 @@ impl Registry {
 
     /// Queues `frame` (a heartbeat) for the idle streams of `target` in one of
     /// `slices` slices of them; a connection with frames waiting needs none.
-    pub(crate) fn deliver_to_slice(&self, target: &Target, frame: &Queued, slice: u64, slices: u64) {
+    pub(crate) fn deliver_to_slice(
+        &self,
+        target: &Target,
+        frame: &Queued,
+        slice: u64,
+        slices: u64,
+    ) {
         let tables = self.read();
         let Some(slot) = tables.by_target.get(target) else {
             return;
@@ -478,8 +483,8 @@ fn log_closed(id: u64, entry: &Entry, duration_ms: u64, reason: CloseReason) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use crate::SlowConsumer;
+    use bytes::Bytes;
 
     fn registry(limits: Limits) -> Arc<Registry> {
         Arc::new(Registry::new(limits, Arc::default()))
@@ -504,7 +509,10 @@ mod tests {
 
     fn frame(seq: u64) -> Queued {
         Arc::new(queue::Frame {
-            stamp: Some(queue::Stamp::Event(Target::All, crate::Position::new(1, seq))),
+            stamp: Some(queue::Stamp::Event(
+                Target::All,
+                crate::Position::new(1, seq),
+            )),
             bytes: Bytes::from_static(b"data: x\n\n"),
             kind: None,
         })

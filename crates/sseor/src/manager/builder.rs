@@ -566,7 +566,8 @@ impl Builder {
                 context.retention(),
             ))),
             #[cfg(feature = "redis")]
-            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" => {
+            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "redis+cluster"
+            | "rediss+cluster" => {
                 let mut options = self.redis.clone();
                 options.retention = self.retention;
                 options.foreign_message_limit = self.max_body_bytes;
@@ -576,7 +577,7 @@ impl Builder {
             }
             _ => Err(Error::InvalidUrl(format!(
                 "unsupported scheme `{scheme}`; expected `memory://`, `redis://`, `rediss://`, \
-                 `redis+unix://` or `redis+sentinel://`"
+                 `redis+unix://`, `redis+sentinel://`, `redis+cluster://` or `rediss+cluster://`"
             ))),
         }
     }

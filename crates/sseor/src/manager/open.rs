@@ -217,7 +217,12 @@ impl Manager {
             if let Some(subscribed) = subscribed {
                 let _ = subscribed.await;
             }
-            let live = || targets.iter().map(|t| (t.clone(), None)).collect::<Vec<_>>();
+            let live = || {
+                targets
+                    .iter()
+                    .map(|t| (t.clone(), None))
+                    .collect::<Vec<_>>()
+            };
             let placed = last.as_deref().map(|last| Cursor::parse(last, &targets));
             match placed.unwrap_or_else(|| Ok(live())) {
                 Ok(start) => replay_of(broker.resume(start.clone()).await, &start),

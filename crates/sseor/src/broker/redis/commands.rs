@@ -72,7 +72,9 @@ impl Commands {
             return Ok(connection.clone());
         }
         let connection = match self.endpoint.cluster() {
-            Some(cluster) => Connection::Cluster(cluster.client(None)?.get_async_connection().await?),
+            Some(cluster) => {
+                Connection::Cluster(cluster.client(None)?.get_async_connection().await?)
+            }
             None => {
                 let client = self.endpoint.client().await?;
                 Connection::Single(client.get_connection_manager_lazy(self.config.clone())?)

@@ -211,4 +211,3 @@ fn sentinel_endpoint(rest: &str) -> Result<Endpoint> {
         .map_err(|e| Error::InvalidUrl(describe(&e)))?;
     Ok(Endpoint::Sentinel(tokio::sync::Mutex::new(sentinel)))
 }
-

@@ -97,7 +97,11 @@ impl Health {
                 Some(at) if at.elapsed() > limit => {
                     return Err(format!(
                         "no probe came back through Redis{} for {:.1} s",
-                        if shards > 1 { " from one of its masters" } else { "" },
+                        if shards > 1 {
+                            " from one of its masters"
+                        } else {
+                            ""
+                        },
                         at.elapsed().as_secs_f64()
                     ));
                 }

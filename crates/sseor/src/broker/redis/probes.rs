@@ -28,7 +28,11 @@ impl RedisPublisher {
         if !self.commands.is_cluster() {
             return Some(vec![self.names.probe(instance)]);
         }
-        let slots: Vec<redis::Value> = match self.commands.query(&redis::cmd("CLUSTER").arg("SLOTS").clone()).await {
+        let slots: Vec<redis::Value> = match self
+            .commands
+            .query(&redis::cmd("CLUSTER").arg("SLOTS").clone())
+            .await
+        {
             Ok(slots) => slots,
             Err(e) => {
                 tracing::debug!(error = %describe(&e), "the cluster's slots cannot be read");
@@ -39,11 +43,13 @@ impl RedisPublisher {
         let mut masters: Vec<(String, u16, u16)> = Vec::new();
         for range in slots {
             let Ok((first, last, master, ..)) =
-                redis::from_redis_value::<(u16, u16, Vec<redis::Value>, Vec<redis::Value>)>(range.clone())
-                    .or_else(|_| {
-                        redis::from_redis_value::<(u16, u16, Vec<redis::Value>)>(range)
-                            .map(|(a, b, c)| (a, b, c, Vec::new()))
-                    })
+                redis::from_redis_value::<(u16, u16, Vec<redis::Value>, Vec<redis::Value>)>(
+                    range.clone(),
+                )
+                .or_else(|_| {
+                    redis::from_redis_value::<(u16, u16, Vec<redis::Value>)>(range)
+                        .map(|(a, b, c)| (a, b, c, Vec::new()))
+                })
             else {
                 continue;
             };
@@ -79,7 +85,10 @@ mod tests {
     fn slots_are_redis_clusters() {
         // From CLUSTER KEYSLOT.
         assert_eq!(slot("user:42"), 15_880);
-        assert_eq!(crc16::State::<crc16::XMODEM>::calculate(b"123456789"), 0x31c3);
+        assert_eq!(
+            crc16::State::<crc16::XMODEM>::calculate(b"123456789"),
+            0x31c3
+        );
         assert_eq!(slot("probe-0"), slot("probe-0"));
         let tag = tag_in(100, 200);
         assert!((100..=200).contains(&slot(&tag)), "{tag}");

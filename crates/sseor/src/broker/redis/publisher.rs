@@ -135,9 +135,9 @@ impl RedisPublisher {
         } else {
             "sseor_publish"
         })
-            .arg(if publisher_id.is_some() { 3 } else { 2 })
-            .arg(self.names.sequence(target))
-            .arg(self.names.history(target));
+        .arg(if publisher_id.is_some() { 3 } else { 2 })
+        .arg(self.names.sequence(target))
+        .arg(self.names.history(target));
         if let Some(id) = publisher_id {
             call.arg(self.names.publisher_id(target, id));
         }
@@ -155,7 +155,10 @@ impl RedisPublisher {
         pipeline.add_command(call.clone());
         if self.wait_replicas > 0 {
             let timeout_ms = u64::try_from(self.timeout.as_millis() / 2).unwrap_or(1000);
-            pipeline.cmd("WAIT").arg(self.wait_replicas).arg(timeout_ms.max(1));
+            pipeline
+                .cmd("WAIT")
+                .arg(self.wait_replicas)
+                .arg(timeout_ms.max(1));
         }
         let mut attempt = self.commands.pipeline::<Vec<redis::Value>>(&pipeline).await;
         if matches!(&attempt, Err(e) if e.to_string().contains("Function not found")) {
@@ -165,10 +168,9 @@ impl RedisPublisher {
         let replies = attempt.map_err(unavailable)?;
         let mut replies = replies.into_iter();
         let unreadable = |e: &dyn std::fmt::Display| Error::Broker(format!("Redis: {e}"));
-        let numbered: (u32, u64, i64) = redis::from_redis_value(
-            replies.next().ok_or_else(|| unreadable(&"no reply"))?,
-        )
-        .map_err(|e| unreadable(&e))?;
+        let numbered: (u32, u64, i64) =
+            redis::from_redis_value(replies.next().ok_or_else(|| unreadable(&"no reply"))?)
+                .map_err(|e| unreadable(&e))?;
         if self.wait_replicas > 0 {
             let confirmed: usize = replies
                 .next()
@@ -210,7 +212,8 @@ impl RedisPublisher {
         let commands = self.commands.clone();
         let recorded = self.recorded.clone();
         let mut read = redis::cmd("MGET");
-        read.arg(self.names.retention_events()).arg(self.names.retention_age());
+        read.arg(self.names.retention_events())
+            .arg(self.names.retention_age());
         tokio::spawn(async move {
             let Ok((events, age_ms)) = commands.query::<(Option<usize>, Option<u64>)>(&read).await
             else {

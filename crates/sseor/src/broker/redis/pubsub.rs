@@ -39,6 +39,9 @@ pub(super) enum Incoming {
     Resubscribed(String),
     /// A channel the cluster unsubscribed: its slot moved to another master.
     Dropped(String),
+    /// The connection to one node of the cluster closed: what its channels carried
+    /// meanwhile must be looked for.
+    Disconnected,
     /// A confirmation of what was asked, or a notice that needs nothing.
     Other,
 }
@@ -138,6 +141,7 @@ fn sharded(push: redis::PushInfo, asked: &mut HashSet<String>) -> Incoming {
         // An unsubscription this instance asked for was forgotten in `unsubscribe`; one it
         // did not ask for comes from a slot that moved.
         PushKind::SUnsubscribe => channel().map_or(Incoming::Other, Incoming::Dropped),
+        PushKind::Disconnection => Incoming::Disconnected,
         _ => Incoming::Other,
     }
 }

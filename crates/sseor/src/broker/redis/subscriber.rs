@@ -153,7 +153,13 @@ impl Subscriber {
     /// What the streams of `target` need now that it stands at `now`.
     async fn returned(&mut self, target: &Target, now: Position) {
         let Some(&Some(seen)) = self.wanted.get(target) else {
-            self.see(target, Seen { position: now, ms: 0 });
+            self.see(
+                target,
+                Seen {
+                    position: now,
+                    ms: 0,
+                },
+            );
             return;
         };
         match tracked::on_return(seen, now) {
@@ -208,7 +214,13 @@ impl Subscriber {
         if let Err(e) = self.fanout.deliver(target, Some(position), &entry.event) {
             tracing::warn!(%target, error = %e, "invalid event skipped");
         }
-        self.see(target, Seen { position, ms: entry.ms });
+        self.see(
+            target,
+            Seen {
+                position,
+                ms: entry.ms,
+            },
+        );
     }
 
     /// Sends the streams of `target` a reset to `position` (where their clients continue
@@ -237,7 +249,11 @@ impl Subscriber {
                 return;
             }
         };
-        self.reset(target, now, "events were lost (Redis failed over, or restarted from an older snapshot)");
+        self.reset(
+            target,
+            now,
+            "events were lost (Redis failed over, or restarted from an older snapshot)",
+        );
     }
 
     /// Says so when Redis may evict keys: an evicted history stream or trim marker would
@@ -400,10 +416,19 @@ impl Subscriber {
                     .target(&channel)
                     .is_some_and(|target| self.wanted.contains_key(&target));
                 if wanted || self.probes.contains(&channel) {
-                    tracing::debug!(channel, "the cluster moved a channel's slot; subscribing again");
-                    pubsub.resubscribe(&channel).await.map_err(|e| describe(&e))?;
+                    tracing::debug!(
+                        channel,
+                        "the cluster moved a channel's slot; subscribing again"
+                    );
+                    pubsub
+                        .resubscribe(&channel)
+                        .await
+                        .map_err(|e| describe(&e))?;
                 }
             }
+            // The connection would come back by itself, but this instance could not tell
+            // when: it starts over, subscribes to everything again and catches up.
+            Incoming::Disconnected => return Err("a Redis node closed its connection".into()),
             Incoming::Other => {}
         }
         Ok(())
@@ -416,7 +441,9 @@ impl Subscriber {
         }
         match self.publisher.position(target).await {
             Ok(now) => self.returned(target, now).await,
-            Err(e) => tracing::warn!(%target, error = %e, "cannot tell what a resubscribed target missed"),
+            Err(e) => {
+                tracing::warn!(%target, error = %e, "cannot tell what a resubscribed target missed")
+            }
         }
     }
 
@@ -522,7 +549,10 @@ impl Subscriber {
         let Some(&known) = self.wanted.get(&target) else {
             return; // Unsubscribed meanwhile.
         };
-        let seen = known.unwrap_or(Seen { position: position.before(), ms: 0 });
+        let seen = known.unwrap_or(Seen {
+            position: position.before(),
+            ms: 0,
+        });
         match tracked::on_event(seen, position) {
             Step::Deliver | Step::Rewound => {}
             Step::Repair(from) => self.repair(&target, seen, from, position.before()).await,

@@ -84,10 +84,22 @@ mod tests {
     #[test]
     fn a_return_finds_what_happened_meanwhile() {
         assert_eq!(on_return(seen(7, 4), Position::new(7, 4)), None);
-        assert_eq!(on_return(seen(7, 4), Position::new(7, 9)), Some(Step::Repair(5)));
-        assert_eq!(on_return(seen(7, 4), Position::new(7, 2)), Some(Step::Rewound));
-        assert_eq!(on_return(seen(7, 4), Position::default()), Some(Step::NewEpoch));
+        assert_eq!(
+            on_return(seen(7, 4), Position::new(7, 9)),
+            Some(Step::Repair(5))
+        );
+        assert_eq!(
+            on_return(seen(7, 4), Position::new(7, 2)),
+            Some(Step::Rewound)
+        );
+        assert_eq!(
+            on_return(seen(7, 4), Position::default()),
+            Some(Step::NewEpoch)
+        );
         assert_eq!(on_return(seen(0, 0), Position::default()), None);
-        assert_eq!(on_return(seen(0, 0), Position::new(3, 2)), Some(Step::Repair(1)));
+        assert_eq!(
+            on_return(seen(0, 0), Position::new(3, 2)),
+            Some(Step::Repair(1))
+        );
     }
 }
