@@ -19,6 +19,9 @@ use crate::{Position, Target};
 /// The version prefix of cursors in this format.
 const VERSION: &str = "1.";
 
+/// The most bytes one entry takes: tag, epoch, and a varint of 64 bits.
+const MAX_ENTRY: usize = 2 + 4 + 10;
+
 /// The longest cursor read back: 64 targets' entries of the largest size, in base64.
 const MAX_LEN: usize = VERSION.len() + (64 * 16_usize).div_ceil(3) * 4;
 
@@ -100,11 +103,49 @@ impl Cursor {
         }
     }
 
-    /// Writes the cursor as an `id:` line.
+    /// Writes the cursor as an `id:` line: encoded straight into `buf`, for every event
+    /// every stream sends.
     pub(crate) fn put_id_line(&self, buf: &mut BytesMut) {
+        // The entries of a stream of a few targets fit on the stack.
+        let mut small = [0u8; 128];
+        let mut large = Vec::new();
+        let raw = if self.marks.len() * MAX_ENTRY <= small.len() {
+            let len = self.write_entries(&mut small[..]);
+            &small[..len]
+        } else {
+            large.resize(self.marks.len() * MAX_ENTRY, 0);
+            let len = self.write_entries(&mut large[..]);
+            &large[..len]
+        };
         buf.put_slice(b"id: ");
-        buf.put_slice(self.to_string().as_bytes());
+        buf.put_slice(VERSION.as_bytes());
+        let start = buf.len();
+        buf.resize(start + base64::encoded_len(raw.len(), false).unwrap_or(0), 0);
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(raw, &mut buf[start..])
+            .unwrap_or(0);
+        buf.truncate(start + written);
         buf.put_u8(b'\n');
+    }
+
+    /// Writes the entries into `out` (at least [`MAX_ENTRY`] bytes per target); returns
+    /// how many bytes they took.
+    fn write_entries(&self, out: &mut [u8]) -> usize {
+        let mut at = 0;
+        for (target, position) in &self.marks {
+            out[at..at + 2].copy_from_slice(&tag(target).to_be_bytes());
+            out[at + 2..at + 6].copy_from_slice(&position.epoch().to_be_bytes());
+            at += 6;
+            let mut seq = position.seq();
+            while seq >= 0x80 {
+                out[at] = (seq as u8) | 0x80;
+                seq >>= 7;
+                at += 1;
+            }
+            out[at] = seq as u8;
+            at += 1;
+        }
+        at
     }
 
     /// Places the stream of `targets` with the cursor `text` a client sent back: each
@@ -136,14 +177,10 @@ impl Cursor {
 
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut bytes = Vec::with_capacity(self.marks.len() * 10);
-        for (target, position) in &self.marks {
-            bytes.extend_from_slice(&tag(target).to_be_bytes());
-            bytes.extend_from_slice(&position.epoch().to_be_bytes());
-            put_varint(&mut bytes, position.seq());
-        }
+        let mut bytes = vec![0; self.marks.len() * MAX_ENTRY];
+        let len = self.write_entries(&mut bytes);
         f.write_str(VERSION)?;
-        f.write_str(&URL_SAFE_NO_PAD.encode(bytes))
+        f.write_str(&URL_SAFE_NO_PAD.encode(&bytes[..len]))
     }
 }
 
@@ -167,14 +204,6 @@ fn tag(target: &Target) -> u16 {
         Target::All => eat(b"all"),
     }
     hash as u16
-}
-
-fn put_varint(bytes: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        bytes.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    bytes.push(value as u8);
 }
 
 fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
@@ -248,6 +277,16 @@ mod tests {
             .map(|t| (t.clone(), cursor.position(t)))
             .collect();
         assert_eq!(placed, expected);
+    }
+
+    #[test]
+    fn the_id_line_is_the_cursor() {
+        for n in [0, 1, 20] {
+            let cursor = busy(&topics(n));
+            let mut line = BytesMut::new();
+            cursor.put_id_line(&mut line);
+            assert_eq!(&line[..], format!("id: {cursor}\n").as_bytes());
+        }
     }
 
     #[test]
