@@ -558,10 +558,19 @@ impl Subscriber {
             Step::Repair(from) => self.repair(&target, seen, from, position.before()).await,
             Step::NewEpoch => {
                 // Another client may publish with an envelope of its own: only an epoch
-                // Redis holds resets the streams.
+                // Redis holds is one.
                 match self.publisher.position(&target).await {
                     Ok(now) if now.epoch() == position.epoch() => {
-                        self.reset(&target, position.before(), REDIS_LOST_HISTORY);
+                        // The subscription never broke, so the streams saw every event of
+                        // the old epoch (its history was emptied or expired meanwhile):
+                        // the new one is delivered from its start, with no reset.
+                        let start = Seen {
+                            position: Position::new(position.epoch(), 0),
+                            ms: 0,
+                        };
+                        if position.seq() > 1 {
+                            self.repair(&target, start, 1, position.before()).await;
+                        }
                     }
                     _ => return self.deliver_foreign(&target, channel, payload),
                 }
