@@ -1,6 +1,7 @@
 //! Real `redis-server` processes on free ports, which tests may kill, pause and restart;
-//! a Sentinel; a relay that makes subscriptions go silent.
+//! a Sentinel; a Redis Cluster; a relay that makes subscriptions go silent.
 
+mod cluster;
 mod proxy;
 mod sentinel;
 
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use cluster::RedisCluster;
 pub use proxy::StallingProxy;
 pub use sentinel::Sentinel;
 
@@ -122,7 +124,21 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port.
+    /// Whether its process has ended by itself, or was killed: a server that cannot bind
+    /// its ports ends at once.
+    fn has_exited(&mut self) -> bool {
+        let child = self.child.as_mut();
+        child.is_none_or(|child| !matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Whether its process runs: false after [`kill`](Self::kill), until
+    /// [`restart`](Self::restart).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts the server again on the same port, in the same data directory (where a
+    /// cluster node keeps its `nodes.conf`); kills it first if it still runs.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
