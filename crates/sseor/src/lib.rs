@@ -136,8 +136,10 @@
 //! * **connection**: a TCP (or TLS) connection. Over HTTP/1.1 it carries one stream at a
 //!   time; over HTTP/2 it may carry many.
 //! * **target**: who an event is for, a [`Target`]: one user, one topic, or everyone.
-//! * **position**: the id every event reaches the client with, `EPOCH-MS-SEQ`
-//!   ([`Position`]); a client resumes from the last one it saw (`Last-Event-ID`).
+//! * **position**: where an event stands in its target's own sequence, `EPOCH-SEQ`
+//!   ([`Position`]): every user, topic and the broadcasts number their events apart.
+//! * **cursor**: a stream's position in each of its targets, the `id:` of every event it
+//!   sends ([`Cursor`]); a client resumes from the last one it saw (`Last-Event-ID`).
 //! * **subscription**: which targets one stream receives, a [`Subscription`]: its user,
 //!   its topics and the broadcasts. (The broker's subscriptions to Redis channels follow
 //!   from the streams' subscriptions.)
@@ -146,7 +148,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `redis` | yes | the Redis broker (`redis://`, `rediss://`, `redis+unix://`, `redis+sentinel://` URLs) and [`Publisher`] |
+//! | `redis` | yes | the Redis broker (`redis://`, `rediss://`, `redis+unix://`, `redis+sentinel://`, `redis+cluster://`, `rediss+cluster://` URLs) and [`Publisher`] |
 //! | `tls` | yes | HTTPS in the server loop with rustls ([`TlsConfig`], [`Builder::tls`]): HTTP/2 and HTTP/1.1 chosen by ALPN |
 //! | `jwt` | yes | `auth::JwtAuthorizer`: JSON Web Tokens signed with HS256, RS256 or ES256 |
 //! | `prometheus` | yes | [`Manager::render_metrics`] and `GET /metrics` in the Prometheus text format |
