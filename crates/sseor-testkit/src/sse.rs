@@ -18,6 +18,8 @@ pub struct Client {
     /// The headers of the response that opened the stream.
     pub headers: reqwest::header::HeaderMap,
     events: Events,
+    /// The last event id the stream gave, as a browser's `lastEventId` holds it.
+    last_id: String,
 }
 
 impl Client {
@@ -57,10 +59,40 @@ impl Client {
     /// must be a 200.
     pub fn from_response(response: reqwest::Response) -> Self {
         assert_eq!(response.status(), 200, "subscribing to {}", response.url());
+        let headers = response.headers().clone();
+        let mut blocks = IdOnlyBlocks::default();
+        let bytes = response
+            .bytes_stream()
+            .map(move |chunk| chunk.map(|bytes| blocks.feed(&bytes)));
         Self {
-            headers: response.headers().clone(),
-            events: Box::pin(response.bytes_stream().eventsource()),
+            headers,
+            events: Box::pin(bytes.eventsource()),
+            last_id: String::new(),
         }
+    }
+
+    /// The last event id the stream gave, as a browser's `lastEventId` holds it: the `id:`
+    /// of the last event read, or of a block that carried only an id (which a browser does
+    /// not dispatch, but remembers) read before or after it; empty before any.
+    pub fn last_id(&self) -> &str {
+        &self.last_id
+    }
+
+    /// Reads up to the next block that carries only an id, which sseor sends as a stream
+    /// starts (after any events it replays), and returns that id: where the stream stands
+    /// as it goes live. Panics if an event with data, or the end of the stream, comes
+    /// first.
+    pub async fn opening_id(&mut self) -> String {
+        guard(async {
+            match self.events.next().await {
+                Some(Ok(event)) if is_id_only(&event) => {
+                    self.last_id.clone_from(&event.id);
+                    event.id
+                }
+                other => panic!("a block with only an id was expected: {other:?}"),
+            }
+        })
+        .await
     }
 
     /// The next event that carries data; panics if the stream ends, fails or nothing
@@ -86,8 +118,11 @@ impl Client {
         guard(async {
             loop {
                 match self.events.next().await {
-                    Some(Ok(event)) if event.data.is_empty() && event.event == "message" => {}
-                    Some(Ok(event)) => return Next::Event(event),
+                    Some(Ok(event)) if is_id_only(&event) => self.last_id.clone_from(&event.id),
+                    Some(Ok(event)) => {
+                        self.last_id.clone_from(&event.id);
+                        return Next::Event(event);
+                    }
                     Some(Err(error)) => return Next::CutOff(error.to_string()),
                     None => return Next::End,
                 }
@@ -122,12 +157,61 @@ impl Client {
         guard(async {
             let mut events = 0;
             while let Some(event) = self.events.next().await {
-                event.map_err(|e| e.to_string())?;
-                events += 1;
+                let event = event.map_err(|e| e.to_string())?;
+                if !is_id_only(&event) {
+                    events += 1;
+                }
             }
             Ok(events)
         })
         .await
+    }
+}
+
+/// Whether `event` is what a block without data becomes: nothing a browser dispatches.
+fn is_id_only(event: &SseEvent) -> bool {
+    event.data.is_empty() && event.event == "message"
+}
+
+/// Makes each block that carries an `id:` but no `data:` reach the client as an untyped
+/// event with empty data, by adding an empty `event` and an empty `data` line to it. The
+/// parser, like a browser, does not dispatch such a block; but a browser remembers its id
+/// as `lastEventId`, and so must [`Client`]. Reads lines ended by LF or CRLF, which is how
+/// sseor writes them.
+#[derive(Default)]
+struct IdOnlyBlocks {
+    /// The bytes of a line not yet ended.
+    partial: Vec<u8>,
+    has_id: bool,
+    has_data: bool,
+}
+
+impl IdOnlyBlocks {
+    /// The complete lines received so far, with the empty `data` lines added.
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.partial.extend_from_slice(chunk);
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Vec::new();
+        };
+        let rest = self.partial.split_off(end + 1);
+        let lines = std::mem::replace(&mut self.partial, rest);
+        let mut out = Vec::with_capacity(lines.len() + 8);
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            let field = line.strip_suffix(b"\n").unwrap_or(line);
+            let field = field.strip_suffix(b"\r").unwrap_or(field);
+            if field.is_empty() {
+                if self.has_id && !self.has_data {
+                    out.extend_from_slice(b"event\ndata\n");
+                }
+                (self.has_id, self.has_data) = (false, false);
+            } else {
+                let name = field.split(|&b| b == b':').next().unwrap_or_default();
+                self.has_id |= name == b"id";
+                self.has_data |= name == b"data";
+            }
+            out.extend_from_slice(line);
+        }
+        out
     }
 }
 

@@ -62,12 +62,14 @@ fn event() -> impl Strategy<Value = Event> {
         proptest::option::of(field()),
         prop::collection::btree_map(any::<String>(), json_value(), 0..5),
         proptest::option::of(1u64..=sseor::MAX_RETRY_MS),
+        any::<bool>(),
     )
-        .prop_map(|(event_type, id, data, retry)| Event {
+        .prop_map(|(event_type, id, data, retry, transient)| Event {
             id,
             event_type,
             data: data.into_iter().collect::<Map<_, _>>(),
             retry,
+            transient,
         })
 }
 

@@ -10,6 +10,10 @@ use serde_json::{Value, json};
 use sseor_testkit::sse::Client;
 use sseor_testkit::{free_port, guard, http};
 
+use sseor::{Position, Target};
+
+use crate::common::{cursor, position_in, user};
+
 /// The example binary `name`, which `cargo test` builds beside the test binaries.
 fn example_binary(name: &str) -> PathBuf {
     let deps = std::env::current_exe().unwrap();
@@ -74,7 +78,9 @@ async fn the_quick_start_streams_deposits_to_their_user() {
 
     let event = alice.next_event().await;
     assert_eq!(event.event, "transaction.updated");
-    assert_eq!(event.id, answer["id"].as_str().unwrap());
+    // The stream's id holds the deposit's position in alice's events.
+    let position: Position = answer["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(position_in(&event.id, &user("alice")), position);
     let data: Value = serde_json::from_str(&event.data).unwrap();
     assert_eq!(data["transaction_id"], answer["transaction_id"]);
     assert_eq!(data["status"], "completed");
@@ -141,10 +147,14 @@ async fn the_axum_app_streams_to_the_signed_in_user_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(order.status(), 202);
     let order: Value = order.json().await.unwrap();
-    let expected = format!(
-        "id: {}\nevent: order.placed\n",
-        order["id"].as_str().unwrap()
-    );
+    let position: sseor::Position = order["id"].as_str().unwrap().parse().unwrap();
+    // The stream's cursor: alice's events at the order, no event of `prices` or to all.
+    let id = cursor(&[
+        (user("alice"), position),
+        (Target::All, Position::default()),
+        (Target::topic("prices").unwrap(), Position::default()),
+    ]);
+    let expected = format!("id: {id}\nevent: order.placed\n");
     let mut received = String::new();
     guard(async {
         while !received.contains(&expected) {

@@ -4,10 +4,12 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-use sseor::{Error, Event, Manager};
+use sseor::{Error, Event, Manager, Position, Target};
 use sseor_testkit::library::Server;
 use sseor_testkit::sse::Client;
 use sseor_testkit::{free_port, guard, http};
+
+use crate::common::{cursor, position_in, published_position, user};
 
 fn deposit(amount: f64) -> Event {
     Event::new("transaction.updated").with_data(json!({
@@ -36,10 +38,16 @@ async fn publish_reaches_every_tab_of_the_user_and_no_one_else() {
         .unwrap();
     assert_eq!(published.delivered_locally, Some(2));
 
+    // Each tab's id: where it stands in the user's events (this one) and the broadcasts
+    // (none yet).
+    let id = cursor(&[
+        (user("user123"), published_position(&published)),
+        (Target::All, Position::default()),
+    ]);
     for tab in [&mut tab1, &mut tab2] {
         let event = tab.next_event().await;
         assert_eq!(event.event, "transaction.updated");
-        assert_eq!(event.id, published.id);
+        assert_eq!(event.id, id);
         assert_eq!(
             data(&event),
             json!({"transaction_id": "txn_123", "status": "completed", "amount": 500.0})
@@ -82,24 +90,37 @@ async fn topics_and_broadcasts_reach_their_audience() {
 }
 
 #[tokio::test]
-async fn ids_are_increasing_positions_and_publisher_ids_deduplicate() {
+async fn each_event_is_numbered_in_its_target_and_publisher_ids_deduplicate() {
     let server = Server::start().await;
     let mut client = server.subscribe("u", &[]).await;
     server.wait_for_total(1).await;
-    let mut last = 0u64;
-    for _ in 0..5 {
+    let u = user("u");
+    let mut last = Position::default();
+    for seq in 1..=5 {
         let published = server
             .manager
             .publish("u", Event::new("tick"))
             .await
             .unwrap();
-        let position: sseor::Position = published.id.parse().unwrap();
-        assert!(position.seq() > last, "{position} after {last}");
-        last = position.seq();
-        assert_eq!(client.next_event().await.id, published.id);
+        let position = published_position(&published);
+        assert_eq!(position.seq(), seq, "{position} after {last}");
+        assert!(
+            seq == 1 || position.epoch() == last.epoch(),
+            "{position} after {last}"
+        );
+        last = position;
+        // The event's id is the stream's cursor, which now holds this position.
+        assert_eq!(position_in(&client.next_event().await.id, &u), position);
     }
-    // A publisher's own id is not the wire id (that must stay a position, to resume from)
-    // but makes a repeated publish of the same event harmless.
+    // Another target numbers its own events.
+    let elsewhere = server
+        .manager
+        .publish("w", Event::new("tick"))
+        .await
+        .unwrap();
+    assert_eq!(published_position(&elsewhere).seq(), 1);
+    // A publisher's own id is not the wire id (that must stay the stream's cursor, to
+    // resume from) but makes a repeated publish of the same event harmless.
     let first = server
         .manager
         .publish("u", Event::new("order").with_id("order-7").with_retry(1234))
@@ -107,7 +128,7 @@ async fn ids_are_increasing_positions_and_publisher_ids_deduplicate() {
         .unwrap();
     assert!(!first.duplicate);
     let event = client.next_event().await;
-    assert_eq!(event.id, first.id);
+    assert_eq!(position_in(&event.id, &u), published_position(&first));
     assert_eq!(event.retry, Some(std::time::Duration::from_millis(1234)));
     let again = server
         .manager
@@ -342,7 +363,7 @@ async fn library_input_errors_change_nothing() {
     manager.publish("u", Event::new("good")).await.unwrap();
     let first = client.next_event().await;
     assert_eq!(first.event, "good");
-    let position: sseor::Position = first.id.parse().unwrap();
+    let position = position_in(&first.id, &user("u"));
     assert_eq!(
         position.seq(),
         1,

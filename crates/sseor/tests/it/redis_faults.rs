@@ -7,13 +7,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sseor::{Event, Manager, Position, Publisher};
+use sseor::{Event, Manager, Position, Publisher, Target};
 use sseor_testkit::guard;
 use sseor_testkit::library::Server;
 use sseor_testkit::redis::{RedisServer, wait_for_subscribers};
 use sseor_testkit::sse::Client;
 
-use crate::common::{instance, n_of, numbered, receive_some, redis_builder, wait_ready};
+use crate::common::{
+    instance, n_of, numbered, open_live, position_in, published_position, receive_some,
+    redis_builder, user, user_channel, wait_ready,
+};
 
 /// Publishes `event` to `user`, again while the command connection is still reconnecting
 /// after a Redis restart (a publish that fails is not acknowledged).
@@ -44,35 +47,22 @@ struct Received {
     at: Instant,
 }
 
-/// Reads `url` as a browser would until an event of type `end` arrives: when the stream
-/// ends, it reconnects with the last id it saw.
-async fn read_like_a_browser(url: String) -> Vec<Received> {
-    read_like_a_browser_from(url, String::new()).await
-}
-
-/// As [`read_like_a_browser`], starting with the last id `last_id` (none when empty).
-async fn read_like_a_browser_from(url: String, mut last_id: String) -> Vec<Received> {
+/// Reads the stream `client` of `user` until an event of type `end` arrives, on that one
+/// stream: it must stay open throughout.
+async fn read_until_the_end(mut client: Client, user: &str) -> Vec<Received> {
     let mut received: Vec<Received> = Vec::new();
-    let first = Some(last_id.as_str()).filter(|id| !id.is_empty());
-    let mut client = Client::resume(&url, first).await;
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            match client.try_next_event().await {
-                Some(event) => {
-                    last_id.clone_from(&event.id);
-                    let end = event.event == "end";
-                    received.push(Received {
-                        event,
-                        at: Instant::now(),
-                    });
-                    if end {
-                        return;
-                    }
-                }
-                None => {
-                    let last = Some(last_id.as_str()).filter(|id| !id.is_empty());
-                    client = Client::resume(&url, last).await;
-                }
+            let Some(event) = client.try_next_event().await else {
+                panic!("the stream of {user} ended: it should stay open");
+            };
+            let end = event.event == "end";
+            received.push(Received {
+                event,
+                at: Instant::now(),
+            });
+            if end {
+                return;
             }
         }
     })
@@ -81,20 +71,21 @@ async fn read_like_a_browser_from(url: String, mut last_id: String) -> Vec<Recei
     received
 }
 
-/// Whether a reset the client received stands for `position`, acknowledged at `acked`:
-/// a reset tells the client to reload its state, which covers every event acknowledged
-/// before it arrived and every event up to the position it carries.
-fn covered_by_a_reset(received: &[Received], position: &Position, acked: Instant) -> bool {
+/// Whether a reset the client received stands for `position` of `user`, acknowledged at
+/// `acked`: a reset tells the client to reload its state, which covers every event
+/// acknowledged before it arrived and every event up to the position it carries.
+fn covered_by_a_reset(
+    received: &[Received],
+    user: &Target,
+    position: &Position,
+    acked: Instant,
+) -> bool {
     received
         .iter()
         .filter(|r| r.event.event == sseor::RESET_EVENT)
         .any(|reset| {
-            acked < reset.at
-                || reset
-                    .event
-                    .id
-                    .parse::<Position>()
-                    .is_ok_and(|at| at.epoch() == position.epoch() && position.seq() <= at.seq())
+            let at = position_in(&reset.event.id, user);
+            acked < reset.at || (at.epoch() == position.epoch() && position.seq() <= at.seq())
         })
 }
 
@@ -103,8 +94,9 @@ async fn an_emptied_redis_loses_no_acknowledged_event_silently() {
     let mut redis = RedisServer::start();
     let a = instance(&redis).await;
     let b = instance(&redis).await;
-    let reader = tokio::spawn(read_like_a_browser(a.url("/api/v1/sse?user_id=ana")));
-    wait_for_subscribers(&redis, "sseor:user:ana", "1").await;
+    let client = open_live(&a, "ana", &[]).await;
+    let reader = tokio::spawn(read_until_the_end(client, "ana"));
+    wait_for_subscribers(&redis, &user_channel("ana"), "1").await;
 
     let sent = Arc::new(AtomicUsize::new(0));
     let publishing = tokio::spawn({
@@ -114,7 +106,7 @@ async fn an_emptied_redis_loses_no_acknowledged_event_silently() {
             for n in 0..300u64 {
                 let through = if n % 2 == 0 { &a } else { &b };
                 if let Ok(published) = through.publish("ana", numbered(n)).await {
-                    acked.push((n, published.id.parse::<Position>().unwrap(), Instant::now()));
+                    acked.push((n, published_position(&published), Instant::now()));
                 }
                 sent.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(3)).await;
@@ -143,7 +135,7 @@ async fn an_emptied_redis_loses_no_acknowledged_event_silently() {
     let missing: Vec<u64> = acked
         .iter()
         .filter(|(n, position, at)| {
-            !numbers.contains(n) && !covered_by_a_reset(&received, position, *at)
+            !numbers.contains(n) && !covered_by_a_reset(&received, &user("ana"), position, *at)
         })
         .map(|(n, _, _)| *n)
         .collect();
@@ -165,7 +157,7 @@ async fn a_client_away_while_redis_lost_its_data_resumes_with_a_reset() {
     let mut redis = RedisServer::start();
     let server = instance(&redis).await;
     let last = receive_some(&server, &redis, "bea", 3).await;
-    wait_for_subscribers(&redis, "sseor:user:bea", "0").await;
+    wait_for_subscribers(&redis, &user_channel("bea"), "0").await;
     redis.restart();
     // The new history goes further than the old one did: its positions must not pass for
     // the old one's.
@@ -176,39 +168,50 @@ async fn a_client_away_while_redis_lost_its_data_resumes_with_a_reset() {
     let mut client = Client::resume(&url, Some(&last)).await;
     let reset = client.next_event().await;
     assert_eq!(reset.event, sseor::RESET_EVENT, "{reset:?}");
-    let old: Position = last.parse().unwrap();
-    let new: Position = reset.id.parse().unwrap();
+    let old = position_in(&last, &user("bea"));
+    let new = position_in(&reset.id, &user("bea"));
     assert_ne!(old.epoch(), new.epoch());
-    // From the reset on, the client reads as a browser would (the instance may end its
-    // stream once more when it sees the new epoch itself), and gets what follows.
-    drop(client);
-    let reader = tokio::spawn(read_like_a_browser_from(url, reset.id.clone()));
+    assert_eq!(
+        new.seq(),
+        10,
+        "the reset stands after the events of the new history"
+    );
+    // From the reset on, the same stream gets what follows, and nothing else.
+    let reader = tokio::spawn(read_until_the_end(client, "bea"));
     publish_until_taken(&server.manager, "bea", numbered(110)).await;
     publish_until_taken(&server.manager, "bea", Event::new("end")).await;
     let received = guard(reader).await.unwrap();
-    let numbers = numbers_of(&received);
-    assert_eq!(numbers.last(), Some(&110), "{numbers:?}");
-    assert!(numbers.iter().all(|&n| n >= 100), "{numbers:?}");
+    let types: Vec<&str> = received.iter().map(|r| r.event.event.as_str()).collect();
+    assert_eq!(types, ["n", "end"]);
+    assert_eq!(numbers_of(&received), [110]);
 }
 
 #[tokio::test]
 async fn a_stream_open_while_redis_is_flushed_gets_a_reset_then_everything_after_it() {
     let redis = RedisServer::start();
     let server = instance(&redis).await;
-    let url = server.url("/api/v1/sse?user_id=cleo");
-    let mut client = Client::connect(&url).await;
-    wait_for_subscribers(&redis, "sseor:user:cleo", "1").await;
+    let mut client = open_live(&server, "cleo", &[]).await;
+    wait_for_subscribers(&redis, &user_channel("cleo"), "1").await;
     server.manager.publish("cleo", numbered(0)).await.unwrap();
     assert_eq!(n_of(&client.next_event().await), 0);
     // The subscription stays up while Redis loses every key: the next event is of a new
     // epoch, and numbered from 1 again.
     assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
-    server.manager.publish("cleo", numbered(1)).await.unwrap();
+    let first = server.manager.publish("cleo", numbered(1)).await.unwrap();
     let reset = client.next_event().await;
     assert_eq!(reset.event, sseor::RESET_EVENT, "{reset:?}");
-    client.wait_for_end().await;
-    let mut client = Client::resume(&url, Some(&reset.id)).await;
-    assert_eq!(n_of(&client.next_event().await), 1);
+    // The reset stands just before the new history's first event, which follows on the
+    // same stream.
+    let new = published_position(&first);
+    assert_eq!(
+        position_in(&reset.id, &user("cleo")),
+        Position::new(new.epoch(), 0)
+    );
+    let event = client.next_event().await;
+    assert_eq!(
+        (n_of(&event), position_in(&event.id, &user("cleo"))),
+        (1, new)
+    );
     server.manager.publish("cleo", numbered(2)).await.unwrap();
     assert_eq!(n_of(&client.next_event().await), 2);
 }
@@ -218,40 +221,35 @@ async fn a_foreign_message_neither_disables_gap_detection_nor_leaks_its_id() {
     let redis = RedisServer::start();
     let a = instance(&redis).await;
     let b = instance(&redis).await;
-    let url = a.url("/api/v1/sse?user_id=alice");
-    let mut client = Client::connect(&url).await;
-    wait_for_subscribers(&redis, "sseor:user:alice", "1").await;
+    let mut client = open_live(&a, "alice", &[]).await;
+    wait_for_subscribers(&redis, &user_channel("alice"), "1").await;
     let first = b.manager.publish("alice", numbered(0)).await.unwrap();
-    assert_eq!(client.next_event().await.id, first.id);
+    let zero = client.next_event().await;
+    assert_eq!(
+        position_in(&zero.id, &user("alice")),
+        published_position(&first)
+    );
+    let foreign_position = Position::new(published_position(&first).epoch(), 999);
     redis.cli(&[
         "PUBLISH",
-        "sseor:user:alice",
-        r#"{"id":"zz-1-999999999999","type":"foreign","data":{}}"#,
+        &user_channel("alice"),
+        &format!(r#"{{"id":"{foreign_position}","type":"foreign","data":{{}}}}"#),
     ]);
     let foreign = client.next_event().await;
     assert_eq!(foreign.event, "foreign");
-    // Without an id of its own, the client's last id stays the last position it saw.
-    assert_eq!(foreign.id, first.id);
+    // Without an id of its own, the client's last id stays where its stream stood.
+    assert_eq!(foreign.id, zero.id);
 
-    // Every subscription connection is cut; B publishes before A is back.
+    // Every subscription connection is cut; B publishes before A is back. The stream stays
+    // open and gets what it missed from the history.
     redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     for n in 1..=20 {
         b.manager.publish("alice", numbered(n)).await.unwrap();
     }
     let mut numbers = Vec::new();
-    let mut last = first.id.clone();
-    guard(async {
-        while numbers.len() < 20 {
-            match client.try_next_event().await {
-                Some(event) => {
-                    numbers.push(n_of(&event));
-                    last = event.id;
-                }
-                None => client = Client::resume(&url, Some(&last)).await,
-            }
-        }
-    })
-    .await;
+    while numbers.len() < 20 {
+        numbers.push(n_of(&client.next_event().await));
+    }
     assert_eq!(numbers, (1..=20).collect::<Vec<_>>());
 }
 
@@ -260,13 +258,13 @@ async fn an_oversized_foreign_message_is_dropped() {
     let redis = RedisServer::start();
     let server = Server::with(redis_builder(&redis.url()).max_body_bytes(16 * 1024)).await;
     wait_ready(&server.manager).await;
-    let mut client = server.subscribe("dora", &[]).await;
-    wait_for_subscribers(&redis, "sseor:user:dora", "1").await;
+    let mut client = open_live(&server, "dora", &[]).await;
+    wait_for_subscribers(&redis, &user_channel("dora"), "1").await;
     let big = json!({"type": "big", "data": {"blob": "x".repeat(20 * 1024)}}).to_string();
-    assert_eq!(redis.cli(&["PUBLISH", "sseor:user:dora", &big]), "1");
+    assert_eq!(redis.cli(&["PUBLISH", &user_channel("dora"), &big]), "1");
     redis.cli(&[
         "PUBLISH",
-        "sseor:user:dora",
+        &user_channel("dora"),
         r#"{"type":"small","data":{}}"#,
     ]);
     assert_eq!(client.next_event().await.event, "small");
@@ -280,8 +278,8 @@ async fn an_oversized_foreign_message_is_dropped() {
 async fn publisher_ids_of_different_targets_never_collide() {
     let redis = RedisServer::start();
     let server = instance(&redis).await;
-    let mut client = server.subscribe("a", &[]).await;
-    wait_for_subscribers(&redis, "sseor:user:a", "1").await;
+    let mut client = open_live(&server, "a", &[]).await;
+    wait_for_subscribers(&redis, &user_channel("a"), "1").await;
     let first = server
         .manager
         .publish("a:b", Event::new("first").with_id("c"))
@@ -293,9 +291,14 @@ async fn publisher_ids_of_different_targets_never_collide() {
         .await
         .unwrap();
     assert!(!first.duplicate && !second.duplicate);
-    assert_ne!(first.id, second.id);
+    // Each is the first event of its own target: neither was taken for the other.
+    assert_eq!(published_position(&first).seq(), 1);
+    assert_eq!(published_position(&second).seq(), 1);
     let event = client.next_event().await;
-    assert_eq!((event.event.as_str(), event.id), ("second", second.id));
+    assert_eq!(
+        (event.event.as_str(), position_in(&event.id, &user("a"))),
+        ("second", published_position(&second))
+    );
     // The same pair is still recognized.
     let again = server
         .manager
@@ -313,13 +316,17 @@ async fn a_default_publisher_keeps_the_longer_history_of_the_serving_instances()
     wait_ready(&server.manager).await;
     // The instance records its retention as it starts; give it a moment to.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while redis.cli(&["GET", "sseor:retention:events"]) != "3000" {
+        while redis.cli(&["GET", "sseor:{retention}:events"]) != "3000" {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
     let publisher = Publisher::new(&redis.url()).await.unwrap();
-    let first = publisher.publish("eve", numbered(0)).await.unwrap();
+    let mut client = open_live(&server, "eve", &[]).await;
+    publisher.publish("eve", numbered(0)).await.unwrap();
+    let first = client.next_event().await;
+    assert_eq!(n_of(&first), 0);
+    drop(client);
     // More than a default publisher keeps (1,000), fewer than the server keeps.
     for n in 1..=1500 {
         publisher.publish("eve", numbered(n)).await.unwrap();
@@ -338,9 +345,13 @@ async fn an_unreadable_history_entry_means_a_reset() {
     let redis = RedisServer::start();
     let server = instance(&redis).await;
     let last = receive_some(&server, &redis, "finn", 1).await;
-    wait_for_subscribers(&redis, "sseor:user:finn", "0").await;
+    wait_for_subscribers(&redis, &user_channel("finn"), "0").await;
     server.manager.publish("finn", numbered(1)).await.unwrap();
-    redis.cli(&["XADD", "sseor:history:user:finn", "*", "e", "not an event"]);
+    // An entry numbered as the next event would be, that is not an event.
+    let sequence = user_channel("finn");
+    assert_eq!(redis.cli(&["HINCRBY", &sequence, "s", "1"]), "3");
+    let history = format!("{sequence}:history");
+    redis.cli(&["XADD", &history, "3-1", "e", "not an event"]);
     server.manager.publish("finn", numbered(2)).await.unwrap();
     let url = server.url("/api/v1/sse?user_id=finn");
     let mut client = Client::resume(&url, Some(&last)).await;
@@ -385,7 +396,7 @@ async fn a_full_redis_without_eviction_refuses_publishes_and_keeps_what_it_ackno
         RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]);
     let server = instance(&redis).await;
     let last = receive_some(&server, &redis, "hal", 1).await;
-    wait_for_subscribers(&redis, "sseor:user:hal", "0").await;
+    wait_for_subscribers(&redis, &user_channel("hal"), "0").await;
     let blob = "z".repeat(32 * 1024);
     let mut acked = Vec::new();
     // 400 events of 32 KiB are three times what this Redis may hold.

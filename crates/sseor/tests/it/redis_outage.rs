@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 
 use eventsource_stream::Event as SseEvent;
 use serde_json::{Value, json};
-use sseor::{Event, Position, RESET_EVENT};
+use sseor::{Event, Position, RESET_EVENT, Target};
 use sseor_testkit::library::Server;
 use sseor_testkit::redis::{RedisServer, StallingProxy, app_user, wait_for_subscribers};
 use sseor_testkit::sse::{Client, Next};
 use sseor_testkit::{guard, http};
 
-use crate::common::{PROBE_INTERVAL, redis_builder};
+use crate::common::{
+    PROBE_INTERVAL, cursor, position_in, published_position, redis_builder, user, user_channel,
+};
 
 /// A shorter timeout than the usual one, so that a frozen Redis is noticed sooner.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
@@ -68,8 +70,10 @@ struct Browser {
 }
 
 impl Browser {
+    /// Opens the stream, and waits until it is live (its opening id read).
     async fn open(url: String) -> Self {
-        let stream = Client::open(&url, None).await;
+        let mut stream = Client::open(&url, None).await;
+        stream.opening_id().await;
         Self {
             url,
             stream,
@@ -84,13 +88,13 @@ impl Browser {
         guard(async {
             while !done(&self.received) {
                 match self.stream.next_or_ending().await {
-                    Next::Event(event) => {
-                        if !event.id.is_empty() {
-                            self.last = Some(event.id.clone());
-                        }
-                        self.received.push(event);
-                    }
+                    Next::Event(event) => self.received.push(event),
                     Next::End => {
+                        // The last id it saw, an id-only block's included.
+                        let last = self.stream.last_id();
+                        if !last.is_empty() {
+                            self.last = Some(last.to_owned());
+                        }
                         self.reconnections += 1;
                         self.stream = Client::open(&self.url, self.last.as_deref()).await;
                     }
@@ -129,7 +133,7 @@ async fn a_frozen_redis_turns_not_ready_refuses_publishes_with_503_and_loses_no_
     let redis = RedisServer::start();
     let server = ready_instance(&redis.url()).await;
     let mut browser = Browser::open(server.url("/api/v1/sse?user_id=fay")).await;
-    wait_for_subscribers(&redis, "sseor:user:fay", "1").await;
+    wait_for_subscribers(&redis, &user_channel("fay"), "1").await;
     let mut acknowledged = Vec::new();
     for n in 0..2 {
         assert_eq!(publish_n(&server, "fay", n).await.0, 202);
@@ -175,6 +179,7 @@ async fn a_frozen_redis_turns_not_ready_refuses_publishes_with_503_and_loses_no_
     }
     browser.read_until(has_all(&acknowledged)).await;
     assert_eq!(browser.resets(), 0, "Redis kept its data: nothing to reset");
+    assert_eq!(browser.reconnections, 0, "the stream stayed open");
     // The refused publish may have run once Redis thawed; every acknowledged one arrived
     // once, in order.
     let delivered: Vec<u64> = browser
@@ -187,12 +192,13 @@ async fn a_frozen_redis_turns_not_ready_refuses_publishes_with_503_and_loses_no_
 }
 
 #[tokio::test]
-async fn a_subscription_silent_behind_an_open_socket_is_noticed_and_its_streams_lose_nothing() {
+async fn a_subscription_silent_behind_an_open_socket_is_noticed_and_its_open_streams_lose_nothing()
+{
     let redis = RedisServer::start();
     let proxy = StallingProxy::start(redis.port);
     let server = ready_instance(&proxy.url()).await;
     let mut browser = Browser::open(server.url("/api/v1/sse?user_id=gil")).await;
-    wait_for_subscribers(&redis, "sseor:user:gil", "1").await;
+    wait_for_subscribers(&redis, &user_channel("gil"), "1").await;
     for n in 0..2 {
         assert_eq!(publish_n(&server, "gil", n).await.0, 202);
     }
@@ -232,9 +238,9 @@ async fn a_subscription_silent_behind_an_open_socket_is_noticed_and_its_streams_
         all.iter().copied().map(Some).collect::<Vec<_>>(),
         "every acknowledged event once, in order"
     );
-    assert!(
-        browser.reconnections >= 1,
-        "the stream ended so that its client resumed from history"
+    assert_eq!(
+        browser.reconnections, 0,
+        "the stream stayed open, and got what it missed from the history"
     );
 }
 
@@ -245,7 +251,8 @@ async fn when_what_was_missed_cannot_be_read_the_streams_end_and_resume_exactly(
     let server = ready_instance(&url).await;
     let stream_url = server.url("/api/v1/sse?user_id=hal");
     let mut stream = Client::open(&stream_url, None).await;
-    wait_for_subscribers(&redis, "sseor:user:hal", "1").await;
+    stream.opening_id().await;
+    wait_for_subscribers(&redis, &user_channel("hal"), "1").await;
     let mut last = String::new();
     for n in 0..3 {
         server
@@ -270,7 +277,12 @@ async fn when_what_was_missed_cannot_be_read_the_streams_end_and_resume_exactly(
 
     assert_eq!(redis.cli(&["ACL", "SETUSER", "app", "+@all"]), "OK");
     let mut resumed = Client::open(&stream_url, Some(&last)).await;
-    wait_for_subscribers(&redis, "sseor:user:hal", "1").await;
+    assert_eq!(
+        resumed.opening_id().await,
+        last,
+        "nothing was missed: nothing replayed"
+    );
+    wait_for_subscribers(&redis, &user_channel("hal"), "1").await;
     server
         .manager
         .publish("hal", Event::new("n").with_data(json!({ "n": 3 })))
@@ -290,11 +302,15 @@ async fn a_resume_while_history_cannot_be_read_gets_a_reset_then_live() {
     let url = app_user(&redis);
     let server = ready_instance(&url).await;
     let stream_url = server.url("/api/v1/sse?user_id=ike");
-    let first = server
+    let mut stream = Client::open(&stream_url, None).await;
+    stream.opening_id().await;
+    server
         .manager
         .publish("ike", Event::new("n").with_data(json!({ "n": 0 })))
         .await
         .unwrap();
+    let first = stream.next_event().await;
+    drop(stream);
     server
         .manager
         .publish("ike", Event::new("n").with_data(json!({ "n": 1 })))
@@ -315,18 +331,22 @@ async fn a_resume_while_history_cannot_be_read_gets_a_reset_then_live() {
     assert!(!reason.to_string().contains("app-pass"), "{reason}");
 
     assert_eq!(redis.cli(&["ACL", "SETUSER", "app", "+@all"]), "OK");
-    wait_for_subscribers(&redis, "sseor:user:ike", "1").await;
+    wait_for_subscribers(&redis, &user_channel("ike"), "1").await;
     let live = server
         .manager
         .publish("ike", Event::new("n").with_data(json!({ "n": 2 })))
         .await
         .unwrap();
     let next = resumed.next_event().await;
-    assert_eq!((n_of(&next), next.id), (Some(2), live.id));
+    assert_eq!(
+        (n_of(&next), position_in(&next.id, &user("ike"))),
+        (Some(2), published_position(&live))
+    );
 }
 
-/// How a resume from one position was answered: the first event's type, what kind of
-/// reason it gave, whether its id is the latest position, and whether live events follow.
+/// How a resume from one last id was answered: the first event's type, what kind of
+/// reason it gave, whether its id is the stream's cursor at the latest position, and
+/// whether live events follow.
 #[derive(Debug, PartialEq, Eq)]
 struct Answer {
     edge: &'static str,
@@ -344,28 +364,40 @@ const REASONS: [&str; 4] = [
     "older than the history",
 ];
 
-/// Resumes `u` on `server` from malformed positions, a position in the future and one of
-/// another epoch, and says how each was answered.
+/// Resumes `u` on `server` from malformed ids, ids of the former formats, a cursor in the
+/// future and one of another epoch, and says how each was answered.
 async fn answers_to_edge_positions(server: &Server, redis: Option<&RedisServer>) -> Vec<Answer> {
     let url = server.url("/api/v1/sse?user_id=u");
-    let mut current = server
+    let u = user("u");
+    // The stream's cursor with `u` at `position`, and no broadcast ever.
+    let at = |position| cursor(&[(u.clone(), position), (Target::All, Position::default())]);
+    let current = server
         .manager
         .publish("u", Event::new("n").with_data(json!({ "n": 0 })))
         .await
         .unwrap();
-    let now: Position = current.id.parse().unwrap();
+    let mut now = published_position(&current);
     let edges = [
         ("empty", String::new()),
         ("words", "not-a-position".to_owned()),
         ("5000 digits", "9".repeat(5000)),
         ("negative", "-1".to_owned()),
         ("three words", "a-b-c".to_owned()),
-        ("no epoch", format!("{}-{}", now.ms(), now.seq())),
+        ("a position, not a cursor", now.to_string()),
+        (
+            "the former format",
+            format!("{:x}-1764331200000-{}", now.epoch(), now.seq()),
+        ),
+        ("another version", at(now).replacen("1.", "2.", 1)),
+        ("not base64", "1.!!!!".to_owned()),
         (
             "the future",
-            Position::new(now.epoch(), now.ms(), now.seq() + 10_000).to_string(),
+            at(Position::new(now.epoch(), now.seq() + 10_000)),
         ),
-        ("another epoch", format!("zz99-{}-{}", now.ms(), now.seq())),
+        (
+            "another epoch",
+            at(Position::new(now.epoch().wrapping_add(1).max(1), now.seq())),
+        ),
     ];
     let mut answers = Vec::new();
     for (edge, last) in edges {
@@ -376,13 +408,15 @@ async fn answers_to_edge_positions(server: &Server, redis: Option<&RedisServer>)
             .and_then(|data| data["reason"].as_str().map(str::to_owned))
             .unwrap_or_default();
         if let Some(redis) = redis {
-            wait_for_subscribers(redis, "sseor:user:u", "1").await;
+            wait_for_subscribers(redis, &user_channel("u"), "1").await;
         }
         let live = server
             .manager
             .publish("u", Event::new("n").with_data(json!({ "n": 1 })))
             .await
             .unwrap();
+        let carries_current_position = first.id == at(now);
+        now = published_position(&live);
         let next = stream.next_event().await;
         answers.push(Answer {
             edge,
@@ -391,13 +425,12 @@ async fn answers_to_edge_positions(server: &Server, redis: Option<&RedisServer>)
                 .into_iter()
                 .find(|words| reason.contains(words))
                 .unwrap_or("other"),
-            carries_current_position: first.id == current.id,
-            then_live: next.id == live.id,
+            carries_current_position,
+            then_live: next.id == at(now),
         });
-        current = live;
         drop(stream);
         if let Some(redis) = redis {
-            wait_for_subscribers(redis, "sseor:user:u", "0").await;
+            wait_for_subscribers(redis, &user_channel("u"), "0").await;
         }
     }
     answers
@@ -424,9 +457,10 @@ async fn malformed_future_and_other_epoch_positions_get_the_same_answer_on_both_
 async fn concurrent_duplicates_are_sent_once(server: &Server, redis: Option<&RedisServer>) {
     let mut stream = Client::open(&server.url("/api/v1/sse?user_id=dup"), None).await;
     match redis {
-        Some(redis) => wait_for_subscribers(redis, "sseor:user:dup", "1").await,
+        Some(redis) => wait_for_subscribers(redis, &user_channel("dup"), "1").await,
         None => server.wait_for_total(1).await,
     }
+    stream.opening_id().await;
     let mut positions = Vec::new();
     for n in 0..20u64 {
         let body = json!({"user_id": "dup", "event": {"type": "n", "id": format!("order-{n}"), "data": {"n": n}}});
@@ -448,7 +482,7 @@ async fn concurrent_duplicates_are_sent_once(server: &Server, redis: Option<&Red
             duplicates, 1,
             "exactly one is the duplicate: {first} {second}"
         );
-        positions.push(first["id"].as_str().unwrap().to_owned());
+        positions.push(first["id"].as_str().unwrap().parse::<Position>().unwrap());
     }
     let marker = server
         .manager
@@ -458,12 +492,13 @@ async fn concurrent_duplicates_are_sent_once(server: &Server, redis: Option<&Red
     let mut received = Vec::new();
     loop {
         let event = stream.next_event().await;
-        if event.id == marker.id {
+        let position = position_in(&event.id, &user("dup"));
+        if position == published_position(&marker) {
             break;
         }
-        received.push((n_of(&event).unwrap(), event.id));
+        received.push((n_of(&event).unwrap(), position));
     }
-    let expected: Vec<(u64, String)> = (0..20).zip(positions).collect();
+    let expected: Vec<(u64, Position)> = (0..20).zip(positions).collect();
     assert_eq!(
         received, expected,
         "each event once, at the position answered"

@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sseor::{Event, Manager, Position};
+use sseor::{Event, Manager, Position, Target};
 use sseor_testkit::library::Server;
 use sseor_testkit::sse::Client;
+
+use crate::common::{cursor, published_position, user};
 
 fn numbered(n: usize) -> Event {
     Event::new("n").with_data(json!({ "n": n }))
@@ -59,7 +61,15 @@ async fn a_client_that_comes_back_gets_exactly_what_it_missed_then_live() {
 #[tokio::test]
 async fn the_query_parameter_resumes_too_and_covers_every_target_in_order() {
     let server = Server::start().await;
-    let first = server.manager.publish_to_all(numbered(0)).await.unwrap();
+    let url = server.url("/api/v1/sse?user_id=u&topic=news");
+    let mut client = Client::connect(&url).await;
+    client.opening_id().await;
+    server.manager.publish_to_all(numbered(0)).await.unwrap();
+    let first = client.next_event().await;
+    assert_eq!(n_of(&first), 0);
+    drop(client);
+    server.wait_for_total(0).await;
+
     server.manager.publish("u", numbered(1)).await.unwrap();
     server
         .manager
@@ -73,32 +83,43 @@ async fn the_query_parameter_resumes_too_and_covers_every_target_in_order() {
         .unwrap();
     server.manager.publish_to_all(numbered(4)).await.unwrap();
     server.manager.publish("u", numbered(5)).await.unwrap();
-    let url = server.url(&format!(
-        "/api/v1/sse?user_id=u&topic=news&last_event_id={}",
-        first.id
-    ));
-    let mut client = Client::connect(&url).await;
+    let mut client = Client::connect(&format!("{url}&last_event_id={}", first.id)).await;
     for n in [1, 2, 4, 5] {
         assert_eq!(n_of(&client.next_event().await), n);
     }
+    server.manager.publish_to_all(numbered(6)).await.unwrap();
+    assert_eq!(
+        n_of(&client.next_event().await),
+        6,
+        "then live, nothing twice"
+    );
 }
 
 #[tokio::test]
 async fn positions_that_cannot_be_resumed_get_one_reset_then_live() {
     let server = Server::with(Manager::builder().history(10, Duration::from_secs(3600))).await;
     let url = server.url("/api/v1/sse?user_id=u");
-    let old = server.manager.publish("u", numbered(0)).await.unwrap();
+    let u = user("u");
+    let mut client = Client::connect(&url).await;
+    client.opening_id().await;
+    server.manager.publish("u", numbered(0)).await.unwrap();
+    let old = client.next_event().await.id;
+    drop(client);
+    let mut now = Position::default();
     for n in 1..=20 {
-        server.manager.publish("u", numbered(n)).await.unwrap();
+        let published = server.manager.publish("u", numbered(n)).await.unwrap();
+        now = published_position(&published);
     }
-    let mut current = server.manager.publish("other", numbered(0)).await.unwrap();
-    let now: Position = current.id.parse().unwrap();
-    let future = Position::new(now.epoch(), now.ms(), 10_000);
+    let at = |position| cursor(&[(u.clone(), position), (Target::All, Position::default())]);
+    let other_epoch = Position::new(now.epoch().wrapping_add(1).max(1), 3);
+    let future = Position::new(now.epoch(), now.seq() + 10_000);
     for (last, why) in [
-        (old.id.clone(), "older than the history kept"),
+        (old, "older than the history kept"),
         ("not-a-position".to_owned(), "not a position"),
-        (format!("zz99-{}-3", now.ms()), "gone"),
-        (future.to_string(), "not been reached"),
+        (now.to_string(), "not a position"),
+        ("k3f9-1764331200000-42".to_owned(), "not a position"),
+        (at(other_epoch), "gone"),
+        (at(future), "not been reached"),
         ("9".repeat(5000), "not a position"),
         ("-1".to_owned(), "not a position"),
     ] {
@@ -108,28 +129,41 @@ async fn positions_that_cannot_be_resumed_get_one_reset_then_live() {
         let reason = serde_json::from_str::<Value>(&reset.data).unwrap()["reason"].clone();
         assert!(reason.as_str().unwrap().contains(why), "{last}: {reason}");
         assert_eq!(
-            reset.id, current.id,
+            reset.id,
+            at(now),
             "the reset carries the position to go on from"
         );
         let live = server.manager.publish("u", numbered(77)).await.unwrap();
+        now = published_position(&live);
         let event = client.next_event().await;
-        assert_eq!((n_of(&event), event.id.as_str()), (77, live.id.as_str()));
-        current = live;
+        assert_eq!((n_of(&event), event.id), (77, at(now)));
     }
 }
 
 #[tokio::test]
-async fn another_users_position_never_shows_their_events() {
+async fn another_users_id_never_shows_their_events() {
     let server = Server::start().await;
-    let theirs = server.manager.publish("victim", numbered(1)).await.unwrap();
+    let mut victim = Client::connect(&server.url("/api/v1/sse?user_id=victim")).await;
+    victim.opening_id().await;
+    server.manager.publish("victim", numbered(1)).await.unwrap();
+    let theirs = victim.next_event().await.id;
     server.manager.publish("victim", numbered(2)).await.unwrap();
+    let url = server.url("/api/v1/sse?user_id=attacker");
+    let mut client = Client::resume(&url, Some(&theirs)).await;
+    // The id holds no position of the attacker: the attacker's stream starts live there.
+    let opening = client.opening_id().await;
+    assert_eq!(
+        sseor::Cursor::parse(&opening, &[user("attacker"), Target::All]).unwrap(),
+        [
+            (user("attacker"), Some(Position::default())),
+            (Target::All, Some(Position::default()))
+        ]
+    );
     server
         .manager
         .publish("attacker", numbered(3))
         .await
         .unwrap();
-    let url = server.url("/api/v1/sse?user_id=attacker");
-    let mut client = Client::resume(&url, Some(&theirs.id)).await;
     assert_eq!(n_of(&client.next_event().await), 3);
 }
 
@@ -141,7 +175,7 @@ async fn random_comings_and_goings_lose_nothing_and_repeat_nothing() {
 }
 
 #[tokio::test]
-async fn positions_older_than_the_retention_age_get_a_reset() {
+async fn missed_events_older_than_the_retention_age_mean_a_reset() {
     let server = Server::with(Manager::builder().history(1000, Duration::from_millis(300))).await;
-    crate::common::an_old_position_gets_a_reset(&server).await;
+    crate::common::missed_events_older_than_the_retention_age_mean_a_reset(&server).await;
 }
