@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sseor::{Cursor, Position, Target};
 use sseor_testkit::raw::{Ending, Options, RawStream, Refusal};
 use sseor_testkit::server::{Server, command, run_to_exit};
 use sseor_testkit::{guard, http};
@@ -74,18 +75,20 @@ struct Run {
     rss_peak_kib: u64,
 }
 
-/// The sequence number of a position `EPOCH-MS-SEQ`.
-fn seq_of(id: &str) -> u64 {
-    id.rsplit('-')
-        .next()
-        .and_then(|seq| seq.parse().ok())
-        .unwrap_or_else(|| panic!("{id:?}"))
+/// The number of the last broadcast a stream passed, as the cursor `id` of its `id:` holds
+/// it.
+fn broadcast_seq(id: &str) -> u64 {
+    let placed = Cursor::parse(id, &[Target::All]).unwrap_or_else(|e| panic!("{id:?}: {e}"));
+    placed[0]
+        .1
+        .unwrap_or_else(|| panic!("{id:?} holds no position of the broadcasts"))
+        .seq()
 }
 
 /// Starts `sseor` with `args`, opens a client that never reads and three that do, and
 /// publishes [`REFUSED_EVENTS`] events to everyone through the HTTP API, 16 requests in
 /// flight. Each reader must receive all of them in the broker's order, none missing:
-/// positions one after the other (only these broadcasts are published), every event once.
+/// broadcast positions one after the other, every event once.
 /// The publishers never run more than 128 events ahead of the slowest reader, so that only
 /// the stalled client can fall behind.
 async fn many_events_past_a_client_that_never_reads(args: &[&str]) -> Run {
@@ -116,7 +119,7 @@ async fn many_events_past_a_client_that_never_reads(args: &[&str]) -> Run {
             while received < TOTAL {
                 let frame = stream.next_frame().await.expect("a reader's stream ended");
                 let Some(n) = frame.n() else { continue };
-                let seq = seq_of(&frame.id);
+                let seq = broadcast_seq(&frame.id);
                 if let Some(last) = last_seq {
                     assert_eq!(seq, last + 1, "reader {reader}: a position is missing");
                 }
@@ -242,11 +245,16 @@ async fn with_drop_oldest_a_client_that_never_reads_stays_and_the_others_get_eve
         .server
         .publish(&json!({"event": {"type": "last"}}))
         .await;
-    let last_seq = seq_of(newest["id"].as_str().unwrap());
+    let last_seq = newest["id"]
+        .as_str()
+        .unwrap()
+        .parse::<Position>()
+        .unwrap()
+        .seq();
     let last = tokio::time::timeout(LONG_GUARD, async {
         loop {
             let frame = run.stalled.next_frame().await.expect("the stream ended");
-            if !frame.id.is_empty() && seq_of(&frame.id) == last_seq {
+            if !frame.id.is_empty() && broadcast_seq(&frame.id) == last_seq {
                 return frame;
             }
         }

@@ -1,7 +1,9 @@
 // The demo page opens a stream and says so.
 
 import assert from 'node:assert/strict';
-import { connectAs, connections, publish, scenario, waitForConnections, waitForUserCount } from './harness.mjs';
+import {
+  connectAs, connections, positionIn, publish, scenario, waitForConnections, waitForUserCount,
+} from './harness.mjs';
 
 scenario('the page connects and shows open', async (s) => {
   const server = await s.startServer();
@@ -30,6 +32,8 @@ scenario('sseor.mjs works as an ES module', async (s) => {
   await waitForConnections(server, 'mona', 1);
   const { status, json } = await publish(server, { user_id: 'mona', event: { type: 'notification', data: { text: 'hi' } } });
   assert.equal(status, 202, JSON.stringify(json));
-  assert.deepEqual(await received, { data: { text: 'hi' }, id: json.id, reset: 'sseor.reset', state: 'closed' });
+  const { id, ...rest } = await received;
+  assert.equal(positionIn(id, 'user:mona'), json.id, `the event's id is a cursor at its position: ${id}`);
+  assert.deepEqual(rest, { data: { text: 'hi' }, reset: 'sseor.reset', state: 'closed' });
   await waitForConnections(server, 'mona', 0);
 });

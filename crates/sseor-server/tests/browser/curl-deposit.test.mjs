@@ -1,7 +1,9 @@
 // A deposit published from outside the page, with curl, shows in the page within a second.
 
 import assert from 'node:assert/strict';
-import { connectAs, curlPublish, logEntries, scenario, waitForConnections, watchLog } from './harness.mjs';
+import {
+  connectAs, curlPublish, logEntries, positionIn, scenario, waitForConnections, watchLog,
+} from './harness.mjs';
 
 scenario('a deposit published with curl appears within one second', async (s) => {
   const server = await s.startServer();
@@ -30,6 +32,10 @@ scenario('a deposit published with curl appears within one second', async (s) =>
 
   const entry = logEntries(page, { type: 'transaction.updated', text: '42.5' });
   assert.equal(await entry.count(), 1);
-  assert.equal(await entry.getAttribute('data-id'), json.id, 'data-id is the id the publish answered');
+  assert.equal(
+    positionIn(await entry.getAttribute('data-id'), 'user:alice'),
+    json.id,
+    'data-id is a cursor at the position the publish answered',
+  );
   assert.match(await entry.locator('pre').textContent(), /"transaction_id": "txn_curl_1"/);
 });

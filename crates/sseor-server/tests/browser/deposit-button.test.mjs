@@ -1,7 +1,7 @@
 // The page's own deposit button publishes an event that comes back to the page.
 
 import assert from 'node:assert/strict';
-import { connectAs, logEntries, scenario, waitForLogEntry } from './harness.mjs';
+import { connectAs, logEntries, positionIn, scenario, waitForLogEntry } from './harness.mjs';
 
 scenario("the deposit button's event appears in the page's log", async (s) => {
   const server = await s.startServer();
@@ -12,6 +12,7 @@ scenario("the deposit button's event appears in the page's log", async (s) => {
   await page.click('#deposit-form [type="submit"]');
 
   const entry = await waitForLogEntry(page, { type: 'transaction.updated', text: '123.45' });
-  assert.notEqual(await entry.getAttribute('data-id'), '', 'the event has an id');
+  const id = await entry.getAttribute('data-id');
+  assert.match(positionIn(id, 'user:alice') ?? '', /^[0-9a-f]{8}-1$/, `the event has an id at alice's first event: ${id}`);
   assert.equal(await logEntries(page, { type: 'transaction.updated' }).count(), 1);
 });

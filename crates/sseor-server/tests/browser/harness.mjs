@@ -353,6 +353,42 @@ export function curlPublish(server, body) {
   });
 }
 
+/**
+ * The position (`EPOCH-SEQ`, as a publish answers it) that the cursor `id` holds for
+ * `target` (`user:ID`, `topic:NAME` or `all`); null when it holds none. A cursor is the
+ * `id:` of every event of a stream: `1.` and the unpadded base64url of one entry per target
+ * of the stream, each 2 bytes of the target's tag, 4 bytes of its epoch (both big-endian)
+ * and its number as an unsigned LEB128 varint.
+ */
+export function positionIn(id, target) {
+  assert.ok(typeof id === 'string' && id.startsWith('1.'), `not a cursor: ${JSON.stringify(id)}`);
+  const bytes = Buffer.from(id.slice(2), 'base64url');
+  const tag = tagOf(target);
+  let at = 0;
+  while (at < bytes.length) {
+    assert.ok(at + 6 < bytes.length, `a truncated cursor: ${id}`);
+    const entryTag = bytes.readUInt16BE(at);
+    const epoch = bytes.readUInt32BE(at + 2);
+    at += 6;
+    let seq = 0n;
+    for (let shift = 0n; ; shift += 7n) {
+      assert.ok(at < bytes.length, `a truncated cursor: ${id}`);
+      const byte = bytes[at++];
+      seq |= BigInt(byte & 0x7f) << shift;
+      if ((byte & 0x80) === 0) break;
+    }
+    if (entryTag === tag) return `${epoch.toString(16).padStart(8, '0')}-${seq}`;
+  }
+  return null;
+}
+
+/** The tag of `target` in a cursor: the low 16 bits of the FNV-1a hash of its name. */
+function tagOf(target) {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(target, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash & 0xffff;
+}
+
 /** `GET /api/v1/connections?user_id=`: the server's counts for `user`. */
 export async function connections(server, user) {
   const response = await fetch(`${server.url}/api/v1/connections?user_id=${encodeURIComponent(user)}`, {
@@ -511,27 +547,31 @@ export async function waitForLogEntry(page, { type, text }) {
   return entry;
 }
 
-/** The ids of the entries of `#log` of `type`, oldest first. */
-export async function logIds(page, type) {
-  return page.locator(`#log li[data-type="${type}"]`)
+/** The positions in `target`'s sequence (see `positionIn`) of the entries of `#log` of
+ * `type`, oldest first: each entry's id is its stream's cursor after the event. */
+export async function logPositions(page, type, target) {
+  const ids = await page.locator(`#log li[data-type="${type}"]`)
     .evaluateAll((entries) => entries.map((li) => li.dataset.id).reverse());
+  return ids.map((id) => positionIn(id, target));
 }
 
-/** Waits until `#log` holds exactly the events `ids` of `type`, oldest first, each once. */
-export async function waitForLogIds(page, type, ids) {
+/** Waits until `#log` holds exactly the events of `type` at `positions` of `target`'s
+ * sequence, oldest first, each once. */
+export async function waitForLogPositions(page, type, target, positions) {
   let last = [];
   await until(
     async () => {
-      last = await logIds(page, type);
-      return last.length >= ids.length;
+      last = await logPositions(page, type, target);
+      return last.length >= positions.length;
     },
-    () => `#log never held ${ids.length} ${type} events: has ${JSON.stringify(last)}, wants ${JSON.stringify(ids)}`,
+    () => `#log never held ${positions.length} ${type} events: has ${JSON.stringify(last)}, `
+      + `wants ${JSON.stringify(positions)}`,
   );
-  assert.deepEqual(last, ids, `the ${type} events in #log, oldest first`);
+  assert.deepEqual(last, positions, `the ${type} events in #log, oldest first`);
 }
 
 /** Publishes `count` deposits to `user` on `server`, one after another, their transaction
- * ids marked with `label`; returns their event ids. */
+ * ids marked with `label`; returns their positions in the user's sequence. */
 export async function deposits(server, user, count, label) {
   const ids = [];
   for (let n = 1; n <= count; n++) {

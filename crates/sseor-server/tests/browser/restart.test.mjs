@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import {
-  answeredBy, connectAs, connectionRefusedBy, deposits, logEntries, scenario, waitForConnections, waitForLogIds, waitForState,
+  answeredBy, connectAs, connectionRefusedBy, deposits, logEntries, scenario, waitForConnections, waitForLogPositions, waitForState,
 } from './harness.mjs';
 
 scenario('the page reconnects after a server restart and shows what it missed', async (s) => {
@@ -17,7 +17,7 @@ scenario('the page reconnects after a server restart and shows what it missed', 
   await connectAs(page, 'alice');
   await waitForConnections(a, 'alice', 1);
   const before = await deposits(a, 'alice', 2, 'before');
-  await waitForLogIds(page, 'transaction.updated', before);
+  await waitForLogPositions(page, 'transaction.updated', 'user:alice', before);
 
   const exit = await a.stop();
   assert.deepEqual(exit, { code: 0, signal: null }, a.output());
@@ -30,7 +30,7 @@ scenario('the page reconnects after a server restart and shows what it missed', 
   await waitForState(page, 'open');
   const after = await deposits(a, 'alice', 1, 'after');
 
-  await waitForLogIds(page, 'transaction.updated', [...before, ...missed, ...after]);
+  await waitForLogPositions(page, 'transaction.updated', 'user:alice', [...before, ...missed, ...after]);
   assert.equal(await logEntries(page, { type: 'sseor.reset' }).count(), 0, 'the resume needed no reset');
   await waitForConnections(a, 'alice', 1);
 });

@@ -2,8 +2,8 @@
 
 import assert from 'node:assert/strict';
 import {
-  connectAs, connections, curlPublish, deposits, logEntries, scenario, waitForConnections, waitForLogEntry,
-  waitForLogIds, waitForState,
+  connectAs, connections, curlPublish, deposits, logEntries, positionIn, scenario, waitForConnections,
+  waitForLogEntry, waitForLogPositions, waitForState,
 } from './harness.mjs';
 
 /** Whether this tab holds the stream (`data-leader` of `#state`). */
@@ -37,7 +37,7 @@ scenario('two tabs of a user receive a deposit over one shared stream, another u
   assert.equal(json.delivered_locally, 1, `one stream of alice took it: ${JSON.stringify(json)}`);
   for (const tab of [first, second]) {
     const entry = await waitForLogEntry(tab, { type: 'transaction.updated', text: 'txn_shared' });
-    assert.equal(await entry.getAttribute('data-id'), json.id);
+    assert.equal(positionIn(await entry.getAttribute('data-id'), 'user:alice'), json.id);
   }
   const counts = await connections(server, 'alice');
   assert.equal(counts.user, 1, `two tabs, one stream: ${JSON.stringify(counts)}`);
@@ -55,7 +55,7 @@ scenario('closing the tab that holds the stream hands it over with nothing lost'
   const [holder, other] = await twoTabsOf(s, server, 'alice');
 
   const before = await deposits(server, 'alice', 3, 'before');
-  await waitForLogIds(other, 'transaction.updated', before);
+  await waitForLogPositions(other, 'transaction.updated', 'user:alice', before);
 
   // Closed while events keep coming: the next tab resumes from the last one it saw.
   await holder.close();
@@ -64,7 +64,7 @@ scenario('closing the tab that holds the stream hands it over with nothing lost'
   await waitForState(other, 'open');
   const after = await deposits(server, 'alice', 2, 'after');
 
-  await waitForLogIds(other, 'transaction.updated', [...before, ...during, ...after]);
+  await waitForLogPositions(other, 'transaction.updated', 'user:alice', [...before, ...during, ...after]);
   assert.equal(await logEntries(other, { type: 'sseor.reset' }).count(), 0, 'the resume needed no reset');
   await waitForConnections(server, 'alice', 1);
 });

@@ -1,6 +1,8 @@
 //! The server's integration tests, in one binary to link once. Each module is one file of
 //! tests as it was on its own; their tests share this process and run side by side (each
-//! `sseor` they start is a child process of its own).
+//! `sseor` they start is a child process of its own). `cursor` and `stream` are what they
+//! share: reading the cursors streams send as their ids, and a client that waits for a
+//! stream to start.
 //!
 //! Two files stay binaries of their own: `limits.rs`, whose runs push hundreds of MiB
 //! through clients that never read and bound the server's memory, for minutes on a busy
@@ -10,11 +12,13 @@
 mod auth;
 mod bad_input;
 mod connections;
+mod cursor;
 mod input;
 mod metrics;
 mod redis;
 mod redis_outage;
 mod server;
+mod stream;
 mod transport;
 
 /// The `sseor` binary that cargo built for these tests.

@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sseor_testkit::guard;
 use sseor_testkit::redis::{RedisServer, wait_for_subscribers};
 use sseor_testkit::server::{Server, listening_command};
-use sseor_testkit::sse::events_of;
 
 use crate::SSEOR;
+use crate::cursor::{position_in, user};
+use crate::stream::Stream;
 
 /// Starts `sseor` on `redis_url` and returns it with its base URL, once it is ready.
 async fn start(redis_url: &str) -> (Server, String) {
@@ -39,14 +39,18 @@ async fn start_with(redis_url: &str, args: &[&str]) -> (Server, String) {
     (server, base)
 }
 
-async fn subscribe(
-    base: &str,
-    user: &str,
-) -> impl futures_util::Stream<Item = eventsource_stream::Event> + Unpin {
-    let response = reqwest::get(format!("{base}/api/v1/sse?user_id={user}"))
-        .await
-        .unwrap();
-    events_of(response)
+/// The stream of `user` on `base`, once it has started.
+async fn subscribe(base: &str, user: &str) -> Stream {
+    Stream::open(&format!("{base}/api/v1/sse?user_id={user}"), None).await
+}
+
+/// The types of the next `count` events of `stream`.
+async fn next_types(stream: &mut Stream, count: usize) -> Vec<String> {
+    let mut types = Vec::new();
+    while types.len() < count {
+        types.push(stream.next_event().await.event);
+    }
+    types
 }
 
 async fn publish(base: &str, body: Value) -> Value {
@@ -68,25 +72,35 @@ async fn two_servers_and_redis_cli_deliver_exactly_once() {
     let mut alice_on_a = subscribe(&a, "alice").await;
     let mut alice_on_b = subscribe(&b, "alice").await;
     let mut bob_on_b = subscribe(&b, "bob").await;
-    wait_for_subscribers(&redis, "sseor:user:alice", "2").await;
-    wait_for_subscribers(&redis, "sseor:user:bob", "1").await;
+    wait_for_subscribers(&redis, "sseor:{user:alice}", "2").await;
+    wait_for_subscribers(&redis, "sseor:{user:bob}", "1").await;
 
     let via_a = publish(&a, json!({"user_id": "alice", "event": {"type": "via-a"}})).await;
     assert_eq!(via_a["instances"], 2);
     publish(&b, json!({"user_id": "bob", "event": {"type": "via-b"}})).await;
     redis.cli(&[
         "PUBLISH",
-        "sseor:user:alice",
+        "sseor:{user:alice}",
         r#"{"id":"cli-1","type":"via-cli","data":{"from":"redis-cli"}}"#,
     ]);
     publish(&a, json!({"event": {"type": "everyone"}})).await;
 
     for alice in [&mut alice_on_a, &mut alice_on_b] {
-        let received: Vec<String> = guard(alice.by_ref().take(3).map(|e| e.event).collect()).await;
-        assert_eq!(received, ["via-a", "via-cli", "everyone"]);
+        let via_a_event = alice.next_event().await;
+        assert_eq!(via_a_event.event, "via-a");
+        assert_eq!(
+            position_in(&via_a_event.id, &user("alice")),
+            via_a["id"].as_str().unwrap()
+        );
+        // Another Redis client's event has no position: it comes without an `id:`.
+        let via_cli = alice.next_event().await;
+        assert_eq!(
+            (via_cli.event.as_str(), via_cli.id.as_str()),
+            ("via-cli", "")
+        );
+        assert_eq!(alice.next_event().await.event, "everyone");
     }
-    let received: Vec<String> = guard(bob_on_b.by_ref().take(2).map(|e| e.event).collect()).await;
-    assert_eq!(received, ["via-b", "everyone"]);
+    assert_eq!(next_types(&mut bob_on_b, 2).await, ["via-b", "everyone"]);
 }
 
 async fn counts(base: &str, user: &str) -> Value {
@@ -135,15 +149,15 @@ async fn a_client_of_a_killed_instance_resumes_on_another_with_nothing_lost_or_t
     let (mut a, a_base) = start(&redis.url()).await;
     let (_b, b) = start(&redis.url()).await;
     let mut on_a = subscribe(&a_base, "vera").await;
-    wait_for_subscribers(&redis, "sseor:user:vera", "1").await;
+    wait_for_subscribers(&redis, "sseor:{user:vera}", "1").await;
     let number = |n: u64| json!({"user_id": "vera", "event": {"type": "n", "data": {"n": n}}});
     for n in 0..3 {
         publish(&b, number(n)).await;
     }
     let mut last = String::new();
     for n in 0..3 {
-        let event = guard(on_a.next()).await.unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["n"], n);
+        let event = on_a.next_event().await;
+        assert_eq!(event.n(), Some(n));
         last = event.id;
     }
 
@@ -152,19 +166,11 @@ async fn a_client_of_a_killed_instance_resumes_on_another_with_nothing_lost_or_t
     for n in 3..40 {
         publish(&b, number(n)).await;
     }
-    let response = reqwest::Client::new()
-        .get(format!("{b}/api/v1/sse?user_id=vera"))
-        .header("last-event-id", &last)
-        .send()
-        .await
-        .unwrap();
-    let mut on_b = events_of(response);
+    let mut on_b = Stream::open(&format!("{b}/api/v1/sse?user_id=vera"), Some(&last)).await;
     for n in 3..40 {
-        let event = guard(on_b.next()).await.unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["n"], n);
+        assert_eq!(on_b.next_event().await.n(), Some(n));
     }
-    wait_for_subscribers(&redis, "sseor:user:vera", "1").await;
+    wait_for_subscribers(&redis, "sseor:{user:vera}", "1").await;
     publish(&b, number(40)).await;
-    let event = guard(on_b.next()).await.unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["n"], 40);
+    assert_eq!(on_b.next_event().await.n(), Some(40));
 }

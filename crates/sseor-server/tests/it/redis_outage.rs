@@ -11,6 +11,7 @@ use sseor_testkit::server::{Server, command};
 use sseor_testkit::{guard, http};
 
 use crate::SSEOR;
+use crate::cursor::{position_in, user};
 
 /// Faults are noticed within a second with these.
 const FAST_FAULTS: [&str; 4] = ["--probe-interval", "100ms", "--redis-timeout", "300ms"];
@@ -136,7 +137,7 @@ impl RawStream {
         }
     }
 
-    /// The next frame (the opening `retry:` too), the clean end, or a failure.
+    /// The next frame (the opening `retry:` and `id:` too), the clean end, or a failure.
     async fn next(&mut self) -> Next {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
@@ -151,7 +152,7 @@ impl RawStream {
         }
     }
 
-    /// The next event, skipping comments and the opening `retry:`.
+    /// The next event, skipping comments and the opening `retry:` and `id:`.
     async fn next_event(&mut self) -> Frame {
         guard(async {
             loop {
@@ -167,7 +168,8 @@ impl RawStream {
 }
 
 /// A client that behaves as a browser's `EventSource`: when its stream ends cleanly, it
-/// reconnects with the last id it saw. A stream that fails is a test failure.
+/// reconnects with the last id it saw (that of an event, or the `id:` alone with which a
+/// stream opens). A stream that fails is a test failure.
 struct Reconnecting {
     url: String,
     stream: RawStream,
@@ -190,12 +192,13 @@ impl Reconnecting {
         guard(async {
             loop {
                 match self.stream.next().await {
-                    Next::Frame(frame) if frame.comment || frame.data.is_empty() => {}
                     Next::Frame(frame) => {
                         if !frame.id.is_empty() {
                             self.last = Some(frame.id.clone());
                         }
-                        return frame;
+                        if !frame.comment && !frame.data.is_empty() {
+                            return frame;
+                        }
                     }
                     Next::End => {
                         self.reconnections += 1;
@@ -231,6 +234,7 @@ async fn a_publish_while_redis_is_away_is_503_with_a_json_error_and_works_again_
     let server = start_on(&url, &[], &[]).await;
     let stream_url = server.sse_url("joe", &[]);
     let mut stream = Reconnecting::open(&stream_url, None).await;
+    opened(&mut stream.stream).await;
     let (status, _) = server.publish(&numbered("joe", 0)).await;
     assert_eq!(status, 202);
     assert_eq!(stream.next_event().await.n(), Some(0));
@@ -266,12 +270,21 @@ async fn a_publish_while_redis_is_away_is_503_with_a_json_error_and_works_again_
 
     redis.restart();
     wait_for_readyz(&server, 200).await;
+    // The stream stays open through the outage. Redis came back empty: the history the
+    // stream stood in is gone, so its client is told to reload.
+    let reset = stream.next_event().await;
+    assert_eq!(reset.event, "sseor.reset", "{reset:?}");
+    assert!(reset.reason().contains("history was lost"), "{reset:?}");
     let pid = server.pid();
     let after = publish_until_acknowledged(&server, "joe", 2).await;
     assert_eq!(server.pid(), pid, "the same process publishes again");
-    // The stream stayed open through the outage; it may be told to reload (Redis came
-    // back empty), but the event acknowledged after the restart reaches it.
-    guard(async { while stream.next_event().await.id != after {} }).await;
+    // The event acknowledged after the restart is the next one on the same stream.
+    let event = stream.next_event().await;
+    assert_eq!(
+        (event.n(), position_in(&event.id, &user("joe"))),
+        (Some(2), after)
+    );
+    assert_eq!(stream.reconnections, 0, "the stream stayed open");
     assert!(
         !server.output().contains(password),
         "the password reached the logs"
@@ -284,7 +297,8 @@ async fn a_resume_while_redis_is_frozen_waits_then_replays_exactly_what_was_miss
     let server = start_on(&redis.url(), &[], &[]).await;
     let stream_url = server.sse_url("ida", &[]);
     let mut stream = RawStream::open(&stream_url, None).await;
-    wait_for_subscribers(&redis, "sseor:user:ida", "1").await;
+    wait_for_subscribers(&redis, "sseor:{user:ida}", "1").await;
+    opened(&mut stream).await;
     let mut last = String::new();
     for n in 0..3 {
         assert_eq!(server.publish(&numbered("ida", n)).await.0, 202);
@@ -293,7 +307,7 @@ async fn a_resume_while_redis_is_frozen_waits_then_replays_exactly_what_was_miss
         last = event.id;
     }
     drop(stream);
-    wait_for_subscribers(&redis, "sseor:user:ida", "0").await;
+    wait_for_subscribers(&redis, "sseor:{user:ida}", "0").await;
     for n in 3..7 {
         assert_eq!(server.publish(&numbered("ida", n)).await.0, 202);
     }
@@ -322,11 +336,11 @@ async fn a_resume_while_redis_is_frozen_waits_then_replays_exactly_what_was_miss
     let live = publish_until_acknowledged(&server, "ida", 7).await;
     let event = resumed.next_event().await;
     assert_eq!(
-        (event.n(), event.id),
+        (event.n(), position_in(&event.id, &user("ida"))),
         (Some(7), live),
         "then live, nothing twice"
     );
-    eprintln!("reconnections: {}", resumed.reconnections);
+    assert_eq!(resumed.reconnections, 0, "the resumed stream stayed open");
 }
 
 #[tokio::test]
@@ -336,7 +350,8 @@ async fn a_resume_while_redis_refuses_reads_gets_one_reset_then_live() {
     let server = start_on(&url, &[], &[]).await;
     let stream_url = server.sse_url("kim", &[]);
     let mut stream = RawStream::open(&stream_url, None).await;
-    wait_for_subscribers(&redis, "sseor:user:kim", "1").await;
+    wait_for_subscribers(&redis, "sseor:{user:kim}", "1").await;
+    opened(&mut stream).await;
     assert_eq!(server.publish(&numbered("kim", 0)).await.0, 202);
     let last = stream.next_event().await.id;
     drop(stream);
@@ -355,7 +370,11 @@ async fn a_resume_while_redis_refuses_reads_gets_one_reset_then_live() {
     assert_eq!(redis.cli(&["ACL", "SETUSER", "app", "+@all"]), "OK");
     let live = publish_until_acknowledged(&server, "kim", 3).await;
     let event = resumed.next_event().await;
-    assert_eq!((event.n(), event.id), (Some(3), live), "then live");
+    assert_eq!(
+        (event.n(), position_in(&event.id, &user("kim"))),
+        (Some(3), live),
+        "then live"
+    );
     assert!(
         !server.output().contains("app-pass"),
         "a password was logged"
@@ -384,7 +403,7 @@ async fn assert_heartbeat_pace(server: &Server, stream: &mut RawStream) {
         match tokio::time::timeout(left, stream.next()).await {
             Err(_) => break,
             Ok(Next::Frame(frame)) if frame.comment => beats.push(frame.at),
-            Ok(Next::Frame(frame)) if frame.data.is_empty() => {} // the opening `retry:`
+            Ok(Next::Frame(frame)) if frame.data.is_empty() => {} // the opening `retry:`, `id:`
             Ok(other) => panic!("only heartbeats while Redis is down: {other:?}"),
         }
     }
@@ -413,7 +432,7 @@ async fn heartbeats_keep_their_pace_while_redis_is_down() {
     let mut redis = RedisServer::start();
     let server = start_on(&redis.url(), &[], &["--heartbeat", "400ms"]).await;
     let mut stream = RawStream::open(&server.sse_url("lea", &[]), None).await;
-    wait_for_subscribers(&redis, "sseor:user:lea", "1").await;
+    wait_for_subscribers(&redis, "sseor:{user:lea}", "1").await;
 
     redis.kill();
     wait_for_readyz(&server, 503).await;
@@ -449,8 +468,9 @@ async fn a_stream_opened_while_redis_is_down_is_refused_with_503_and_retry_after
     redis.restart();
     wait_for_readyz(&server, 200).await;
     let mut stream = RawStream::open(&server.sse_url("max", &[]), None).await;
+    opened(&mut stream).await;
     let id = publish_until_acknowledged(&server, "max", 1).await;
-    assert_eq!(stream.next_event().await.id, id);
+    assert_eq!(position_in(&stream.next_event().await.id, &user("max")), id);
 }
 
 fn now() -> u64 {
@@ -545,8 +565,9 @@ async fn publish_to_every_kind_of_target(server: &Server, tag: &str) {
     }
 }
 
-/// Waits for the opening `retry:` of `stream`: a new stream starts once its
-/// subscriptions are in effect, so that nothing published from then on is missed.
+/// Waits for the opening `retry:` of `stream`: a stream sends nothing before its
+/// subscriptions are in effect and it has settled where it starts, so that nothing
+/// published from then on is missed.
 async fn opened(stream: &mut RawStream) {
     match guard(stream.next()).await {
         Next::Frame(frame) if frame.data.is_empty() && !frame.comment => {}

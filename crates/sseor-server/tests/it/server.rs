@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::json;
+use sseor::Target;
 use sseor_testkit::server::{Server, command, listening_command, run_to_exit, server_env};
 use sseor_testkit::sse::{Client, data_of};
 use sseor_testkit::{guard, http};
@@ -11,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::SSEOR;
+use crate::cursor::{cursor_at, position_in, seq_of, topic, user};
 
 // ---------------------------------------------------------------------------------------
 // The command line
@@ -230,11 +232,12 @@ async fn readme_walkthrough_reaches_the_user_the_topic_and_everyone() {
     assert_eq!(status, 202, "{published}");
     assert_eq!(published["delivered_locally"], 1, "{published}");
     let id = published["id"].as_str().expect("a string id").to_owned();
-    assert!(!id.is_empty());
+    assert_eq!(seq_of(&id), 1, "the user's first event: {id}");
 
+    // The event's `id:` is the stream's cursor, which holds the event's position.
     let event = user123.next_event().await;
     assert_eq!(event.event, "transaction.updated");
-    assert_eq!(event.id, id);
+    assert_eq!(position_in(&event.id, &user("user123")), id);
     assert_eq!(data_of(&event), data);
 
     // A topic event: only user456 joined `news`.
@@ -244,14 +247,16 @@ async fn readme_walkthrough_reaches_the_user_the_topic_and_everyone() {
     assert_eq!(status, 202, "{published}");
     assert_eq!(published["delivered_locally"], 1, "{published}");
     let news_id = published["id"].as_str().unwrap().to_owned();
-    assert_ne!(news_id, id);
+    assert_eq!(
+        seq_of(&news_id),
+        1,
+        "the topic numbers its own events: {news_id}"
+    );
     // Its first event is the topic event: the user123 event, published earlier, never
     // reached it.
     let event = user456.next_event().await;
-    assert_eq!(
-        (event.event.as_str(), event.id.as_str()),
-        ("headline", news_id.as_str())
-    );
+    assert_eq!(event.event, "headline");
+    assert_eq!(position_in(&event.id, &topic("news")), news_id);
     assert_eq!(data_of(&event), json!({"n": 1}));
 
     // A broadcast reaches both; for user123 it is the next event, so the topic event did
@@ -261,10 +266,16 @@ async fn readme_walkthrough_reaches_the_user_the_topic_and_everyone() {
         .await;
     assert_eq!(status, 202, "{published}");
     assert_eq!(published["delivered_locally"], 2, "{published}");
+    let everyone_id = published["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        seq_of(&everyone_id),
+        1,
+        "the broadcasts number their own events"
+    );
     for client in [&mut user123, &mut user456] {
         let event = client.next_event().await;
         assert_eq!(event.event, "maintenance");
-        assert_eq!(event.id, published["id"].as_str().unwrap());
+        assert_eq!(position_in(&event.id, &Target::All), everyone_id);
         assert_eq!(data_of(&event), json!({"in": "5m"}));
     }
 
@@ -272,12 +283,17 @@ async fn readme_walkthrough_reaches_the_user_the_topic_and_everyone() {
     let body = json!({"user_id": "user123", "event": {"id": "custom-7", "type": "t"}});
     let (status, published) = server.publish(&body).await;
     assert_eq!(status, 202);
-    assert_ne!(published["id"], "custom-7");
+    let custom_id = published["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        seq_of(&custom_id),
+        2,
+        "the user's second event: {custom_id}"
+    );
     let (status, repeated) = server.publish(&body).await;
     assert_eq!((status, &repeated["duplicate"]), (202, &json!(true)));
     assert_eq!(repeated["id"], published["id"]);
     let event = user123.next_event().await;
-    assert_eq!(event.id, published["id"].as_str().unwrap());
+    assert_eq!(position_in(&event.id, &user("user123")), custom_id);
     assert_eq!(event.data, "{}");
 }
 
@@ -422,7 +438,10 @@ async fn an_injected_event_reaches_no_client() {
     assert_eq!(status, 202, "{published}");
     let event = client.next_event().await;
     assert_eq!(event.event, "good", "the first event received: {event:?}");
-    assert_eq!(event.id, published["id"].as_str().unwrap());
+    assert_eq!(
+        position_in(&event.id, &user("victim")),
+        published["id"].as_str().unwrap()
+    );
     assert_eq!(data_of(&event), json!({"ok": 1}));
 }
 
@@ -732,16 +751,25 @@ async fn publish_padded(server: &Server, user: &str, n: usize) -> String {
 async fn history_beyond_its_byte_bound_is_evicted_oldest_first() {
     let server = Server::start(SSEOR, &["--history-max-bytes", "65536"]).await;
     let first = publish_padded(&server, "user0", 0).await;
-    // About 200 KiB to other users, nobody connected: user0's first event goes.
-    for n in 1..100 {
+    publish_padded(&server, "user0", 1).await;
+    // About 200 KiB to other users, nobody connected: user0's first two events go.
+    for n in 2..100 {
         publish_padded(&server, &format!("user{n}"), n).await;
     }
     let kept = publish_padded(&server, "user0", 100).await;
     publish_padded(&server, "user0", 101).await;
 
-    let resume = |after: &str| format!("{}&last_event_id={after}", server.sse_url("user0", &[]));
+    // What a client that saw the event at `after` resumes from: after `first`, it needs
+    // the second event, which is gone.
+    let resume = |after: &str| {
+        let cursor = cursor_at(&[(user("user0"), after)]);
+        format!("{}&last_event_id={cursor}", server.sse_url("user0", &[]))
+    };
     let mut evicted = Client::connect(&resume(&first)).await;
-    assert_eq!(evicted.next_event().await.event, "sseor.reset");
+    let reset = evicted.next_event().await;
+    assert_eq!(reset.event, "sseor.reset");
+    let reason = data_of(&reset)["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("older than the history kept"), "{reason}");
     let mut replayed = Client::connect(&resume(&kept)).await;
     let event = replayed.next_event().await;
     assert_eq!(event.event, "n");
