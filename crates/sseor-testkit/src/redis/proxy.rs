@@ -104,10 +104,12 @@ fn relay(
                 break;
             }
             let sent = &buffer[..read];
+            // The command itself, `SUBSCRIBE` as a bulk string of its own: the word may
+            // also appear inside other commands' arguments (scripts, functions).
             if !subscriber
                 && String::from_utf8_lossy(sent)
                     .to_ascii_uppercase()
-                    .contains("SUBSCRIBE")
+                    .contains("\r\nSUBSCRIBE\r\n")
             {
                 subscriber = true;
                 if stalled.load(Ordering::SeqCst) {

@@ -213,25 +213,24 @@ impl State {
         &self,
         target: &Target,
         from: u64,
-        out: &mut Vec<(u64, Replayed)>,
+        out: &mut Vec<Vec<(u64, Replayed)>>,
     ) -> std::result::Result<(), resume::Reason> {
         let Some(sequence) = self.sequences.get(target) else {
             return Ok(());
         };
         let first_kept = sequence.events.front().map(|stored| stored.seq);
         resume::complete(first_kept, from, sequence.seq)?;
-        out.extend(
+        out.push(
             sequence
                 .events
                 .iter()
                 .filter(|stored| stored.seq >= from)
                 .map(|stored| {
                     let position = Position::new(sequence.epoch, stored.seq);
-                    (
-                        stored.order,
-                        (target.clone(), position, stored.event.clone()),
-                    )
-                }),
+                    let replayed = (target.clone(), position, stored.event.clone());
+                    (stored.order, replayed)
+                })
+                .collect(),
         );
         Ok(())
     }

@@ -134,11 +134,30 @@ pub(super) fn complete(first_kept: Option<u64>, from: u64, now: u64) -> Result<(
     }
 }
 
-/// The events of every target in the order they were published: by the time each was
-/// published (`ms`), each target's own in order.
-pub(super) fn in_order(mut events: Vec<(u64, Replayed)>) -> Vec<Replayed> {
-    events.sort_by_key(|(ms, _)| *ms);
-    events.into_iter().map(|(_, replayed)| replayed).collect()
+/// The events of every target in the order they were published, each target's own in
+/// their order: `per_target` holds each target's events in order, each with when it was
+/// published (`ms`), and they are merged by that time. Clocks of different publishers
+/// may disagree, so a time never reorders the events of one target.
+pub(super) fn in_order(per_target: Vec<Vec<(u64, Replayed)>>) -> Vec<Replayed> {
+    let total = per_target.iter().map(Vec::len).sum();
+    let mut lists: Vec<std::iter::Peekable<std::vec::IntoIter<(u64, Replayed)>>> = per_target
+        .into_iter()
+        .map(|list| list.into_iter().peekable())
+        .collect();
+    let mut merged = Vec::with_capacity(total);
+    loop {
+        let next = lists
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, list)| list.peek().map(|(ms, _)| (*ms, i)))
+            .min();
+        let Some((_, i)) = next else {
+            return merged;
+        };
+        if let Some((_, replayed)) = lists[i].next() {
+            merged.push(replayed);
+        }
+    }
 }
 
 /// What a broker that keeps no history answers: the stream starts live in every target,
@@ -199,11 +218,22 @@ mod tests {
     }
 
     #[test]
-    fn a_replay_is_in_the_order_of_publishing() {
-        let user = Target::user("u").unwrap();
-        let event = |seq| (user.clone(), Position::new(1, seq), crate::Event::new("t"));
-        let replay = in_order(vec![(30, event(3)), (10, event(1)), (20, event(2))]);
-        let seqs: Vec<u64> = replay.iter().map(|(_, p, _)| p.seq()).collect();
-        assert_eq!(seqs, [1, 2, 3]);
+    fn a_replay_merges_targets_by_time_and_keeps_each_targets_order() {
+        let event = |target: &Target, seq| (target.clone(), Position::new(1, seq), crate::Event::new("t"));
+        let (user, all) = (Target::user("u").unwrap(), Target::All);
+        // The user's second event carries an earlier time than its first (another
+        // publisher's clock): it still comes second.
+        let replay = in_order(vec![
+            vec![(10, event(&user, 1)), (9, event(&user, 2)), (40, event(&user, 3))],
+            vec![(5, event(&all, 1)), (20, event(&all, 2))],
+        ]);
+        let order: Vec<(bool, u64)> = replay
+            .iter()
+            .map(|(target, p, _)| (*target == user, p.seq()))
+            .collect();
+        assert_eq!(
+            order,
+            [(false, 1), (true, 1), (true, 2), (false, 2), (true, 3)]
+        );
     }
 }

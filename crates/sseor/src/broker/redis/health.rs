@@ -111,6 +111,17 @@ impl Health {
         Ok(())
     }
 
+    /// The subscriber was busy (subscribing thousands of channels, catching up): the
+    /// answers of the probes it sent meanwhile wait unread, so their time starts now.
+    pub(super) fn was_busy(&mut self) {
+        let now = Instant::now();
+        for probe in self.probes.values_mut() {
+            if let Some(since) = &mut probe.waiting_since {
+                *since = now;
+            }
+        }
+    }
+
     /// Whether a probe has waited longer than `limit` for its answer.
     pub(super) fn probe_overdue(&self, limit: Duration) -> bool {
         self.probes.values().any(|probe| {

@@ -36,6 +36,11 @@ fn history_entry(id: &str, fields: &[(String, String)]) -> Option<Entry> {
     Some(Entry { seq, ms, event })
 }
 
+/// The position a sequence's fields `e` and `s` hold: epoch 0 when there is none.
+fn sequence_position(epoch: Option<u32>, seq: Option<u64>) -> Position {
+    epoch.map_or_else(Position::default, |epoch| Position::new(epoch, seq.unwrap_or(0)))
+}
+
 impl RedisPublisher {
     /// Where `target` stands: epoch 0 when it has no sequence.
     pub(super) async fn position(&self, target: &Target) -> Result<Position> {
@@ -43,14 +48,22 @@ impl RedisPublisher {
         read.arg(self.names.sequence(target)).arg("e").arg("s");
         let (epoch, seq): (Option<u32>, Option<u64>) =
             self.commands.query(&read).await.map_err(unavailable)?;
-        Ok(epoch.map_or_else(Position::default, |epoch| {
-            Position::new(epoch, seq.unwrap_or(0))
-        }))
+        Ok(sequence_position(epoch, seq))
     }
 
     /// Where each of `targets` stands, read at once.
     pub(super) async fn positions(&self, targets: &[Target]) -> Result<Vec<Position>> {
-        try_join_all(targets.iter().map(|target| self.position(target))).await
+        if self.commands.is_cluster() {
+            // A pipeline goes to one node: on a cluster, each read goes to its own.
+            return try_join_all(targets.iter().map(|target| self.position(target))).await;
+        }
+        let mut reads = redis::pipe();
+        for target in targets {
+            reads.cmd("HMGET").arg(self.names.sequence(target)).arg("e").arg("s");
+        }
+        let read: Vec<(Option<u32>, Option<u64>)> =
+            self.commands.pipeline(&reads).await.map_err(unavailable)?;
+        Ok(read.into_iter().map(|(epoch, seq)| sequence_position(epoch, seq)).collect())
     }
 
     /// The events of `target`'s history numbered `from` and later, at most `count`;
@@ -102,14 +115,19 @@ impl RedisPublisher {
             {
                 return Ok(reason.reset(positions));
             }
-            missed.extend(entries.into_iter().map(|entry| {
-                let replayed: Replayed = (
-                    target.clone(),
-                    Position::new(now.epoch(), entry.seq),
-                    entry.event,
-                );
-                (entry.ms, replayed)
-            }));
+            missed.push(
+                entries
+                    .into_iter()
+                    .map(|entry| {
+                        let replayed: Replayed = (
+                            target.clone(),
+                            Position::new(now.epoch(), entry.seq),
+                            entry.event,
+                        );
+                        (entry.ms, replayed)
+                    })
+                    .collect(),
+            );
         }
         Ok(History::Events {
             events: resume::in_order(missed),

@@ -14,6 +14,14 @@ use super::scripts::FUNCTIONS;
 use crate::broker::{Published, Retention};
 use crate::{Error, Event, Position, Result, Target};
 
+/// The serving instances' retention before it is read: none, so that this process's own
+/// applies.
+const NOTHING_RECORDED: Retention = Retention {
+    max_events: 0,
+    max_age: Duration::ZERO,
+    max_bytes: 0,
+};
+
 /// How long the serving instances' recorded retention is trusted before it is read again.
 const RETENTION_READ_EVERY: Duration = Duration::from_secs(10);
 
@@ -65,10 +73,16 @@ impl RedisPublisher {
             commands: Commands::new(endpoint.clone(), config),
             names: Names::new(&options.prefix),
             retention: options.retention,
-            recorded: Arc::new(Mutex::new((None, Retention::default()))),
+            recorded: Arc::new(Mutex::new((None, NOTHING_RECORDED))),
             wait_replicas: options.wait_replicas,
             timeout: options.timeout,
         };
+        // Bounded: a Redis not reachable yet must not hold the start up.
+        let _ = tokio::time::timeout(
+            options.timeout / 4,
+            publisher.read_recorded_retention_now(),
+        )
+        .await;
         // A Redis not reachable yet gets the functions with the first publish.
         if let Err(e) = publisher.load_functions().await {
             if e.to_string().contains("unknown command") {
@@ -204,28 +218,32 @@ impl RedisPublisher {
         }
     }
 
+    /// Reads the serving instances' retention again, in the background.
     fn read_recorded_retention(&self) {
-        let mut state = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        self.recorded.lock().unwrap_or_else(PoisonError::into_inner).0 = Some(Instant::now());
+        let publisher = self.clone();
+        tokio::spawn(async move { publisher.read_recorded_retention_now().await });
+    }
+
+    /// Reads the serving instances' retention; keeps what it knew when Redis cannot tell.
+    async fn read_recorded_retention_now(&self) {
         // Marked read now, so that the publishes meanwhile do not all ask again.
-        state.0 = Some(Instant::now());
-        drop(state);
-        let commands = self.commands.clone();
-        let recorded = self.recorded.clone();
+        self.recorded.lock().unwrap_or_else(PoisonError::into_inner).0 = Some(Instant::now());
         let mut read = redis::cmd("MGET");
         read.arg(self.names.retention_events())
             .arg(self.names.retention_age());
-        tokio::spawn(async move {
-            let Ok((events, age_ms)) = commands.query::<(Option<usize>, Option<u64>)>(&read).await
-            else {
-                return;
-            };
-            let mut state = recorded.lock().unwrap_or_else(PoisonError::into_inner);
-            state.1 = Retention {
-                max_events: events.unwrap_or(0),
-                max_age: Duration::from_millis(age_ms.unwrap_or(0)),
-                max_bytes: 0,
-            };
-        });
+        let Ok((events, age_ms)) = self
+            .commands
+            .query::<(Option<usize>, Option<u64>)>(&read)
+            .await
+        else {
+            return;
+        };
+        self.recorded.lock().unwrap_or_else(PoisonError::into_inner).1 = Retention {
+            max_events: events.unwrap_or(0),
+            max_age: Duration::from_millis(age_ms.unwrap_or(0)),
+            max_bytes: 0,
+        };
     }
 
     /// Keeps `value` under the ticket `key` for `ttl` (at least 1 ms).

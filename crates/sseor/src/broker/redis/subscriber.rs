@@ -139,7 +139,7 @@ impl Subscriber {
         }
         let targets: Vec<Target> = self.wanted.keys().cloned().collect();
         for batch in targets.chunks(SUBSCRIBE_BATCH) {
-            let Ok(now) = self.publisher.positions(batch).await else {
+            let Some(now) = self.read_positions(batch).await else {
                 tracing::warn!("cannot tell what was missed; ending streams");
                 self.fanout.release_all();
                 return;
@@ -147,7 +147,22 @@ impl Subscriber {
             for (target, now) in batch.iter().zip(now) {
                 self.returned(target, now).await;
             }
+            self.shared.health().was_busy();
         }
+    }
+
+    /// Where `targets` stand; `None` when Redis cannot tell. The command connection may be
+    /// reconnecting too, just after the subscription came back: its first answers can be
+    /// errors.
+    async fn read_positions(&self, targets: &[Target]) -> Option<Vec<Position>> {
+        for _ in 0..5 {
+            match self.publisher.positions(targets).await {
+                Ok(now) => return Some(now),
+                Err(e) => tracing::debug!(error = %e, "positions not read yet"),
+            }
+            tokio::time::sleep(self.shared.options.probe_interval / 2).await;
+        }
+        None
     }
 
     /// What the streams of `target` need now that it stands at `now`.
@@ -512,6 +527,8 @@ impl Subscriber {
         }
         self.learn_positions(&subscribe).await;
         self.pass_barriers();
+        // Probe answers waited behind all this: they are not late.
+        self.shared.health().was_busy();
         Ok(())
     }
 
