@@ -97,7 +97,13 @@
       this._channel = null;      // the BroadcastChannel to the other tabs
       this._lockRequest = null;  // aborts the wait for (or the hold of) the leader's lock
       this._releaseLock = null;  // gives up the leader's lock, once held
-      this._onWire = (event) => this._received(event.type, event.data, event.lastEventId, true);
+      // An event without an `id:` of its own (a transient one) carries the id of the one
+      // before it: it is told apart by that, and passed on without an id.
+      this._onWire = (event) => {
+        const own = event.lastEventId !== this._wireId;
+        this._wireId = event.lastEventId;
+        this._received(event.type, event.data, own ? event.lastEventId : "", true);
+      };
       this._start();
     }
 
@@ -177,6 +183,7 @@
       }
       if (this._closed) return;
       const es = new EventSource(url, { withCredentials: this.options.withCredentials });
+      this._wireId = null;
       this._es = es;
       let opened = false;
       es.onopen = () => {

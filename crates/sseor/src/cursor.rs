@@ -96,6 +96,16 @@ impl Cursor {
         true
     }
 
+    /// Moves `target` back to `position` when it is earlier in the same epoch.
+    pub(crate) fn lower(&mut self, target: &Target, position: Position) {
+        if let Some((_, mark)) = self.marks.iter_mut().find(|(t, _)| t == target)
+            && mark.epoch() == position.epoch()
+            && position.seq() < mark.seq()
+        {
+            *mark = position;
+        }
+    }
+
     /// Moves `target` to `position` whatever it was: after a reset.
     pub(crate) fn reset(&mut self, target: &Target, position: Position) {
         if let Some((_, mark)) = self.marks.iter_mut().find(|(t, _)| t == target) {

@@ -272,6 +272,11 @@ fn replay_of(history: History, start: &[(Target, Option<Position>)]) -> Replay {
                 cursor: Cursor::at(cursor),
                 frames,
                 through: positions,
+                live: start
+                    .iter()
+                    .filter(|(_, at)| at.is_none())
+                    .map(|(target, _)| target.clone())
+                    .collect(),
             }
         }
         History::Reset { reason, positions } => {
@@ -291,6 +296,7 @@ fn replay_of(history: History, start: &[(Target, Option<Position>)]) -> Replay {
                 cursor: Cursor::at(positions),
                 frames,
                 through: Vec::new(),
+                live: Vec::new(),
             }
         }
     }

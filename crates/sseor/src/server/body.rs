@@ -28,6 +28,8 @@ pub(crate) struct Replay {
     /// Where each target stood when the history was read: the stream passes it, so that
     /// live events the replay covered are not sent twice.
     pub(crate) through: Vec<(Target, Position)>,
+    /// The targets the stream starts live in (no cursor held them).
+    pub(crate) live: Vec<Target>,
 }
 
 /// Streams a stream's queue, each event after an `id:` line written from the stream's
@@ -125,13 +127,14 @@ impl EventBody {
     /// before any event arrives then resumes from here.
     fn settle(&mut self, replay: Replay) {
         self.cursor = replay.cursor;
+        let queued = self.start_live(&replay.live);
         let mut buf = BytesMut::new();
         let mut cursor_sent = false;
         for frame in &replay.frames {
             cursor_sent = self.append(frame, &mut buf) && frame.stamp.is_some();
         }
         for (target, position) in &replay.through {
-            if self.cursor.advance(target, *position) {
+            if !replay.live.contains(target) && self.cursor.advance(target, *position) {
                 cursor_sent = false;
             }
         }
@@ -139,7 +142,26 @@ impl EventBody {
             self.cursor.put_id_line(&mut buf);
             buf.put_u8(b'\n');
         }
+        for frame in &queued {
+            self.append(frame, &mut buf);
+        }
         self.pending.push_back(buf.freeze());
+    }
+
+    /// Takes the frames queued while the stream's start was read. Those of a target the
+    /// stream starts live in were published after the stream registered, so they are news
+    /// to its client, even when the position read already counts them: the stream starts
+    /// just before the first of them. Returns them, to be sent after the start.
+    fn start_live(&mut self, live: &[Target]) -> Vec<Queued> {
+        let queued: Vec<Queued> = std::iter::from_fn(|| self.queue.try_recv()).collect();
+        for frame in &queued {
+            if let Some(Stamp::Event(target, position)) = &frame.stamp
+                && live.contains(target)
+            {
+                self.cursor.lower(target, position.before());
+            }
+        }
+        queued
     }
 }
 
