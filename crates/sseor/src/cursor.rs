@@ -130,7 +130,10 @@ impl Cursor {
         buf.put_slice(b"id: ");
         buf.put_slice(VERSION.as_bytes());
         let start = buf.len();
-        buf.resize(start + base64::encoded_len(raw.len(), false).unwrap_or(0), 0);
+        buf.resize(
+            start + base64::encoded_len(raw.len(), false).unwrap_or(0),
+            0,
+        );
         let written = URL_SAFE_NO_PAD
             .encode_slice(raw, &mut buf[start..])
             .unwrap_or(0);

@@ -219,12 +219,22 @@ mod tests {
 
     #[test]
     fn a_replay_merges_targets_by_time_and_keeps_each_targets_order() {
-        let event = |target: &Target, seq| (target.clone(), Position::new(1, seq), crate::Event::new("t"));
+        let event = |target: &Target, seq| {
+            (
+                target.clone(),
+                Position::new(1, seq),
+                crate::Event::new("t"),
+            )
+        };
         let (user, all) = (Target::user("u").unwrap(), Target::All);
         // The user's second event carries an earlier time than its first (another
         // publisher's clock): it still comes second.
         let replay = in_order(vec![
-            vec![(10, event(&user, 1)), (9, event(&user, 2)), (40, event(&user, 3))],
+            vec![
+                (10, event(&user, 1)),
+                (9, event(&user, 2)),
+                (40, event(&user, 3)),
+            ],
             vec![(5, event(&all, 1)), (20, event(&all, 2))],
         ]);
         let order: Vec<(bool, u64)> = replay

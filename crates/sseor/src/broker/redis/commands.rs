@@ -89,8 +89,9 @@ impl Commands {
         self.endpoint.cluster().is_some()
     }
 
-    /// Runs `command` on the connection; with Sentinel, an error that says the master
-    /// may have moved drops the connection, so that the next command asks Sentinel again.
+    /// Runs `command` on the connection; with Sentinel or a cluster, an error that says a
+    /// master may have moved drops the connection, so that the next command asks Sentinel
+    /// again, or learns the cluster's masters anew from its seed nodes.
     pub(super) async fn run<T, F, Fut>(&self, command: F) -> redis::RedisResult<T>
     where
         F: FnOnce(Connection) -> Fut,
@@ -98,7 +99,7 @@ impl Commands {
     {
         let result = command(self.connection().await?).await;
         if let Err(error) = &result
-            && matches!(*self.endpoint, Endpoint::Sentinel(_))
+            && matches!(*self.endpoint, Endpoint::Sentinel(_) | Endpoint::Cluster(_))
             && master_may_have_moved(error)
         {
             *self.current.lock().await = None;

@@ -38,7 +38,9 @@ fn history_entry(id: &str, fields: &[(String, String)]) -> Option<Entry> {
 
 /// The position a sequence's fields `e` and `s` hold: epoch 0 when there is none.
 fn sequence_position(epoch: Option<u32>, seq: Option<u64>) -> Position {
-    epoch.map_or_else(Position::default, |epoch| Position::new(epoch, seq.unwrap_or(0)))
+    epoch.map_or_else(Position::default, |epoch| {
+        Position::new(epoch, seq.unwrap_or(0))
+    })
 }
 
 impl RedisPublisher {
@@ -59,11 +61,18 @@ impl RedisPublisher {
         }
         let mut reads = redis::pipe();
         for target in targets {
-            reads.cmd("HMGET").arg(self.names.sequence(target)).arg("e").arg("s");
+            reads
+                .cmd("HMGET")
+                .arg(self.names.sequence(target))
+                .arg("e")
+                .arg("s");
         }
         let read: Vec<(Option<u32>, Option<u64>)> =
             self.commands.pipeline(&reads).await.map_err(unavailable)?;
-        Ok(read.into_iter().map(|(epoch, seq)| sequence_position(epoch, seq)).collect())
+        Ok(read
+            .into_iter()
+            .map(|(epoch, seq)| sequence_position(epoch, seq))
+            .collect())
     }
 
     /// The events of `target`'s history numbered `from` and later, at most `count`;

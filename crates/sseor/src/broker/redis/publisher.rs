@@ -78,11 +78,8 @@ impl RedisPublisher {
             timeout: options.timeout,
         };
         // Bounded: a Redis not reachable yet must not hold the start up.
-        let _ = tokio::time::timeout(
-            options.timeout / 4,
-            publisher.read_recorded_retention_now(),
-        )
-        .await;
+        let _ = tokio::time::timeout(options.timeout / 4, publisher.read_recorded_retention_now())
+            .await;
         // A Redis not reachable yet gets the functions with the first publish.
         if let Err(e) = publisher.load_functions().await {
             if e.to_string().contains("unknown command") {
@@ -220,7 +217,10 @@ impl RedisPublisher {
 
     /// Reads the serving instances' retention again, in the background.
     fn read_recorded_retention(&self) {
-        self.recorded.lock().unwrap_or_else(PoisonError::into_inner).0 = Some(Instant::now());
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0 = Some(Instant::now());
         let publisher = self.clone();
         tokio::spawn(async move { publisher.read_recorded_retention_now().await });
     }
@@ -228,7 +228,10 @@ impl RedisPublisher {
     /// Reads the serving instances' retention; keeps what it knew when Redis cannot tell.
     async fn read_recorded_retention_now(&self) {
         // Marked read now, so that the publishes meanwhile do not all ask again.
-        self.recorded.lock().unwrap_or_else(PoisonError::into_inner).0 = Some(Instant::now());
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0 = Some(Instant::now());
         let mut read = redis::cmd("MGET");
         read.arg(self.names.retention_events())
             .arg(self.names.retention_age());
@@ -239,7 +242,10 @@ impl RedisPublisher {
         else {
             return;
         };
-        self.recorded.lock().unwrap_or_else(PoisonError::into_inner).1 = Retention {
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1 = Retention {
             max_events: events.unwrap_or(0),
             max_age: Duration::from_millis(age_ms.unwrap_or(0)),
             max_bytes: 0,

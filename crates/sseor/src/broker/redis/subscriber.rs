@@ -103,13 +103,18 @@ impl Subscriber {
                     } else {
                         tracing::info!(channels = self.wanted.len(), "subscribed to Redis");
                     }
-                    self.catch_up().await;
-                    delay = Duration::from_millis(100);
-                    // Everything wanted is subscribed: waiting streams may read history.
-                    self.pass_barriers();
-                    match self.serve(pubsub).await {
-                        SessionEnd::Stopped => return,
-                        SessionEnd::Lost(reason) => reason,
+                    match self.catch_up().await {
+                        Ok(()) => {
+                            delay = Duration::from_millis(100);
+                            // Everything wanted is subscribed: waiting streams may read
+                            // history.
+                            self.pass_barriers();
+                            match self.serve(pubsub).await {
+                                SessionEnd::Stopped => return,
+                                SessionEnd::Lost(reason) => reason,
+                            }
+                        }
+                        Err(reason) => reason,
                     }
                 }
                 Err(reason) => reason,
@@ -132,37 +137,42 @@ impl Subscriber {
     /// Once subscribed: reads where every target followed stands, and delivers what its
     /// streams missed while the subscription was down (or resets them when that cannot be
     /// told). The first time, it only learns where the targets stand.
-    async fn catch_up(&mut self) {
+    ///
+    /// # Errors
+    /// Why Redis cannot tell where the targets stand now: the subscription starts over,
+    /// and the streams wait for what they missed, open.
+    async fn catch_up(&mut self) -> std::result::Result<(), String> {
         if !self.policy_checked {
             self.policy_checked = true;
             self.warn_if_evicting().await;
         }
         let targets: Vec<Target> = self.wanted.keys().cloned().collect();
         for batch in targets.chunks(SUBSCRIBE_BATCH) {
-            let Some(now) = self.read_positions(batch).await else {
-                tracing::warn!("cannot tell what was missed; ending streams");
-                self.fanout.release_all();
-                return;
-            };
+            let now = self.read_positions(batch).await?;
             for (target, now) in batch.iter().zip(now) {
                 self.returned(target, now).await;
             }
             self.shared.health().was_busy();
         }
+        Ok(())
     }
 
-    /// Where `targets` stand; `None` when Redis cannot tell. The command connection may be
-    /// reconnecting too, just after the subscription came back: its first answers can be
-    /// errors.
-    async fn read_positions(&self, targets: &[Target]) -> Option<Vec<Position>> {
-        for _ in 0..5 {
+    /// Where `targets` stand; why not when Redis cannot tell. The command connection may
+    /// be reconnecting too, just after the subscription came back: its first answers can
+    /// be errors.
+    async fn read_positions(
+        &self,
+        targets: &[Target],
+    ) -> std::result::Result<Vec<Position>, String> {
+        let mut failed = String::new();
+        for _ in 0..3 {
             match self.publisher.positions(targets).await {
-                Ok(now) => return Some(now),
-                Err(e) => tracing::debug!(error = %e, "positions not read yet"),
+                Ok(now) => return Ok(now),
+                Err(e) => failed = format!("cannot tell what was missed: {e}"),
             }
             tokio::time::sleep(self.shared.options.probe_interval / 2).await;
         }
-        None
+        Err(failed)
     }
 
     /// What the streams of `target` need now that it stands at `now`.
