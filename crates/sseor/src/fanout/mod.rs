@@ -147,7 +147,9 @@ impl Fanout {
             bytes,
             kind: None,
         });
-        self.registry.deliver(target, &frame)
+        let recipients = self.registry.deliver(target, &frame);
+        self.registry.metrics().delivered(recipients);
+        recipients
     }
 
     /// Local streams of `target`.
