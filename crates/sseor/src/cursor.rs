@@ -367,7 +367,7 @@ mod tests {
                     .map(|other| (other, topic))
             })
             .unwrap();
-        let id = busy(&[a.clone()]).to_string();
+        let id = busy(std::slice::from_ref(&a)).to_string();
         assert_eq!(Cursor::parse(&id, &[a, b]), Err(InvalidCursor::Ambiguous));
     }
 }

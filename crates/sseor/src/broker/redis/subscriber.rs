@@ -407,7 +407,7 @@ impl Subscriber {
                         return SessionEnd::Lost("probes stopped coming back".into());
                     }
                     ticks = ticks.wrapping_add(1);
-                    if ticks % PROBES_RECHECKED_EVERY == 0 {
+                    if ticks.is_multiple_of(PROBES_RECHECKED_EVERY) {
                         self.follow_masters(&mut pubsub).await;
                     }
                     self.send_probes();
