@@ -179,3 +179,82 @@ async fn missed_events_older_than_the_retention_age_mean_a_reset() {
     let server = Server::with(Manager::builder().history(1000, Duration::from_millis(300))).await;
     crate::common::missed_events_older_than_the_retention_age_mean_a_reset(&server).await;
 }
+
+/// The bytes of `body` until they hold `needle`.
+async fn body_until(body: &mut axum::body::Body, needle: &str) -> String {
+    use http_body_util::BodyExt;
+    let mut text = String::new();
+    sseor_testkit::guard(async {
+        while !text.contains(needle) {
+            let frame = body.frame().await.expect("the stream ended").unwrap();
+            if let Ok(data) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+    })
+    .await;
+    text
+}
+
+#[tokio::test]
+async fn an_event_published_before_a_new_stream_is_first_read_reaches_it() {
+    let manager = Manager::new("").await.unwrap();
+    let request = http::Request::get("/events").body(()).unwrap();
+    // The stream is registered, its response not read yet: where it starts is read when
+    // its body is first polled, after this publish counted in it.
+    let response = manager.handle_sse(&request, "early").unwrap();
+    let first = manager.publish("early", numbered(1)).await.unwrap();
+    let mut body = response.into_body();
+    let text = body_until(&mut body, "\"n\":1").await;
+    let id = text
+        .lines()
+        .take_while(|line| !line.starts_with("data:"))
+        .filter_map(|line| line.strip_prefix("id: "))
+        .last()
+        .unwrap();
+    let placed = sseor::Cursor::parse(id, &[user("early"), Target::All]).unwrap();
+    assert_eq!(
+        placed[0].1,
+        Some(published_position(&first)),
+        "the event's id is the stream at it"
+    );
+}
+
+#[tokio::test]
+async fn a_transient_event_is_delivered_without_an_id_and_not_replayed() {
+    let server = Server::start().await;
+    let url = server.url("/api/v1/sse?user_id=t");
+    let mut client = Client::connect(&url).await;
+    server.wait_for_total(1).await;
+    client.opening_id().await;
+    server.manager.publish("t", numbered(1)).await.unwrap();
+    let numbered_event = client.next_event().await;
+    let typing = server
+        .manager
+        .publish("t", Event::new("typing").transient())
+        .await
+        .unwrap();
+    assert_eq!(typing.id, None, "a transient event has no position");
+    let event = client.next_event().await;
+    assert_eq!(event.event, "typing");
+    assert_eq!(
+        client.last_id(),
+        numbered_event.id,
+        "no id of its own: the client's cursor stays"
+    );
+    drop(client);
+    server.manager.publish("t", numbered(2)).await.unwrap();
+    server
+        .manager
+        .publish("t", Event::new("typing").transient())
+        .await
+        .unwrap();
+    let mut resumed = Client::resume(&url, Some(&numbered_event.id)).await;
+    assert_eq!(
+        n_of(&resumed.next_event().await),
+        2,
+        "only what history keeps"
+    );
+    server.manager.publish("t", numbered(3)).await.unwrap();
+    assert_eq!(n_of(&resumed.next_event().await), 3);
+}
