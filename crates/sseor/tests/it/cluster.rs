@@ -366,3 +366,60 @@ async fn a_killed_master_is_replaced_and_no_acknowledged_event_is_lost_silently(
     let received = receive(&mut resumed, &expected).await;
     assert_no_silent_gap("the resuming client", &received, &expected);
 }
+
+#[tokio::test]
+async fn random_comings_and_goings_across_instances_on_a_cluster_lose_nothing() {
+    let cluster = RedisCluster::start(3, 0);
+    let builder = || redis_builder(&cluster.url()).history(100_000, Duration::from_secs(3600));
+    let a = Server::with(builder()).await;
+    let b = Server::with(builder()).await;
+    wait_ready(&a.manager).await;
+    wait_ready(&b.manager).await;
+    crate::common::random_comings_and_goings(
+        vec![a.manager.clone(), b.manager.clone()],
+        vec![a.url(""), b.url("")],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_wait_replicas_a_publish_is_acknowledged_only_once_a_replica_has_it() {
+    let cluster = RedisCluster::start(3, 1);
+    let server = Server::with(redis_builder(&cluster.url()).redis_wait_replicas(1)).await;
+    wait_ready(&server.manager).await;
+    let mut client = stream(&server, "fay", &[]).await;
+    server.manager.publish("fay", numbered(1)).await.unwrap();
+    assert_eq!(n_of(&client.next_event().await), 1);
+    // The replica of fay's master stops (SIGSTOP): WAIT cannot be confirmed in time.
+    let master = master_of_user(&cluster, "fay");
+    let replica = cluster.replicas_of(master)[0];
+    let info = cluster.cli(replica, &["INFO", "server"]);
+    let pid = info
+        .lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, pid.as_str()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let refused = server.manager.publish("fay", numbered(2)).await;
+    signal("-CONT");
+    let Err(sseor::Error::Broker(reason)) = refused else {
+        panic!("a publish no replica confirmed is not acknowledged: {refused:?}");
+    };
+    assert!(reason.contains("replicas"), "{reason}");
+    server.manager.publish("fay", numbered(3)).await.unwrap();
+    // The event refused an acknowledgement may still have reached the stream; the one
+    // acknowledged after it does.
+    let mut got = n_of(&client.next_event().await);
+    if got == 2 {
+        got = n_of(&client.next_event().await);
+    }
+    assert_eq!(got, 3);
+}

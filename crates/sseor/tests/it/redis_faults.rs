@@ -416,3 +416,42 @@ async fn a_full_redis_without_eviction_refuses_publishes_and_keeps_what_it_ackno
         assert_eq!(n_of(&event), n);
     }
 }
+
+#[tokio::test]
+async fn a_number_that_went_back_gets_a_new_epoch_and_its_streams_a_reset() {
+    let redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let mut client = open_live(&server, "gus", &[]).await;
+    wait_for_subscribers(&redis, &user_channel("gus"), "1").await;
+    for n in 1..=3 {
+        server.manager.publish("gus", numbered(n)).await.unwrap();
+        assert_eq!(n_of(&client.next_event().await), n);
+    }
+    let old = client.last_id().to_owned();
+    let old_epoch = position_in(&old, &user("gus")).epoch();
+    // What a failover to a replica that lacked the last two events does: the number goes
+    // back, while the instance is cut off from Redis. Numbers 2 and 3 would be given again.
+    redis.cli(&["HSET", "sseor:{user:gus}", "s", "1"]);
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let reset = client.next_event().await;
+    assert_eq!(reset.event, sseor::RESET_EVENT, "{reset:?}");
+    let renewed = position_in(&reset.id, &user("gus"));
+    assert_ne!(renewed.epoch(), old_epoch, "a new epoch");
+    // The same stream goes on in the new epoch.
+    let next = server.manager.publish("gus", numbered(4)).await.unwrap();
+    let next_position = published_position(&next);
+    assert_eq!(
+        next_position,
+        Position::new(renewed.epoch(), renewed.seq() + 1)
+    );
+    let event = client.next_event().await;
+    assert_eq!(
+        (n_of(&event), position_in(&event.id, &user("gus"))),
+        (4, next_position)
+    );
+    // A client that comes back with a number of the old epoch gets a reset, never an event
+    // given that number again.
+    let url = server.url("/api/v1/sse?user_id=gus");
+    let mut resumed = Client::resume(&url, Some(&old)).await;
+    assert_eq!(resumed.next_event().await.event, sseor::RESET_EVENT);
+}
