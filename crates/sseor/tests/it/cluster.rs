@@ -370,16 +370,7 @@ async fn a_killed_master_is_replaced_and_no_acknowledged_event_is_lost_silently(
 #[tokio::test]
 async fn random_comings_and_goings_across_instances_on_a_cluster_lose_nothing() {
     let cluster = RedisCluster::start(3, 0);
-    let builder = || redis_builder(&cluster.url()).history(100_000, Duration::from_secs(3600));
-    let a = Server::with(builder()).await;
-    let b = Server::with(builder()).await;
-    wait_ready(&a.manager).await;
-    wait_ready(&b.manager).await;
-    crate::common::random_comings_and_goings(
-        vec![a.manager.clone(), b.manager.clone()],
-        vec![a.url(""), b.url("")],
-    )
-    .await;
+    crate::common::random_comings_and_goings_on(&cluster.url()).await;
 }
 
 #[tokio::test]

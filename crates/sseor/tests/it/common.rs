@@ -46,6 +46,21 @@ type Numbered = (String, Position, u64);
 /// exactly the events published to it after the position its stream started from, in
 /// that target's order, none twice, and no reset. Events of different targets may
 /// interleave in any order: targets share no sequence.
+/// [`random_comings_and_goings`] across two instances on the Redis (or cluster) at `url`,
+/// keeping all the history the test publishes.
+pub(crate) async fn random_comings_and_goings_on(url: &str) {
+    let builder = || redis_builder(url).history(100_000, Duration::from_secs(3600));
+    let a = Server::with(builder()).await;
+    let b = Server::with(builder()).await;
+    wait_ready(&a.manager).await;
+    wait_ready(&b.manager).await;
+    random_comings_and_goings(
+        vec![a.manager.clone(), b.manager.clone()],
+        vec![a.url(""), b.url("")],
+    )
+    .await;
+}
+
 pub(crate) async fn random_comings_and_goings(managers: Vec<Manager>, servers: Vec<String>) {
     use rand::{Rng, SeedableRng};
     use std::sync::Arc;

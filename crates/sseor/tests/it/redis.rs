@@ -714,16 +714,7 @@ async fn events_published_while_a_subscription_was_down_arrive_on_the_open_strea
 #[tokio::test]
 async fn random_comings_and_goings_across_two_instances_lose_nothing() {
     let redis = RedisServer::start();
-    let builder = || redis_builder(&redis.url()).history(100_000, Duration::from_secs(3600));
-    let a = Server::with(builder()).await;
-    let b = Server::with(builder()).await;
-    wait_ready(&a.manager).await;
-    wait_ready(&b.manager).await;
-    crate::common::random_comings_and_goings(
-        vec![a.manager.clone(), b.manager.clone()],
-        vec![a.url(""), b.url("")],
-    )
-    .await;
+    crate::common::random_comings_and_goings_on(&redis.url()).await;
 }
 
 #[tokio::test]
