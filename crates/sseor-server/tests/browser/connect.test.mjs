@@ -37,3 +37,28 @@ scenario('sseor.mjs works as an ES module', async (s) => {
   assert.deepEqual(rest, { data: { text: 'hi' }, reset: 'sseor.reset', state: 'closed' });
   await waitForConnections(server, 'mona', 0);
 });
+
+scenario('sseor.js passes on a transient event after a numbered one', async (s) => {
+  const server = await s.startServer();
+  const page = await s.openPage(server.url);
+  // A transient event carries no id of its own: EventSource gives it the id of the event
+  // before it, which the client must not take for a repeat of that event.
+  const received = page.evaluate(async () => {
+    const { connect } = await import('/sseor.mjs');
+    const stream = connect({ user: 'nora', share: false });
+    const note = new Promise((resolve) => stream.on('note', resolve));
+    const typing = new Promise((resolve) => stream.on('typing', resolve));
+    const [first, second] = [await note, await typing];
+    stream.close();
+    return { note: first.lastEventId, typing: second.lastEventId, data: JSON.parse(second.data) };
+  });
+  await waitForConnections(server, 'nora', 1);
+  const numbered = await publish(server, { user_id: 'nora', event: { type: 'note', data: {} } });
+  assert.equal(numbered.status, 202, JSON.stringify(numbered.json));
+  const transient = await publish(server, { user_id: 'nora', event: { type: 'typing', data: { by: 'bob' }, transient: true } });
+  assert.equal(transient.status, 202, JSON.stringify(transient.json));
+  assert.equal(transient.json.id, undefined, 'a transient event has no position');
+  const { note, typing, data } = await received;
+  assert.equal(positionIn(note, 'user:nora'), numbered.json.id);
+  assert.deepEqual({ typing, data }, { typing: '', data: { by: 'bob' } });
+});
