@@ -267,9 +267,6 @@ async fn a_slot_moved_while_events_flow_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_is_replaced_and_no_acknowledged_event_is_lost_silently() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("sseor=debug")
-        .try_init();
     let cluster = RedisCluster::start(3, 1);
     let a = instance(&cluster).await;
     let b = instance(&cluster).await;
@@ -413,4 +410,48 @@ async fn with_wait_replicas_a_publish_is_acknowledged_only_once_a_replica_has_it
         got = n_of(&client.next_event().await);
     }
     assert_eq!(got, 3);
+}
+
+#[tokio::test]
+async fn counts_tickets_and_publisher_ids_work_across_instances_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let a = instance(&cluster).await;
+    let b = instance(&cluster).await;
+    let users = users_on_every_master(&cluster, 1);
+    let mut streams = Vec::new();
+    for user in &users {
+        streams.push(stream(&a, user, &[]).await);
+    }
+    // b counts a's streams (from a's presence, refreshed every few seconds) and its own.
+    guard(async {
+        while b.manager.cluster_total_connections().await.unwrap() != users.len() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        b.manager.cluster_connection_count(&users[0]).await.unwrap(),
+        1
+    );
+
+    let ticket = a
+        .manager
+        .issue_ticket(&sseor::auth::Grant::user(&users[1]).unwrap())
+        .await
+        .unwrap();
+    let grant = b.manager.redeem_ticket(ticket.value()).await.unwrap();
+    assert_eq!(grant.user_id(), users[1]);
+    assert!(
+        a.manager.redeem_ticket(ticket.value()).await.is_err(),
+        "used up"
+    );
+
+    let once = || numbered(7).with_id("order-7");
+    let first = a.manager.publish(&users[2], once()).await.unwrap();
+    let again = b.manager.publish(&users[2], once()).await.unwrap();
+    assert!(again.duplicate, "{again:?}");
+    assert_eq!(again.id, first.id);
+    assert_eq!(n_of(&streams[2].next_event().await), 7);
+    b.manager.publish(&users[2], numbered(8)).await.unwrap();
+    assert_eq!(n_of(&streams[2].next_event().await), 8, "sent once");
 }

@@ -13,6 +13,19 @@ fn slot(tag: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % SLOTS
 }
 
+/// The slot of a key (or channel), as Redis Cluster computes it: from its hash tag, the
+/// text between its first `{` and the `}` after it, when not empty.
+pub(super) fn slot_of_key(key: &str) -> u16 {
+    let tag = key
+        .find('{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.find('}').map(|close| &rest[..close])
+        })
+        .filter(|tag| !tag.is_empty());
+    slot(tag.unwrap_or(key))
+}
+
 /// A hash tag whose slot is in `first..=last`.
 fn tag_in(first: u16, last: u16) -> String {
     (0u32..)
@@ -90,6 +103,8 @@ mod tests {
             0x31c3
         );
         assert_eq!(slot("probe-0"), slot("probe-0"));
+        assert_eq!(slot_of_key("sseor:{user:42}:history"), 15_880);
+        assert_eq!(slot_of_key("a{}b"), slot("a{}b"));
         let tag = tag_in(100, 200);
         assert!((100..=200).contains(&slot(&tag)), "{tag}");
     }

@@ -2,7 +2,7 @@
 //! sharded `SSUBSCRIBE` on a Redis Cluster, where one connection per master carries the
 //! channels of its slots; and what arrives on it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -76,11 +76,18 @@ impl PubSub {
                 connection, asked, ..
             } => {
                 asked.extend(channels.iter().cloned());
-                // One command per channel: the channels of one command must share a slot.
-                for channel in channels {
-                    connection.ssubscribe(channel).await?;
-                }
-                Ok(())
+                // The channels of one command must share a slot: one command per slot, many
+                // in flight at once.
+                let commands = by_slot(channels).into_values().map(|channels| {
+                    let mut connection = connection.clone();
+                    async move { connection.ssubscribe(channels).await }
+                });
+                futures_util::stream::iter(commands)
+                    .buffer_unordered(COMMANDS_IN_FLIGHT)
+                    .collect::<Vec<RedisResult<()>>>()
+                    .await
+                    .into_iter()
+                    .collect()
             }
         }
     }
@@ -104,9 +111,17 @@ impl PubSub {
             } => {
                 for channel in channels {
                     asked.remove(channel);
-                    connection.sunsubscribe(channel).await?;
                 }
-                Ok(())
+                let commands = by_slot(channels).into_values().map(|channels| {
+                    let mut connection = connection.clone();
+                    async move { connection.sunsubscribe(channels).await }
+                });
+                futures_util::stream::iter(commands)
+                    .buffer_unordered(COMMANDS_IN_FLIGHT)
+                    .collect::<Vec<RedisResult<()>>>()
+                    .await
+                    .into_iter()
+                    .collect()
             }
         }
     }
@@ -121,6 +136,21 @@ impl PubSub {
             }
         }
     }
+}
+
+/// Subscription commands sent at once on a cluster.
+const COMMANDS_IN_FLIGHT: usize = 64;
+
+/// `channels` grouped by their cluster slot.
+fn by_slot(channels: &[String]) -> HashMap<u16, Vec<String>> {
+    let mut groups: HashMap<u16, Vec<String>> = HashMap::new();
+    for channel in channels {
+        groups
+            .entry(super::probes::slot_of_key(channel))
+            .or_default()
+            .push(channel.clone());
+    }
+    groups
 }
 
 /// What a push of the cluster connection means.
