@@ -42,7 +42,8 @@ ulimit -n "$(ulimit -Hn)"
 mkdir -p target/bench
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 out="target/bench/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
-bench=target/release/sseor-bench
+release=${CARGO_TARGET_DIR:-target}/release
+bench=$release/sseor-bench
 # sseor-bench stops every process it started on SIGINT and SIGTERM: pass them on, then stop.
 child=
 trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait; echo "interrupted; partial results in $out" >&2; exit 130' INT TERM
@@ -51,7 +52,7 @@ trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait; echo "interrupte
 # writes a line with "error" and the comparison goes on.
 run() {
   echo "== $*" >&2
-  "$bench" "$@" > >(tee -a "$out" >&2) &
+  "$bench" --server "$release/sseor" "$@" > >(tee -a "$out" >&2) &
   child=$!
   wait "$child" || true
   child=
@@ -74,6 +75,10 @@ done
 # Redis asynchronously, hence the longer settle time.
 for target in $REDIS_SERVERS; do
   scenarios "$target" 2
+done
+# Redis's time per publish (INFO commandstats) on a fresh Redis: 40 users, 8,000 events.
+for target in $REDIS_SERVERS; do
+  run publish-cost --target "$target"
 done
 if [ "$SCALE" = 1 ]; then
   run scale --connections 50000 --instances 3 --clients 3 --events 20 --rate 5 --settle 2

@@ -7,15 +7,21 @@
 //! target/release/sseor-bench broadcast --target pushpin --events 25 --rate 5
 //! bench/compare.sh     # every scenario against every server, and the table
 //! target/release/sseor-bench jwt --connections 10000   # streams opened/s with and without JWT
+//! target/release/sseor-bench publish-cost --target nchan-redis   # Redis time per publish
+//! bench/cluster.sh     # publishes spread over a Redis Cluster, against one Redis
 //! ```
 
 mod client;
+mod cluster;
 mod herd;
 mod jwt;
+mod monitor;
 mod process;
 mod publish;
+mod publish_cost;
 mod random;
 mod redis;
+mod redis_info;
 mod scale;
 mod scenario;
 mod server;
@@ -26,9 +32,11 @@ mod table;
 mod temp_dir;
 
 use clap::{Parser, Subcommand};
-use serde_json::json;
+use serde_json::{Value, json};
 
+use crate::cluster::ClusterArgs;
 use crate::herd::HerdArgs;
+use crate::publish_cost::PublishCostArgs;
 use crate::redis::RedisArgs;
 use crate::scale::{ClientArgs, ScaleArgs};
 use crate::scenario::{Common, Sweep};
@@ -105,6 +113,13 @@ enum Command {
     /// sseor only: the thundering herd: one instance dies; its clients all resume at once
     /// on another.
     Herd(HerdArgs),
+    /// Two instances on a fresh Redis (sseor-redis or nchan-redis): Redis's time per
+    /// publish (`INFO commandstats`, `INFO cpu`), against bare `PUBLISH`es.
+    PublishCost(PublishCostArgs),
+    /// sseor only: a Redis Cluster of its own, one instance on it, publishes through the
+    /// library to random users: publishes/s and each master's share, then the same on one
+    /// Redis.
+    Cluster(ClusterArgs),
 }
 
 impl Command {
@@ -132,6 +147,27 @@ impl Command {
             Command::Redis(_) => "redis",
             Command::Herd(_) => "herd",
             Command::Slow(_) => "slow",
+            Command::PublishCost(_) => "publish-cost",
+            Command::Cluster(_) => "cluster",
+        }
+    }
+
+    /// The start of the JSON line a failed run prints, for the scenarios whose line a
+    /// comparison reads: the server, the scenario and the label.
+    fn error_line(&self) -> Option<Value> {
+        let scenario = self.scenario();
+        match self {
+            Command::PublishCost(args) => {
+                Some(json!({"server": args.target.name(), "scenario": scenario}))
+            }
+            Command::Cluster(_) => Some(json!({"scenario": scenario})),
+            _ => self.common().map(|common| {
+                json!({
+                    "server": common.target.name(),
+                    "scenario": scenario,
+                    "label": common.label,
+                })
+            }),
         }
     }
 }
@@ -169,6 +205,8 @@ async fn run(cli: &Cli) -> Result<(), String> {
         Command::Redis(args) => redis::redis(args, servers).await,
         Command::Slow(args) => slow::slow(&servers.server, args).await,
         Command::Herd(args) => herd::herd(&servers.server, args).await,
+        Command::PublishCost(args) => publish_cost::publish_cost(args, servers).await,
+        Command::Cluster(args) => cluster::cluster(args, &servers.server).await,
     }
 }
 
@@ -192,16 +230,9 @@ async fn main() {
     };
     if let Err(error) = outcome {
         eprintln!("sseor-bench: {error}");
-        if let Some(common) = cli.command.common() {
-            println!(
-                "{}",
-                json!({
-                    "server": common.target.name(),
-                    "scenario": cli.command.scenario(),
-                    "label": common.label,
-                    "error": error,
-                })
-            );
+        if let Some(mut line) = cli.command.error_line() {
+            line["error"] = json!(error);
+            println!("{line}");
         }
         std::process::exit(1);
     }

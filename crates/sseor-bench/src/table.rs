@@ -72,6 +72,16 @@ const FIGURES: &[Figure] = &[
         decimals: 0,
         losses: false,
     },
+    // Only the Redis variants run it: the row is in the Redis half of the table alone.
+    Figure {
+        name: "Redis time per publish (INFO commandstats), µs",
+        scenario: "publish-cost",
+        label: None,
+        pointer: "/usec_per_publish",
+        lower_is_better: true,
+        decimals: 1,
+        losses: true,
+    },
 ];
 
 /// The columns: the server in each, first without Redis, then with Redis between two
@@ -232,5 +242,24 @@ mod tests {
             "{table}"
         );
         assert!(!table.contains("Redis"), "{table}");
+    }
+
+    #[test]
+    fn publish_cost_is_a_redis_row() {
+        let text = [
+            r#"{"server":"sseor-redis","scenario":"publish-cost","usec_per_publish":8.0,"lost":0}"#,
+            r#"{"server":"nchan-redis","scenario":"publish-cost","usec_per_publish":40.0,"lost":0}"#,
+        ]
+        .join("\n");
+        let table = table(&text);
+        assert!(
+            table.contains("| Redis time per publish (INFO commandstats), µs, Redis, 2 instances (lower is better) | 8.0 | 40.0 |  | 0.20x |"),
+            "{table}"
+        );
+        assert_eq!(
+            table.matches("Redis time per publish").count(),
+            1,
+            "{table}"
+        );
     }
 }

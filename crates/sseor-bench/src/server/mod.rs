@@ -6,6 +6,7 @@ mod nchan;
 mod publish_api;
 mod pushpin;
 mod redis;
+mod redis_cluster;
 mod sseor;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use crate::temp_dir::TempDir;
 
 pub(crate) use publish_api::PublishApi;
 pub(crate) use redis::start_redis;
+pub(crate) use redis_cluster::RedisCluster;
 pub(crate) use sseor::start_sseor;
 
 /// A server variant to measure.
@@ -90,6 +92,8 @@ pub(crate) struct Server {
     measured: Vec<Process>,
     /// Processes the server needs but whose memory is not counted (Redis).
     _infrastructure: Vec<Process>,
+    /// The URL of the Redis the instances share, for the Redis variants.
+    redis_url: Option<String>,
     /// Pushpin's origin, served inside this process.
     origin: Option<JoinHandle<()>>,
     stream_port: u16,
@@ -127,6 +131,7 @@ impl Server {
             target,
             measured,
             _infrastructure: Vec::new(),
+            redis_url: None,
             origin: None,
             stream_port,
             publish,
@@ -148,6 +153,12 @@ impl Server {
             }
             _ => format!("/sub/{}", channel.name()),
         }
+    }
+
+    /// The URL of the Redis the instances share (`redis://127.0.0.1:PORT/0`), for the
+    /// Redis variants.
+    pub(crate) fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref()
     }
 
     /// How events are published to this server.

@@ -28,6 +28,7 @@ pub(super) async fn start(target: Target, options: &ServerOptions) -> Result<Ser
         publish_api(publish_port),
     );
     server._infrastructure.push(redis);
+    server.redis_url = Some(url);
     server._dirs.extend([dir1, dir2]);
     Ok(server)
 }

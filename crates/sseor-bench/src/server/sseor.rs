@@ -32,6 +32,7 @@ pub(super) async fn start(target: Target, options: &ServerOptions) -> Result<Ser
         PublishApi::sseor(publish_port),
     );
     server._infrastructure.push(redis);
+    server.redis_url = Some(url);
     Ok(server)
 }
 
