@@ -81,6 +81,7 @@ impl FromStr for Position {
 }
 
 /// The time now, in Unix milliseconds.
+#[cfg(feature = "redis")]
 pub(crate) fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
