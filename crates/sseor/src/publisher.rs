@@ -12,7 +12,8 @@ use crate::{Error, Event, Published, Result, Target};
 /// let publisher = sseor::Publisher::new("redis://localhost:6379/5").await?;
 /// let event = sseor::Event::new("transaction.updated").with_data(json!({"amount": 500.0}));
 /// let published = publisher.publish("user123", event).await?;
-/// println!("event {} reached {:?} instances", published.id, published.instances);
+/// // The event's position in user123's sequence, and how many instances received it.
+/// println!("event {:?} reached {:?} instances", published.id, published.instances);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
