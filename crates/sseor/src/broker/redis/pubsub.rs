@@ -76,18 +76,7 @@ impl PubSub {
                 connection, asked, ..
             } => {
                 asked.extend(channels.iter().cloned());
-                // The channels of one command must share a slot: one command per slot, many
-                // in flight at once.
-                let commands = by_slot(channels).into_values().map(|channels| {
-                    let mut connection = connection.clone();
-                    async move { connection.ssubscribe(channels).await }
-                });
-                futures_util::stream::iter(commands)
-                    .buffer_unordered(COMMANDS_IN_FLIGHT)
-                    .collect::<Vec<RedisResult<()>>>()
-                    .await
-                    .into_iter()
-                    .collect()
+                per_slot(connection, channels, true).await
             }
         }
     }
@@ -112,16 +101,7 @@ impl PubSub {
                 for channel in channels {
                     asked.remove(channel);
                 }
-                let commands = by_slot(channels).into_values().map(|channels| {
-                    let mut connection = connection.clone();
-                    async move { connection.sunsubscribe(channels).await }
-                });
-                futures_util::stream::iter(commands)
-                    .buffer_unordered(COMMANDS_IN_FLIGHT)
-                    .collect::<Vec<RedisResult<()>>>()
-                    .await
-                    .into_iter()
-                    .collect()
+                per_slot(connection, channels, false).await
             }
         }
     }
@@ -140,6 +120,31 @@ impl PubSub {
 
 /// Subscription commands sent at once on a cluster.
 const COMMANDS_IN_FLIGHT: usize = 64;
+
+/// Subscribes to `channels` (unsubscribes, unless `subscribe`) on the cluster: the
+/// channels of one command must share a slot, so one command per slot, many in flight.
+async fn per_slot(
+    connection: &ClusterConnection,
+    channels: &[String],
+    subscribe: bool,
+) -> RedisResult<()> {
+    let commands = by_slot(channels).into_values().map(|channels| {
+        let mut connection = connection.clone();
+        async move {
+            if subscribe {
+                connection.ssubscribe(channels).await
+            } else {
+                connection.sunsubscribe(channels).await
+            }
+        }
+    });
+    futures_util::stream::iter(commands)
+        .buffer_unordered(COMMANDS_IN_FLIGHT)
+        .collect::<Vec<RedisResult<()>>>()
+        .await
+        .into_iter()
+        .collect()
+}
 
 /// `channels` grouped by their cluster slot.
 fn by_slot(channels: &[String]) -> HashMap<u16, Vec<String>> {
