@@ -41,6 +41,11 @@ pub(crate) struct PublishCostArgs {
     /// Publish requests (or bare `PUBLISH`es) in flight at once.
     #[arg(long, default_value_t = 64)]
     pub(crate) in_flight: usize,
+    /// Publishes per second; 0: as fast as `--in-flight` allows. At full speed the two
+    /// servers, the load generator and Redis contend for the cores, and a command Redis
+    /// is preempted in counts the time it waited.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) rate: f64,
     /// Seconds between the last stream opened and the first publish (subscriptions reach
     /// Redis asynchronously).
     #[arg(long, default_value_t = 2.0)]
@@ -53,6 +58,15 @@ pub(crate) struct PublishCostArgs {
 }
 
 impl PublishCostArgs {
+    /// Publishes per second: unbounded for 0.
+    fn pace(&self) -> f64 {
+        if self.rate > 0.0 {
+            self.rate
+        } else {
+            f64::INFINITY
+        }
+    }
+
     /// The user event `n` goes to.
     fn channel(&self, n: u64) -> Channel {
         Channel::Own(random::pick(n, self.users))
@@ -80,7 +94,7 @@ pub(crate) async fn publish_cost(
     redis.reset_stats().await?;
     let cpu_before = redis.cpu_seconds().await?;
     let published = publisher
-        .paced(api, args.warmup, events, f64::INFINITY, |n| args.channel(n))
+        .paced(api, args.warmup, events, args.pace(), |n| args.channel(n))
         .await;
     let expected = warmup.ok + published.ok;
     let quiet = Duration::from_secs_f64(args.quiet);
@@ -97,7 +111,7 @@ pub(crate) async fn publish_cost(
         "server": args.target.name(),
         "scenario": "publish-cost",
         "parameters": {"users": args.users, "events": events, "warmup": args.warmup,
-                       "in_flight": args.in_flight},
+                       "in_flight": args.in_flight, "rate": args.rate},
         "events_published": published.ok,
         "publish_failures": published.failed + warmup.failed,
         "publish_error": published.first_error.clone().or(warmup.first_error),
@@ -236,7 +250,11 @@ async fn bare_publish(args: &PublishCostArgs) -> Result<Value, String> {
             let mut publish = redis::cmd("PUBLISH");
             publish.arg(bare_channel(random::pick(n, args.users)));
             publish.arg(bare_message(n));
-            async move { publish.query_async::<i64>(&mut connection).await.is_err() }
+            let due = started + Duration::from_secs_f64(n as f64 / args.pace());
+            async move {
+                tokio::time::sleep_until(due.into()).await;
+                publish.query_async::<i64>(&mut connection).await.is_err()
+            }
         })
         .buffer_unordered(args.in_flight.max(1))
         .filter(|failed| std::future::ready(*failed))

@@ -16,6 +16,7 @@ mod example;
 mod manager;
 mod redis;
 mod redis_faults;
+mod redis_functions;
 mod redis_outage;
 mod resume;
 mod slow;

@@ -346,11 +346,12 @@ async fn an_unreadable_history_entry_means_a_reset() {
     let last = receive_some(&server, &redis, "finn", 1).await;
     wait_for_subscribers(&redis, &user_channel("finn"), "0").await;
     server.manager.publish("finn", numbered(1)).await.unwrap();
-    // An entry numbered as the next event would be, that is not an event.
+    // An entry in the place of the next event, that is not an event.
     let sequence = user_channel("finn");
-    assert_eq!(redis.cli(&["HINCRBY", &sequence, "s", "1"]), "3");
+    let epoch = position_in(&last, &user("finn")).epoch().to_string();
+    assert_eq!(redis.cli(&["HINCRBY", &sequence, &epoch, "1"]), "3");
     let history = format!("{sequence}:history");
-    redis.cli(&["XADD", &history, "3-1", "e", "not an event"]);
+    redis.cli(&["RPUSH", &history, "not an event"]);
     server.manager.publish("finn", numbered(2)).await.unwrap();
     let url = server.url("/api/v1/sse?user_id=finn");
     let mut client = Client::resume(&url, Some(&last)).await;
@@ -431,7 +432,7 @@ async fn a_number_that_went_back_gets_a_new_epoch_and_its_streams_a_reset() {
     let old_epoch = position_in(&old, &user("gus")).epoch();
     // What a failover to a replica that lacked the last two events does: the number goes
     // back, while the instance is cut off from Redis. Numbers 2 and 3 would be given again.
-    redis.cli(&["HSET", "sseor:{user:gus}", "s", "1"]);
+    redis.cli(&["HSET", "sseor:{user:gus}", &old_epoch.to_string(), "1"]);
     redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     let reset = client.next_event().await;
     assert_eq!(reset.event, sseor::RESET_EVENT, "{reset:?}");

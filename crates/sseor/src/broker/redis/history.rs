@@ -1,10 +1,13 @@
 //! Reading each target's sequence and history back from Redis, for streams that start and
 //! for gaps found on live ones.
 
+use std::collections::HashMap;
+
 use futures_util::future::try_join_all;
 
 use super::RedisPublisher;
 use super::commands::unavailable;
+use super::envelope::{Envelope, envelope};
 use crate::broker::resume::{self, Loss, Need, Reason};
 use crate::broker::{History, Replayed};
 use crate::{Event, Position, Result, Target};
@@ -18,39 +21,56 @@ pub(super) struct Entry {
     pub(super) event: Event,
 }
 
-/// The number and time in a history entry's id, `SEQ-MS`.
-fn entry_id(id: &str) -> Option<(u64, u64)> {
-    let (seq, ms) = id.split_once('-')?;
-    Some((seq.parse().ok()?, ms.parse().ok()?))
-}
-
-/// An entry as the publish function writes it (its one field `e` holding the event);
-/// `None` for anything else.
-fn history_entry(id: &str, fields: &[(String, String)]) -> Option<Entry> {
-    let (seq, ms) = entry_id(id).filter(|&(seq, _)| seq > 0)?;
-    let [(name, json)] = fields else { return None };
-    if name != "e" {
-        return None;
+/// The entries of a history as the publish function keeps them (the messages it
+/// published), which must be the events of `epoch` numbered on from `from` (or from a
+/// later number, when the older ones were trimmed); `None` when one is not.
+fn history_entries(messages: &[Vec<u8>], epoch: u32, from: u64) -> Option<Vec<Entry>> {
+    let mut entries: Vec<Entry> = Vec::with_capacity(messages.len());
+    for message in messages {
+        let Envelope { position, ms, json } = envelope(message)?;
+        let expected = entries.last().map_or(from, |last| last.seq + 1);
+        let in_place = if entries.is_empty() {
+            position.seq() >= expected
+        } else {
+            position.seq() == expected
+        };
+        if position.epoch() != epoch || !in_place {
+            return None;
+        }
+        let event = serde_json::from_str::<Event>(&json).ok()?;
+        entries.push(Entry {
+            seq: position.seq(),
+            ms,
+            event,
+        });
     }
-    let event = serde_json::from_str::<Event>(json).ok()?;
-    Some(Entry { seq, ms, event })
+    Some(entries)
 }
 
-/// The position a sequence's fields `e` and `s` hold: epoch 0 when there is none.
-fn sequence_position(epoch: Option<u32>, seq: Option<u64>) -> Position {
-    epoch.map_or_else(Position::default, |epoch| {
-        Position::new(epoch, seq.unwrap_or(0))
-    })
+/// The position a sequence's fields hold: `e`, `DEADLINE:EPOCH`, and the number under the
+/// field named by the epoch. Epoch 0 when there is none (a sequence of the older form, the
+/// epoch alone in `e`, is turned into this one by the next publish).
+fn sequence_position(fields: &HashMap<String, String>) -> Position {
+    let epoch = fields
+        .get("e")
+        .and_then(|state| state.split_once(':'))
+        .map(|(_, epoch)| epoch);
+    let Some((epoch, number)) = epoch.and_then(|epoch| Some((epoch.parse::<u32>().ok()?, epoch)))
+    else {
+        return Position::default();
+    };
+    let seq = fields.get(number).and_then(|seq| seq.parse().ok());
+    Position::new(epoch, seq.unwrap_or(0))
 }
 
 impl RedisPublisher {
     /// Where `target` stands: epoch 0 when it has no sequence.
     pub(super) async fn position(&self, target: &Target) -> Result<Position> {
-        let mut read = redis::cmd("HMGET");
-        read.arg(self.names.sequence(target)).arg("e").arg("s");
-        let (epoch, seq): (Option<u32>, Option<u64>) =
+        let mut read = redis::cmd("HGETALL");
+        read.arg(self.names.sequence(target));
+        let fields: HashMap<String, String> =
             self.commands.query(&read).await.map_err(unavailable)?;
-        Ok(sequence_position(epoch, seq))
+        Ok(sequence_position(&fields))
     }
 
     /// Where each of `targets` stands, read at once.
@@ -61,47 +81,34 @@ impl RedisPublisher {
         }
         let mut reads = redis::pipe();
         for target in targets {
-            reads
-                .cmd("HMGET")
-                .arg(self.names.sequence(target))
-                .arg("e")
-                .arg("s");
+            reads.cmd("HGETALL").arg(self.names.sequence(target));
         }
-        let read: Vec<(Option<u32>, Option<u64>)> =
+        let read: Vec<HashMap<String, String>> =
             self.commands.pipeline(&reads).await.map_err(unavailable)?;
-        Ok(read
-            .into_iter()
-            .map(|(epoch, seq)| sequence_position(epoch, seq))
-            .collect())
+        Ok(read.iter().map(sequence_position).collect())
     }
 
-    /// The events of `target`'s history numbered `from` and later, at most `count`;
-    /// `Err` with the reason when an entry cannot be read.
+    /// The events of `target`'s history in `epoch` numbered `from` and later (from its
+    /// oldest, when that is later); `Err` with the reason when an entry cannot be read.
     pub(super) async fn entries(
         &self,
         target: &Target,
+        epoch: u32,
         from: u64,
-        count: Option<usize>,
     ) -> Result<std::result::Result<Vec<Entry>, Reason>> {
-        let mut range = redis::cmd("XRANGE");
-        range
+        let mut read = redis::cmd("FCALL");
+        read.arg("sseor_history")
+            .arg(1)
             .arg(self.names.history(target))
-            .arg(format!("{from}-0"))
-            .arg("+");
-        if let Some(count) = count {
-            range.arg("COUNT").arg(count);
-        }
-        let raw: Vec<(String, Vec<(String, String)>)> =
-            self.commands.query(&range).await.map_err(unavailable)?;
-        let mut entries = Vec::with_capacity(raw.len());
-        for (id, fields) in raw {
-            let Some(entry) = history_entry(&id, &fields) else {
-                tracing::warn!(%target, entry = id, "history entry that is not an event");
-                return Ok(Err(Reason::Unreadable));
-            };
-            entries.push(entry);
-        }
-        Ok(Ok(entries))
+            .arg(from);
+        let messages: Vec<Vec<u8>> = self
+            .with_functions(|| self.commands.query(&read))
+            .await
+            .map_err(unavailable)?;
+        Ok(history_entries(&messages, epoch, from).ok_or_else(|| {
+            tracing::warn!(%target, "history entry that is not an event of the sequence");
+            Reason::Unreadable
+        }))
     }
 
     /// What a stream that starts in each target at the position given needs.
@@ -116,7 +123,7 @@ impl RedisPublisher {
                 Need::From(first) => first,
                 Need::Reset(reason) => return Ok(reason.reset(positions)),
             };
-            let entries = match self.entries(target, first, None).await? {
+            let entries = match self.entries(target, now.epoch(), first).await? {
                 Ok(entries) => entries,
                 Err(reason) => return Ok(reason.reset(positions)),
             };

@@ -2,8 +2,9 @@
 //!
 //! Everything of one target lives under one hash tag, `PREFIX:{user:ID}`,
 //! `PREFIX:{topic:NAME}`, `PREFIX:{all}`: its sequence (that very key, a hash of its epoch
-//! `e` and number `s`, which is also the name of its channel), its history
-//! (`...}:history`, a stream) and the ids publishers gave (`...}:sent:ID`). So a publish
+//! in `e` and its number under the field named by the epoch, which is also the name of its
+//! channel), its history (`...}:history`, a list of the messages published) and the ids
+//! publishers gave (`...}:sent:ID`). So a publish
 //! touches one slot of a Redis Cluster, and no key is shared by all publishes. The keys
 //! that span instances (presence, retention) keep tags of their own.
 
@@ -58,7 +59,7 @@ impl Names {
         Target::topic(tagged.strip_prefix("topic:")?).ok()
     }
 
-    /// The stream of a target's last events, entry ids `SEQ-MS`.
+    /// The list of a target's last events: the messages published, oldest first.
     pub(super) fn history(&self, target: &Target) -> String {
         format!("{}:history", self.sequence(target))
     }

@@ -160,7 +160,9 @@ impl RedisPublisher {
     }
 
     /// Runs the publish `call` (after `WAIT` when replicas must confirm it), loading the
-    /// functions first when Redis lost them (restarted empty, a new master).
+    /// functions first when Redis lost them (restarted empty, a new master): the event's
+    /// epoch, number, and the instances that received it (-1: a publisher's id already
+    /// seen).
     async fn numbered(&self, call: &redis::Cmd) -> Result<(u32, u64, i64)> {
         let mut pipeline = redis::pipe();
         pipeline.add_command(call.clone());
@@ -171,17 +173,17 @@ impl RedisPublisher {
                 .arg(self.wait_replicas)
                 .arg(timeout_ms.max(1));
         }
-        let mut attempt = self.commands.pipeline::<Vec<redis::Value>>(&pipeline).await;
-        if matches!(&attempt, Err(e) if e.to_string().contains("Function not found")) {
-            self.load_functions().await.map_err(unavailable)?;
-            attempt = self.commands.pipeline(&pipeline).await;
-        }
-        let replies = attempt.map_err(unavailable)?;
+        let replies: Vec<redis::Value> = self
+            .with_functions(|| self.commands.pipeline(&pipeline))
+            .await
+            .map_err(unavailable)?;
         let mut replies = replies.into_iter();
         let unreadable = |e: &dyn std::fmt::Display| Error::Broker(format!("Redis: {e}"));
-        let numbered: (u32, u64, i64) =
+        let reply: String =
             redis::from_redis_value(replies.next().ok_or_else(|| unreadable(&"no reply"))?)
                 .map_err(|e| unreadable(&e))?;
+        let numbered = publish_reply(&reply)
+            .ok_or_else(|| unreadable(&format!("the publish function answered {reply:?}")))?;
         if self.wait_replicas > 0 {
             let confirmed: usize = replies
                 .next()
@@ -199,6 +201,22 @@ impl RedisPublisher {
             }
         }
         Ok(numbered)
+    }
+
+    /// Runs `attempt`, and once more after loading the functions when Redis does not know
+    /// them (restarted empty, a replica promoted before they reached it).
+    pub(super) async fn with_functions<T, F, Fut>(&self, attempt: F) -> redis::RedisResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        match attempt().await {
+            Err(e) if e.to_string().contains("Function not found") => {
+                self.load_functions().await?;
+                attempt().await
+            }
+            done => done,
+        }
     }
 
     /// The retention a publish keeps: the longer of this process's and the serving
@@ -269,5 +287,33 @@ impl RedisPublisher {
         let mut take = redis::cmd("GETDEL");
         take.arg(self.names.ticket(key));
         self.commands.query(&take).await.map_err(unavailable)
+    }
+}
+
+/// The epoch, number and receivers in the publish function's answer, `EPOCH-SEQ
+/// RECEIVERS` (`EPOCH:SEQ` in the ids it remembered before).
+fn publish_reply(reply: &str) -> Option<(u32, u64, i64)> {
+    let (position, receivers) = reply.split_once(' ')?;
+    let (epoch, seq) = position
+        .split_once('-')
+        .or_else(|| position.split_once(':'))?;
+    Some((
+        epoch.parse().ok()?,
+        seq.parse().ok()?,
+        receivers.parse().ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::publish_reply;
+
+    #[test]
+    fn the_publish_functions_answer_is_read() {
+        assert_eq!(publish_reply("12-345 2"), Some((12, 345, 2)));
+        assert_eq!(publish_reply("12-345 -1"), Some((12, 345, -1)));
+        assert_eq!(publish_reply("12:345 -1"), Some((12, 345, -1)));
+        assert_eq!(publish_reply("12-345"), None);
+        assert_eq!(publish_reply("x-345 1"), None);
     }
 }

@@ -87,7 +87,7 @@ impl Subscriber {
         // The event seen last is read too, when its time is known, to check it is the same.
         let check = seen.ms > 0 && from > 1 && seen.position.epoch() == now.epoch();
         let start = if check { from - 1 } else { from };
-        let entries = match self.publisher.entries(target, start, None).await {
+        let entries = match self.publisher.entries(target, now.epoch(), start).await {
             Ok(Ok(entries)) => entries,
             Ok(Err(_)) | Err(_) => return self.reset(target, now, MISSED_EVENTS_GONE),
         };
@@ -144,7 +144,11 @@ impl Subscriber {
             .arg(self.publisher.names.history(target))
             .arg(seen.position.epoch())
             .arg(seen.position.seq());
-        let now = match self.publisher.commands.query::<(u32, u64)>(&call).await {
+        let renewed = self
+            .publisher
+            .with_functions(|| self.publisher.commands.query::<(u32, u64)>(&call))
+            .await;
+        let now = match renewed {
             Ok((epoch, seq)) => Position::new(epoch, seq),
             Err(e) => {
                 tracing::warn!(error = %describe(&e), "a rewound sequence cannot be renewed; ending streams");
