@@ -2,11 +2,12 @@
 //! shows), and what it remembers of sequences between calls, against a real
 //! `redis-server`.
 
+use futures_util::future::join_all;
 use sseor::Position;
 use sseor_testkit::redis::{RedisServer, wait_for_subscribers};
 
 use crate::common::{
-    instance, n_of, open_live, position_in, published_position, user, user_channel,
+    instance, n_of, numbered, open_live, position_in, published_position, user, user_channel,
 };
 
 /// Publishes `json` to `user` with `redis-cli`, as the README's wire format says; returns
@@ -82,11 +83,7 @@ async fn bad_arguments_get_an_error_and_take_no_number() {
         "0",
         "no number taken"
     );
-    let published = server
-        .manager
-        .publish("jay", crate::common::numbered(1))
-        .await
-        .unwrap();
+    let published = server.manager.publish("jay", numbered(1)).await.unwrap();
     assert_eq!(published_position(&published).seq(), 1);
 }
 
@@ -96,13 +93,7 @@ async fn a_sequence_changed_behind_what_the_function_remembers_is_read_anew() {
     let server = instance(&redis).await;
     let sequence = user_channel("kim");
     let history = format!("{sequence}:history");
-    let first = published_position(
-        &server
-            .manager
-            .publish("kim", crate::common::numbered(1))
-            .await
-            .unwrap(),
-    );
+    let first = published_position(&server.manager.publish("kim", numbered(1)).await.unwrap());
     // What a slot that moved to another master and came back may bring: the same key with
     // another epoch and number. The function still remembers the first epoch.
     let other = first.epoch().wrapping_add(7).max(1);
@@ -115,23 +106,11 @@ async fn a_sequence_changed_behind_what_the_function_remembers_is_read_anew() {
         &other.to_string(),
         "41",
     ]);
-    let next = published_position(
-        &server
-            .manager
-            .publish("kim", crate::common::numbered(2))
-            .await
-            .unwrap(),
-    );
+    let next = published_position(&server.manager.publish("kim", numbered(2)).await.unwrap());
     assert_eq!(next, Position::new(other, 42));
     // Lost altogether while remembered: a new epoch, from 1.
     redis.cli(&["DEL", &sequence, &history]);
-    let renewed = published_position(
-        &server
-            .manager
-            .publish("kim", crate::common::numbered(3))
-            .await
-            .unwrap(),
-    );
+    let renewed = published_position(&server.manager.publish("kim", numbered(3)).await.unwrap());
     assert_eq!(renewed.seq(), 1);
     assert!(
         ![first.epoch(), other].contains(&renewed.epoch()),
@@ -166,10 +145,105 @@ async fn a_sequence_of_the_older_form_goes_on_from_its_number() {
     assert_eq!(answered_position(&answer), Position::new(31337, 8));
     assert_eq!(redis.cli(&["TYPE", &history]), "list");
     assert_eq!(redis.cli(&["LLEN", &history]), "1");
-    let published = server
-        .manager
-        .publish("lou", crate::common::numbered(9))
-        .await
-        .unwrap();
+    let published = server.manager.publish("lou", numbered(9)).await.unwrap();
     assert_eq!(published_position(&published), Position::new(31337, 9));
+}
+
+#[tokio::test]
+async fn publishes_made_at_once_go_in_batches_and_each_gets_its_own_position() {
+    let redis = RedisServer::start();
+    let server = instance(&redis).await;
+    let users = ["ann", "bob", "cat"];
+    let mut clients = Vec::new();
+    for who in users {
+        clients.push(open_live(&server, who, &[]).await);
+        wait_for_subscribers(&redis, &user_channel(who), "1").await;
+    }
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    let publishes = (0..300u64).map(|n| {
+        let who = users[usize::try_from(n).unwrap() % users.len()];
+        server.manager.publish(who, numbered(n))
+    });
+    let answered: Vec<Position> = join_all(publishes)
+        .await
+        .into_iter()
+        .map(|published| published_position(&published.unwrap()))
+        .collect();
+    for (i, (who, client)) in users.iter().zip(&mut clients).enumerate() {
+        let mut expected_seq = None;
+        for _ in 0..100 {
+            let event = client.next_event().await;
+            let n = n_of(&event);
+            assert_eq!(
+                usize::try_from(n).unwrap() % users.len(),
+                i,
+                "{who} got {n}"
+            );
+            let position = position_in(&event.id, &user(who));
+            assert_eq!(
+                position,
+                answered[usize::try_from(n).unwrap()],
+                "the answer of {n}"
+            );
+            let seq = expected_seq.unwrap_or(position.seq());
+            assert_eq!(position.seq(), seq, "{who}'s numbers follow one another");
+            expected_seq = Some(seq + 1);
+        }
+    }
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let calls: u64 = stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_fcall:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or_else(|| panic!("no FCALL counted: {stats}"));
+    assert!(calls < 150, "300 publishes made at once took {calls} calls");
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_event_publishes_none() {
+    let redis = RedisServer::start();
+    let _server = instance(&redis).await;
+    let (ann, bob) = (user_channel("ann"), user_channel("bob"));
+    let (ann_history, bob_history) = (format!("{ann}:history"), format!("{bob}:history"));
+    let good = numbered_json(1);
+    let answer = redis.cli(&[
+        "FCALL",
+        "sseor_publish_batch",
+        "4",
+        &ann,
+        &ann_history,
+        &bob,
+        &bob_history,
+        &good,
+        "not an event",
+        "1000",
+        "3600000",
+        "1796035318000",
+    ]);
+    assert!(answer.contains("ERR sseor"), "{answer:?}");
+    assert_eq!(
+        redis.cli(&["EXISTS", &ann, &ann_history, &bob, &bob_history]),
+        "0"
+    );
+    let answer = redis.cli(&[
+        "FCALL",
+        "sseor_publish_batch",
+        "4",
+        &ann,
+        &ann_history,
+        &bob,
+        &bob_history,
+        &good,
+        &good,
+        "1000",
+        "3600000",
+        "1796035318000",
+    ]);
+    let positions: Vec<Position> = answer.lines().map(answered_position).collect();
+    assert_eq!(
+        positions.iter().map(|p| p.seq()).collect::<Vec<_>>(),
+        [1, 1],
+        "{answer}"
+    );
 }

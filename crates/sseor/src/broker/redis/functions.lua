@@ -139,25 +139,23 @@ local function next_number(sequence, history)
   return redis.call('HINCRBY', sequence, epoch, '1'), epoch, deadline
 end
 
-local function publish(keys, args, command)
-  local sequence, history, sent = keys[1], keys[2], keys[3]
-  local event, max_events, max_age_text, ms_text = args[1], args[2], args[3], args[4]
+local NOT_AN_EVENT = 'ERR sseor: the event must be a JSON object, {"type":...}'
+local NOT_NUMBERS = 'ERR sseor: the most events, the lifetime (ms) and the time (Unix ms) must be whole numbers'
+
+local function is_event(event)
   local open, quote = string.byte(event or '', 1, 2)
-  if open ~= 123 or quote ~= 34 then
-    return redis.error_reply('ERR sseor: the event must be a JSON object, {"type":...}')
-  end
-  -- Checked before anything is written: a number taken and not published would be a gap.
-  if not (absent_or_whole(max_events) and absent_or_whole(max_age_text))
-      or (ms_text and not string.find(ms_text, '^%d+$')) then
-    return redis.error_reply('ERR sseor: the most events, the lifetime (ms) and the time (Unix ms) must be whole numbers')
-  end
-  if sent then
-    local earlier = redis.call('GET', sent)
-    if earlier then
-      return earlier .. ' -1'
-    end
-  end
-  ms_text = ms_text or clock_ms()
+  return open == 123 and quote == 34
+end
+
+-- Whether the retention and time given are whole numbers (or absent). Checked, as the
+-- event is, before anything is written: a number taken and not published would be a gap.
+local function numbers_given(max_events, max_age_text, ms_text)
+  return absent_or_whole(max_events) and absent_or_whole(max_age_text)
+    and (ms_text == nil or string.find(ms_text, '^%d+$') ~= nil)
+end
+
+-- Numbers, keeps and publishes one event; its answer "EPOCH-SEQ RECEIVERS".
+local function publish_one(sequence, history, sent, event, max_events, max_age_text, ms_text, command)
   local seq, epoch, deadline = next_number(sequence, history)
   local seq_text = small[seq] or string.format('%d', seq)
   local message = '{"p":[' .. epoch .. ',' .. seq_text .. ',' .. ms_text .. '],' .. string.sub(event, 2)
@@ -175,6 +173,53 @@ local function publish(keys, args, command)
   end
   local receivers = redis.call(command, sequence, message)
   return epoch .. '-' .. seq_text .. ' ' .. (small[receivers] or string.format('%d', receivers))
+end
+
+local function publish(keys, args, command)
+  local sequence, history, sent = keys[1], keys[2], keys[3]
+  local event, max_events, max_age_text, ms_text = args[1], args[2], args[3], args[4]
+  if not is_event(event) then
+    return redis.error_reply(NOT_AN_EVENT)
+  end
+  if not numbers_given(max_events, max_age_text, ms_text) then
+    return redis.error_reply(NOT_NUMBERS)
+  end
+  if sent then
+    local earlier = redis.call('GET', sent)
+    if earlier then
+      return earlier .. ' -1'
+    end
+  end
+  return publish_one(sequence, history, sent, event, max_events, max_age_text, ms_text or clock_ms(), command)
+end
+
+-- Publishes several events, as many calls of the function above would, in one: what a
+-- call costs Redis is shared.
+-- KEYS: for each event, its target's sequence and history (on a Redis Cluster, all in
+--       one slot).
+-- ARGV: the events' JSON, one per pair of keys, then the most events kept, how long the
+--       history lasts (ms) and the time of publishing (Unix ms).
+-- Returns the answers, "EPOCH-SEQ RECEIVERS", one line each, in the order of the events.
+-- Nothing is written when any argument is wrong.
+local function publish_batch(keys, args, command)
+  local count = #keys / 2
+  if count < 1 or #keys % 2 ~= 0 or #args ~= count + 3 then
+    return redis.error_reply('ERR sseor: a batch needs two keys per event, and its events followed by three numbers')
+  end
+  local max_events, max_age_text, ms_text = args[count + 1], args[count + 2], args[count + 3]
+  if not numbers_given(max_events, max_age_text, ms_text) then
+    return redis.error_reply(NOT_NUMBERS)
+  end
+  for k = 1, count do
+    if not is_event(args[k]) then
+      return redis.error_reply(NOT_AN_EVENT)
+    end
+  end
+  local answers = {}
+  for k = 1, count do
+    answers[k] = publish_one(keys[2 * k - 1], keys[2 * k], nil, args[k], max_events, max_age_text, ms_text, command)
+  end
+  return table.concat(answers, '\n')
 end
 
 -- The messages of a history numbered ARGV[1] and later (from its oldest entry when
@@ -215,6 +260,12 @@ redis.register_function('sseor_publish', function(keys, args)
 end)
 redis.register_function('sseor_publish_sharded', function(keys, args)
   return publish(keys, args, 'SPUBLISH')
+end)
+redis.register_function('sseor_publish_batch', function(keys, args)
+  return publish_batch(keys, args, 'PUBLISH')
+end)
+redis.register_function('sseor_publish_batch_sharded', function(keys, args)
+  return publish_batch(keys, args, 'SPUBLISH')
 end)
 redis.register_function{
   function_name = 'sseor_history',

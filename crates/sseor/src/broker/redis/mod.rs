@@ -13,7 +13,8 @@
 //! from the history and deliver it in order on the open streams; only what the history no
 //! longer holds becomes a reset of the streams of that target.
 //!
-//! The parts: `RedisPublisher` numbers and publishes events (`publisher`) and reads
+//! The parts: `RedisPublisher` numbers and publishes events (`publisher`, the publishes
+//! that wait together sent as one call by `batch`) and reads
 //! sequences and histories back (`history`); the subscriber task delivers what arrives to
 //! this instance's connections (`subscriber`, `envelope`, with what it knows of each
 //! target in `tracked`) and keeps the state readiness is told from (`health`); the
@@ -21,6 +22,7 @@
 //! share the command connection (`commands`), the names of keys and channels (`keys`) and
 //! the Redis Functions that keep the sequences (`scripts`).
 
+mod batch;
 mod commands;
 mod endpoint;
 mod envelope;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManagerConfig;
 
 use super::RedisOptions;
+use super::batch::{Batches, Numbered};
 use super::commands::{Commands, check_credentials, describe, unavailable};
 use super::endpoint::{Endpoint, endpoint_for};
 use super::keys::Names;
@@ -39,6 +40,8 @@ pub struct RedisPublisher {
     recorded: Arc<Mutex<(Option<Instant>, Retention)>>,
     wait_replicas: usize,
     timeout: Duration,
+    /// The publishes waiting to go to Redis together.
+    pub(super) batches: Arc<Batches>,
 }
 
 impl std::fmt::Debug for RedisPublisher {
@@ -76,6 +79,7 @@ impl RedisPublisher {
             recorded: Arc::new(Mutex::new((None, NOTHING_RECORDED))),
             wait_replicas: options.wait_replicas,
             timeout: options.timeout,
+            batches: Arc::default(),
         };
         // Bounded: a Redis not reachable yet must not hold the start up.
         let _ = tokio::time::timeout(options.timeout / 4, publisher.read_recorded_retention_now())
@@ -126,8 +130,14 @@ impl RedisPublisher {
                 duplicate: false,
             });
         }
-        let call = self.publish_call(target, &json, publisher_id.as_deref());
-        let (epoch, seq, receivers) = self.numbered(&call).await?;
+        let (epoch, seq, receivers) = match publisher_id {
+            Some(id) => {
+                let call = self.publish_call(target, &json, &id);
+                let mut answers = self.answered(&call, 1).await?;
+                answers.pop().unwrap_or_default()
+            }
+            None => self.publish_batched(target, json).await?,
+        };
         Ok(Published {
             id: Some(Position::new(epoch, seq).to_string()),
             delivered_locally: None,
@@ -136,34 +146,39 @@ impl RedisPublisher {
         })
     }
 
-    /// The `FCALL` that publishes `json` to `target`.
-    fn publish_call(&self, target: &Target, json: &str, publisher_id: Option<&str>) -> redis::Cmd {
-        let retention = self.retention();
-        let max_age_ms = u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX);
+    /// The `FCALL` that publishes `json` to `target`, once for `publisher_id`.
+    fn publish_call(&self, target: &Target, json: &str, publisher_id: &str) -> redis::Cmd {
         let mut call = redis::cmd("FCALL");
         call.arg(if self.commands.is_cluster() {
             "sseor_publish_sharded"
         } else {
             "sseor_publish"
         })
-        .arg(if publisher_id.is_some() { 3 } else { 2 })
+        .arg(3)
         .arg(self.names.sequence(target))
-        .arg(self.names.history(target));
-        if let Some(id) = publisher_id {
-            call.arg(self.names.publisher_id(target, id));
-        }
+        .arg(self.names.history(target))
+        .arg(self.names.publisher_id(target, publisher_id));
+        let (max_events, max_age_ms) = self.retention_args();
         call.arg(json)
-            .arg(retention.max_events)
-            .arg(max_age_ms.max(1))
+            .arg(max_events)
+            .arg(max_age_ms)
             .arg(crate::position::unix_millis());
         call
     }
 
-    /// Runs the publish `call` (after `WAIT` when replicas must confirm it), loading the
-    /// functions first when Redis lost them (restarted empty, a new master): the event's
-    /// epoch, number, and the instances that received it (-1: a publisher's id already
-    /// seen).
-    async fn numbered(&self, call: &redis::Cmd) -> Result<(u32, u64, i64)> {
+    /// The retention every publish keeps, as the publish functions take it: the most
+    /// events, and how long the history lasts in ms.
+    pub(super) fn retention_args(&self) -> (usize, u64) {
+        let retention = self.retention();
+        let max_age_ms = u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX);
+        (retention.max_events, max_age_ms.max(1))
+    }
+
+    /// Runs the publish `call` of `count` events (after `WAIT` when replicas must confirm
+    /// it), loading the functions first when Redis lost them (restarted empty, a new
+    /// master): for each event its epoch, number, and the instances that received it (-1:
+    /// a publisher's id already seen).
+    pub(super) async fn answered(&self, call: &redis::Cmd, count: usize) -> Result<Vec<Numbered>> {
         let mut pipeline = redis::pipe();
         pipeline.add_command(call.clone());
         if self.wait_replicas > 0 {
@@ -182,7 +197,9 @@ impl RedisPublisher {
         let reply: String =
             redis::from_redis_value(replies.next().ok_or_else(|| unreadable(&"no reply"))?)
                 .map_err(|e| unreadable(&e))?;
-        let numbered = publish_reply(&reply)
+        let numbered: Option<Vec<Numbered>> = reply.lines().map(publish_reply).collect();
+        let numbered = numbered
+            .filter(|numbered| numbered.len() == count)
             .ok_or_else(|| unreadable(&format!("the publish function answered {reply:?}")))?;
         if self.wait_replicas > 0 {
             let confirmed: usize = replies
