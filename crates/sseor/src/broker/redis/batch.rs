@@ -5,16 +5,16 @@
 //! batch, with the others that arrive meanwhile. Nothing waits for a batch to fill up.
 //!
 //! The batches run in tasks of their own, so that a caller that gives up waiting does not
-//! take the publishes of others with it.
+//! take the publishes of others with it. On a Redis Cluster a call's keys must share a
+//! slot, which publishes to many users seldom do: there each publish goes alone, as many
+//! at once as are made.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
-use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use super::RedisPublisher;
-use super::probes::slot_of_key;
 use crate::{Error, Result, Target};
 
 /// Batches under way at once.
@@ -132,7 +132,7 @@ impl RedisPublisher {
             held: true,
         };
         loop {
-            self.send_batch(batch).await;
+            self.send_group(batch).await;
             match self.batches.next() {
                 Some(next) => batch = next,
                 None => {
@@ -141,22 +141,6 @@ impl RedisPublisher {
                 }
             }
         }
-    }
-
-    /// Sends one batch: on a cluster, a call per slot, as a function's keys must share
-    /// one.
-    async fn send_batch(&self, batch: Vec<Pending>) {
-        if !self.commands.is_cluster() {
-            return self.send_group(batch).await;
-        }
-        let mut by_slot: HashMap<u16, Vec<Pending>> = HashMap::new();
-        for pending in batch {
-            by_slot
-                .entry(slot_of_key(&pending.sequence))
-                .or_default()
-                .push(pending);
-        }
-        join_all(by_slot.into_values().map(|group| self.send_group(group))).await;
     }
 
     /// Publishes `group` with one call, and gives each publish its answer.
@@ -183,12 +167,7 @@ impl RedisPublisher {
     /// The `FCALL sseor_publish_batch` of `group`.
     fn batch_call(&self, group: &[Pending]) -> redis::Cmd {
         let mut call = redis::cmd("FCALL");
-        call.arg(if self.commands.is_cluster() {
-            "sseor_publish_batch_sharded"
-        } else {
-            "sseor_publish_batch"
-        })
-        .arg(group.len() * 2);
+        call.arg("sseor_publish_batch").arg(group.len() * 2);
         for pending in group {
             call.arg(&pending.sequence).arg(&pending.history);
         }

@@ -195,13 +195,12 @@ end
 
 -- Publishes several events, as many calls of the function above would, in one: what a
 -- call costs Redis is shared.
--- KEYS: for each event, its target's sequence and history (on a Redis Cluster, all in
---       one slot).
+-- KEYS: for each event, its target's sequence and history.
 -- ARGV: the events' JSON, one per pair of keys, then the most events kept, how long the
 --       history lasts (ms) and the time of publishing (Unix ms).
 -- Returns the answers, "EPOCH-SEQ RECEIVERS", one line each, in the order of the events.
 -- Nothing is written when any argument is wrong.
-local function publish_batch(keys, args, command)
+local function publish_batch(keys, args)
   local count = #keys / 2
   if count < 1 or #keys % 2 ~= 0 or #args ~= count + 3 then
     return redis.error_reply('ERR sseor: a batch needs two keys per event, and its events followed by three numbers')
@@ -217,7 +216,7 @@ local function publish_batch(keys, args, command)
   end
   local answers = {}
   for k = 1, count do
-    answers[k] = publish_one(keys[2 * k - 1], keys[2 * k], nil, args[k], max_events, max_age_text, ms_text, command)
+    answers[k] = publish_one(keys[2 * k - 1], keys[2 * k], nil, args[k], max_events, max_age_text, ms_text, 'PUBLISH')
   end
   return table.concat(answers, '\n')
 end
@@ -261,12 +260,7 @@ end)
 redis.register_function('sseor_publish_sharded', function(keys, args)
   return publish(keys, args, 'SPUBLISH')
 end)
-redis.register_function('sseor_publish_batch', function(keys, args)
-  return publish_batch(keys, args, 'PUBLISH')
-end)
-redis.register_function('sseor_publish_batch_sharded', function(keys, args)
-  return publish_batch(keys, args, 'SPUBLISH')
-end)
+redis.register_function('sseor_publish_batch', publish_batch)
 redis.register_function{
   function_name = 'sseor_history',
   callback = history,

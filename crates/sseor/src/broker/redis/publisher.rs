@@ -130,13 +130,12 @@ impl RedisPublisher {
                 duplicate: false,
             });
         }
-        let (epoch, seq, receivers) = match publisher_id {
-            Some(id) => {
-                let call = self.publish_call(target, &json, &id);
-                let mut answers = self.answered(&call, 1).await?;
-                answers.pop().unwrap_or_default()
-            }
-            None => self.publish_batched(target, json).await?,
+        let (epoch, seq, receivers) = if publisher_id.is_none() && !self.commands.is_cluster() {
+            self.publish_batched(target, json).await?
+        } else {
+            let call = self.publish_call(target, &json, publisher_id.as_deref());
+            let mut answers = self.answered(&call, 1).await?;
+            answers.pop().unwrap_or_default()
         };
         Ok(Published {
             id: Some(Position::new(epoch, seq).to_string()),
@@ -146,18 +145,20 @@ impl RedisPublisher {
         })
     }
 
-    /// The `FCALL` that publishes `json` to `target`, once for `publisher_id`.
-    fn publish_call(&self, target: &Target, json: &str, publisher_id: &str) -> redis::Cmd {
+    /// The `FCALL` that publishes `json` to `target` (once for a publisher's id).
+    fn publish_call(&self, target: &Target, json: &str, publisher_id: Option<&str>) -> redis::Cmd {
         let mut call = redis::cmd("FCALL");
         call.arg(if self.commands.is_cluster() {
             "sseor_publish_sharded"
         } else {
             "sseor_publish"
         })
-        .arg(3)
+        .arg(if publisher_id.is_some() { 3 } else { 2 })
         .arg(self.names.sequence(target))
-        .arg(self.names.history(target))
-        .arg(self.names.publisher_id(target, publisher_id));
+        .arg(self.names.history(target));
+        if let Some(id) = publisher_id {
+            call.arg(self.names.publisher_id(target, id));
+        }
         let (max_events, max_age_ms) = self.retention_args();
         call.arg(json)
             .arg(max_events)
