@@ -143,6 +143,44 @@ pub(super) async fn connections(State(manager): State<Manager>, request: Parts) 
     Json(counts).into_response()
 }
 
+/// `GET /api/v1/cursor`: where the stream of `user_id` and its `topic`s would start now,
+/// for a page rendered now to open its stream from. It names a user, so it needs what
+/// `/api/v1/connections` needs: the backend's (publisher's) credential, which the
+/// application that renders the page holds.
+pub(super) async fn cursor(State(manager): State<Manager>, request: Parts) -> Response {
+    if let Err(refused) = manager.authorize_backend(&request).await {
+        return refused.into_response();
+    }
+    let params = match query_pairs(&request.uri) {
+        Ok(params) => params,
+        Err(refused) => return refused,
+    };
+    let user_id = match single_value(&params, "user_id") {
+        Ok(Some(user_id)) => user_id,
+        Ok(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the query parameter `user_id` is required",
+            );
+        }
+        Err(refused) => return refused,
+    };
+    let topics: Vec<&str> = params
+        .iter()
+        .filter(|(key, _)| key == "topic")
+        .map(|(_, topic)| topic.as_str())
+        .collect();
+    match manager.cursor(user_id, &topics).await {
+        // A cursor is "now": a cached one would replay what the page already shows.
+        Ok(cursor) => (
+            [(http::header::CACHE_CONTROL, "no-store")],
+            Json(json!({ "cursor": cursor })),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// `GET /healthz`.
 pub(super) async fn health(State(manager): State<Manager>) -> Response {
     if manager.is_closed() {

@@ -5,6 +5,7 @@
 //! | `GET /api/v1/sse?user_id=U&topic=T` | the event stream of user `U`, its topics (`topic` repeats) and broadcasts |
 //! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` (embedded broker) or `{"id", "instances"}` (Redis) |
 //! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open streams of `U` and in all, on this instance and on every instance |
+//! | `GET /api/v1/cursor?user_id=U&topic=T` | `{"cursor"}`: where the stream of `U`, its topics and broadcasts would start now (see [`Manager::cursor`]), for a page rendered now to open its stream from with `?last_event_id=` |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
 //! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
@@ -64,6 +65,8 @@
 //!   credential's user) and must otherwise be that user; every `topic` must be granted.
 //! * `POST /api/v1/publish` and `GET /api/v1/connections` need a publisher's credential in
 //!   the request headers: the publish token or a grant with the publish right.
+//! * `GET /api/v1/cursor` needs the same publisher's credential: the backend that renders
+//!   a page holds it, and the answer names a user.
 //! * A request without a valid credential gets 401 with `WWW-Authenticate: Bearer`, one
 //!   whose credential does not grant what it asks 403; both answer
 //!   `{"error", "reason"}`, the reason being one of [`AuthReason`](crate::auth::AuthReason).
@@ -104,6 +107,7 @@ where
         .route("/api/v1/sse", get(subscribe))
         .route("/api/v1/publish", post(publish))
         .route("/api/v1/connections", get(connections))
+        .route("/api/v1/cursor", get(handlers::cursor))
         .route("/api/v1/tickets", post(tickets))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))

@@ -2,6 +2,7 @@
 //!
 //! * [`builder`]: the options, and starting the broker and the background tasks.
 //! * [`open`]: opening a stream on a request (resume from `Last-Event-ID` included).
+//! * [`cursor`]: where a stream would start now, for a page rendered now.
 //! * [`authorize`]: who may open which stream and who may publish.
 //! * [`routes`]: the Go-style route table and the server loop ([`Manager::route`],
 //!   [`Manager::listen_and_serve`]).
@@ -11,6 +12,7 @@
 
 mod authorize;
 mod builder;
+mod cursor;
 mod input;
 mod open;
 mod routes;

@@ -11,6 +11,7 @@ mod auth;
 mod axum_app;
 mod cluster;
 mod connection;
+mod cursor;
 mod encoder;
 mod example;
 mod manager;
