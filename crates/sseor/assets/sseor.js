@@ -7,7 +7,9 @@
  *  - keeps the last event id (in localStorage) so that a reload resumes with no event lost;
  *  - reconnects by itself, with backoff and jitter, also after answers EventSource gives up
  *    on (429, 503) and after the server ended the stream;
- *  - fetches a single-use stream ticket when given a token, so tokens stay out of URLs.
+ *  - fetches a single-use stream ticket when given a token, so tokens stay out of URLs;
+ *  - starts from a cursor the page was rendered with, so that nothing published between
+ *    rendering the page and opening its stream is lost.
  *
  * As a plain script:  <script src="/sseor.js"></script>  then  Sseor.connect({...})
  * As an ES module:    import { connect } from "/sseor.mjs";
@@ -16,6 +18,19 @@
  *   stream.on("transaction.updated", (event) => console.log(JSON.parse(event.data), event.lastEventId));
  *   stream.onState((s) => console.log(s.state, s.leader, s.retryAt, s.error));
  *   stream.close();
+ *
+ * Render, then stream: the server that renders the page takes the stream's cursor
+ * (GET /api/v1/cursor?user_id=...&topic=..., or Manager::cursor) as it reads the state the
+ * page shows, and writes it into the page:
+ *
+ *   Sseor.connect({ user: "user123", topics: ["news"], cursor: "1.xxxx" });
+ *
+ * The first connection resumes from it (sent as ?last_event_id=, as EventSource cannot set
+ * headers), so the events published since the page was rendered arrive first; later ones
+ * resume from the last event seen, as always. The cursor wins over the id kept from an
+ * earlier visit: the page shows the state of its rendering, not of that visit. A tab given
+ * a cursor holds a stream of its own rather than sharing another tab's, which could not
+ * replay what was published before this tab joined.
  */
 (function (root) {
   "use strict";
@@ -29,6 +44,7 @@
     withCredentials: false,      // send cookies to another origin
     share: true,                 // one stream for all tabs of this origin and user
     resume: true,                // keep the last event id across reloads
+    cursor: null,                // start from this cursor (the page's, from GET /api/v1/cursor)
     minDelay: 1000,              // first reconnection delay, ms (then doubling, with jitter)
     maxDelay: 30000,             // longest reconnection delay, ms
   };
@@ -84,7 +100,9 @@
       // Tabs share and persist by stream, and a stream is only known by its user: without
       // one (a token naming the user) two tabs could be two users.
       this._key = o.user ? "sseor:" + this._base.href : null;
-      this.lastEventId = o.resume && this._key ? storage.get(this._key) : null;
+      // A cursor the page was rendered with places the first connection; later ones go
+      // on from the last event seen.
+      this.lastEventId = o.cursor || (o.resume && this._key ? storage.get(this._key) : null);
       this._events = new EventTarget();
       this._stateListeners = new Set();
       this._types = new Set(["message", RESET_EVENT]);
@@ -144,7 +162,9 @@
 
     _start() {
       const o = this.options;
-      const canShare = o.share && this._key && typeof BroadcastChannel === "function" &&
+      // Another tab's stream cannot replay what was published before this tab joined it:
+      // a tab that starts from a cursor holds its own.
+      const canShare = o.share && !o.cursor && this._key && typeof BroadcastChannel === "function" &&
         typeof navigator !== "undefined" && navigator.locks;
       if (!canShare) {
         this._lead();

@@ -4,7 +4,8 @@
 //! and user (one tab holds it, the others receive through a `BroadcastChannel`, another takes
 //! over when it closes), keeps the last event id so that a reload resumes where it left off,
 //! reconnects by itself with backoff (also after a 429 or 503, which `EventSource` gives up
-//! on), and fetches a stream ticket when it is given a token.
+//! on), fetches a stream ticket when it is given a token, and starts from the cursor a page
+//! was rendered with (`cursor`, see [`Manager::cursor`](crate::Manager::cursor)).
 //!
 //! [`api::router`](crate::api::router) serves it at `/sseor.js` (a plain script defining
 //! `Sseor`) and `/sseor.mjs` (the same as an ES module). In a router of your own:
