@@ -33,7 +33,7 @@ async fn cursor_of(server: &Server, query: &str) -> String {
     answer["cursor"].as_str().unwrap().to_owned()
 }
 
-/// Publishes `n` to `publish`, then waits past the millisecond: Redis orders the events
+/// Awaits `publish`, then lets the clock pass the millisecond: Redis orders the events
 /// of different targets by the millisecond they were published in.
 async fn publish_apart(
     publish: impl std::future::Future<Output = sseor::Result<sseor::Published>>,
