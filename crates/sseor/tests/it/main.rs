@@ -13,6 +13,7 @@ mod cluster;
 mod connection;
 mod encoder;
 mod example;
+mod history;
 mod manager;
 mod redis;
 mod redis_faults;
