@@ -578,6 +578,27 @@ async fn publishing_and_counts_need_a_publishers_credential() {
 }
 
 #[tokio::test]
+async fn the_history_needs_a_publishers_credential() {
+    let server = start_hs256(&[]).await;
+    let history = "/api/v1/history?user_id=alice";
+    assert_refused(get(&server, history, &[]).await, 401, "missing").await;
+    let auth = bearer(&hs256(&claims("alice")));
+    assert_refused(
+        get(&server, history, &[("authorization", &auth)]).await,
+        403,
+        "forbidden_publish",
+    )
+    .await;
+    let auth = bearer(PUBLISH_TOKEN);
+    assert_eq!(
+        get(&server, history, &[("authorization", &auth)])
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn a_publish_token_alone_guards_publishing_and_leaves_streams_open() {
     let server = start(&[("SSEOR_PUBLISH_TOKEN", PUBLISH_TOKEN)], &[]).await;
     let body = json!({"event": {"type": "x"}});

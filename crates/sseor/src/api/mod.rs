@@ -6,6 +6,7 @@
 //! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` (embedded broker) or `{"id", "instances"}` (Redis) |
 //! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open streams of `U` and in all, on this instance and on every instance |
 //! | `GET /api/v1/cursor?user_id=U&topic=T` | `{"cursor"}`: where the stream of `U`, its topics and broadcasts would start now (see [`Manager::cursor`]), for a page rendered now to open its stream from with `?last_event_id=` |
+//! | `GET /api/v1/history?user_id=U&after=POSITION&limit=N` | (`topic=T` for a topic, neither for the broadcasts) `{"events": [{"id", "event"}], "more", "position"}`: what the target's history holds after `after` (from the oldest kept without it), at most `limit` (100 by default, 1000 at most), in order; 410 `{"error", "position"}` when the history no longer reaches `after` |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
 //! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
@@ -74,6 +75,7 @@
 
 pub mod browser;
 mod handlers;
+mod history;
 mod input;
 
 use axum::Router;
@@ -108,6 +110,7 @@ where
         .route("/api/v1/publish", post(publish))
         .route("/api/v1/connections", get(connections))
         .route("/api/v1/cursor", get(handlers::cursor))
+        .route("/api/v1/history", get(history::history))
         .route("/api/v1/tickets", post(tickets))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))

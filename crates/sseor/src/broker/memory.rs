@@ -336,6 +336,18 @@ impl MemoryBroker {
     }
 }
 
+impl MemoryBroker {
+    /// The position just before the oldest event `target`'s history holds: a resume from
+    /// there replays all of it. `None` when the target has no history.
+    fn before_oldest(&self, target: &Target) -> Option<Position> {
+        let mut state = self.state();
+        state.evict(&self.retention, Instant::now());
+        let sequence = state.sequences.get(target)?;
+        let oldest = sequence.events.front()?;
+        Some(Position::new(sequence.epoch, oldest.seq - 1))
+    }
+}
+
 impl Broker for MemoryBroker {
     fn publish(&self, target: Target, event: Event) -> BoxFuture<'_, Result<Published>> {
         let result = self.publish_now(target, event);
@@ -345,6 +357,11 @@ impl Broker for MemoryBroker {
     fn resume(&self, from: Vec<(Target, Option<Position>)>) -> BoxFuture<'_, History> {
         let history = self.resume_now(&from);
         Box::pin(async move { history })
+    }
+
+    fn history(&self, target: Target, after: Option<Position>) -> BoxFuture<'_, Result<History>> {
+        let after = after.or_else(|| self.before_oldest(&target));
+        Box::pin(async move { Ok(self.resume_now(&[(target, after)])) })
     }
 
     fn put_ticket(&self, key: String, value: String, ttl: Duration) -> BoxFuture<'_, Result<()>> {

@@ -129,6 +129,18 @@ pub trait Broker: Send + Sync + 'static {
         Box::pin(async move { resume::without_history(from) })
     }
 
+    /// What `target`'s history holds after `after` (everything it holds when `None`), in
+    /// the order published, with the target's position now; or a reset when `after` is no
+    /// longer in it (trimmed, expired, or of an epoch that ended). Serves
+    /// [`Manager::history`](crate::Manager::history). The default, for a broker that keeps
+    /// no history, is what [`resume`](Self::resume) tells.
+    ///
+    /// # Errors
+    /// [`Error::Broker`](crate::Error::Broker) when the history cannot be read now.
+    fn history(&self, target: Target, after: Option<Position>) -> BoxFuture<'_, Result<History>> {
+        Box::pin(async move { Ok(self.resume(vec![(target, after)]).await) })
+    }
+
     /// Whether events published now would reach this instance's connections; the error
     /// says why not. Serves `/readyz`.
     ///

@@ -217,6 +217,38 @@ impl Manager {
         Ok(cluster.unwrap_or_else(|| self.total_connections()))
     }
 
+    /// What `target`'s history holds after `after` (everything it holds when `None`), in
+    /// the order published and with each event's position, and where the target stands
+    /// now: for a backend that wants to know what a user missed. A position the history
+    /// no longer reaches (trimmed, expired, or of an epoch that ended) answers
+    /// [`History::Reset`](crate::History::Reset).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
+    /// use sseor::{Event, History, Position, Target};
+    /// let manager = sseor::Manager::new("").await?;
+    /// let first = manager.publish("user123", Event::new("note")).await?;
+    /// manager.publish("user123", Event::new("note")).await?;
+    /// // The position a publish answered, as an application would have kept it.
+    /// let after: Option<Position> = first.id.as_deref().map(|id| id.parse().expect("a position"));
+    /// let History::Events { events, .. } = manager.history(Target::user("user123")?, after).await?
+    /// else {
+    ///     panic!("the history holds both events");
+    /// };
+    /// assert_eq!(events.len(), 1, "the one after the first");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Broker`] when the history cannot be read now (Redis unreachable).
+    pub async fn history(
+        &self,
+        target: Target,
+        after: Option<crate::Position>,
+    ) -> Result<crate::History> {
+        self.inner.broker.history(target, after).await
+    }
+
     /// The largest request body the HTTP API accepts.
     pub fn max_body_bytes(&self) -> usize {
         self.inner.config.max_body_bytes

@@ -14,6 +14,7 @@ mod connection;
 mod cursor;
 mod encoder;
 mod example;
+mod history;
 mod manager;
 mod redis;
 mod redis_faults;

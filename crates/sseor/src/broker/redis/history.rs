@@ -150,4 +150,38 @@ impl RedisPublisher {
             positions,
         })
     }
+
+    /// What `target`'s history holds after `after` (all of it when `None`), with the
+    /// target's position now; a reset when `after` is no longer in it.
+    pub(super) async fn history(&self, target: Target, after: Option<Position>) -> Result<History> {
+        if after.is_some() {
+            return self.resume(&[(target, after)]).await;
+        }
+        let now = self.position(&target).await?;
+        if now.epoch() == 0 {
+            return Ok(History::Events {
+                events: Vec::new(),
+                positions: vec![(target, now)],
+            });
+        }
+        let entries = match self.entries(&target, now.epoch(), 1).await? {
+            Ok(entries) => entries,
+            Err(reason) => return Ok(reason.reset(vec![(target, now)])),
+        };
+        // Read after the position: events published meanwhile are in it too.
+        let last = entries
+            .last()
+            .map_or(now.seq(), |entry| entry.seq.max(now.seq()));
+        let events = entries
+            .into_iter()
+            .map(|entry| {
+                let position = Position::new(now.epoch(), entry.seq);
+                (target.clone(), position, entry.event)
+            })
+            .collect();
+        Ok(History::Events {
+            events,
+            positions: vec![(target, Position::new(now.epoch(), last))],
+        })
+    }
 }

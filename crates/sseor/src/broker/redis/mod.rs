@@ -203,6 +203,10 @@ impl Broker for RedisBroker {
         })
     }
 
+    fn history(&self, target: Target, after: Option<Position>) -> BoxFuture<'_, Result<History>> {
+        Box::pin(async move { self.publisher.history(target, after).await })
+    }
+
     fn cluster_connections(&self, user_id: Option<String>) -> BoxFuture<'_, Result<Option<usize>>> {
         Box::pin(async move {
             // This instance's presence in Redis lags behind its connections (refreshed
