@@ -9,8 +9,10 @@
 //! target/release/sseor-bench jwt --connections 10000   # streams opened/s with and without JWT
 //! target/release/sseor-bench publish-cost --target nchan-redis   # Redis time per publish
 //! bench/cluster.sh     # publishes spread over a Redis Cluster, against one Redis
+//! target/release/sseor-bench batch --target sseor-redis   # one batch request against single publishes
 //! ```
 
+mod batch;
 mod client;
 mod cluster;
 mod herd;
@@ -34,6 +36,7 @@ mod temp_dir;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
+use crate::batch::BatchArgs;
 use crate::cluster::ClusterArgs;
 use crate::herd::HerdArgs;
 use crate::publish_cost::PublishCostArgs;
@@ -120,6 +123,9 @@ enum Command {
     /// library to random users: publishes/s and each master's share, then the same on one
     /// Redis.
     Cluster(ClusterArgs),
+    /// sseor only: events published as one batch request, against as many single publish
+    /// requests, one at a time and many in flight: events per second of each.
+    Batch(BatchArgs),
 }
 
 impl Command {
@@ -149,6 +155,7 @@ impl Command {
             Command::Slow(_) => "slow",
             Command::PublishCost(_) => "publish-cost",
             Command::Cluster(_) => "cluster",
+            Command::Batch(_) => "batch",
         }
     }
 
@@ -161,6 +168,9 @@ impl Command {
                 Some(json!({"server": args.target.name(), "scenario": scenario}))
             }
             Command::Cluster(_) => Some(json!({"scenario": scenario})),
+            Command::Batch(args) => {
+                Some(json!({"server": args.target.name(), "scenario": scenario}))
+            }
             _ => self.common().map(|common| {
                 json!({
                     "server": common.target.name(),
@@ -207,6 +217,7 @@ async fn run(cli: &Cli) -> Result<(), String> {
         Command::Herd(args) => herd::herd(&servers.server, args).await,
         Command::PublishCost(args) => publish_cost::publish_cost(args, servers).await,
         Command::Cluster(args) => cluster::cluster(args, &servers.server).await,
+        Command::Batch(args) => batch::batch(args, servers).await,
     }
 }
 

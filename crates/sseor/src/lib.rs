@@ -165,6 +165,7 @@
 
 pub mod api;
 pub mod auth;
+mod batch;
 pub mod broker;
 mod cursor;
 pub mod encode;
@@ -182,6 +183,7 @@ mod subscription;
 mod target;
 
 pub use api::browser;
+pub use batch::{BatchResults, MAX_BATCH_EVENTS};
 pub use broker::{Broker, BrokerContext, History, MemoryBroker, Published, Retention};
 pub use cursor::{Cursor, InvalidCursor};
 pub use error::{ConnectionLimit, Error, Result};

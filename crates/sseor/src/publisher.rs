@@ -1,7 +1,7 @@
 //! A handle for services that publish events but serve no streams (the Go original's "Service C").
 
 use crate::broker::redis::{RedisOptions, RedisPublisher};
-use crate::{Error, Event, Published, Result, Target};
+use crate::{BatchResults, Error, Event, Published, Result, Target};
 
 /// Publishes to the streams of every sseor instance through Redis, holding one
 /// multiplexed connection that reconnects by itself.
@@ -78,5 +78,21 @@ impl Publisher {
     pub async fn publish_to(&self, target: Target, event: Event) -> Result<Published> {
         event.validate()?;
         self.redis.publish(&target, &event).await
+    }
+
+    /// Sends each event of `items` to its target, as
+    /// [`Manager::publish_batch`](crate::Manager::publish_batch) does: every item checked
+    /// before any is sent, then the items published together, in their order within each
+    /// target, with one result per item. At most [`MAX_BATCH_EVENTS`](crate::MAX_BATCH_EVENTS)
+    /// items.
+    ///
+    /// # Errors
+    /// As [`Manager::publish_batch`](crate::Manager::publish_batch), [`Error::Closed`] aside.
+    pub async fn publish_batch(&self, items: Vec<(Target, Event)>) -> Result<BatchResults> {
+        crate::batch::validate(&items, crate::MAX_BATCH_EVENTS)?;
+        let published = crate::batch::publish_in_order(items, |target, event| async move {
+            self.redis.publish(&target, &event).await
+        });
+        Ok(published.await)
     }
 }

@@ -53,9 +53,10 @@ pub(super) async fn tickets(
     Ok(Json(answer).into_response())
 }
 
+/// The body of a single publish, and each item of a batch.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PublishRequest {
+pub(super) struct PublishRequest {
     #[serde(default, deserialize_with = "target_name")]
     user_id: Option<String>,
     #[serde(default, deserialize_with = "target_name")]
@@ -76,6 +77,28 @@ fn target_name<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Er
     }
 }
 
+impl PublishRequest {
+    /// Its target and event; the status and message of the refusal when the target is
+    /// not one.
+    pub(super) fn into_item(self) -> Result<(Target, Event), (StatusCode, String)> {
+        let target = match (self.user_id, self.topic) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "give `user_id` or `topic`, not both (neither sends to everyone)".into(),
+                ));
+            }
+            (Some(user), None) => Target::user(&user),
+            (None, Some(topic)) => Target::topic(&topic),
+            (None, None) => Ok(Target::All),
+        };
+        match target {
+            Ok(target) => Ok((target, self.event)),
+            Err(invalid) => Err((StatusCode::BAD_REQUEST, invalid.to_string())),
+        }
+    }
+}
+
 /// `POST /api/v1/publish`: one event to a user, a topic or everyone.
 pub(super) async fn publish(State(manager): State<Manager>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -86,7 +109,8 @@ pub(super) async fn publish(State(manager): State<Manager>, request: Request) ->
     if let Err(refused) = require_json(&parts.headers) {
         return refused;
     }
-    let body = match read_body(&manager, &parts.headers, body).await {
+    let max = manager.max_body_bytes();
+    let body = match read_body(&manager, &parts.headers, body, max).await {
         Ok(body) => body,
         Err(refused) => return refused,
     };
@@ -94,22 +118,12 @@ pub(super) async fn publish(State(manager): State<Manager>, request: Request) ->
         Ok(request) => request,
         Err(refused) => return refused,
     };
-    let target = match (&request.user_id, &request.topic) {
-        (Some(_), Some(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "give `user_id` or `topic`, not both (neither sends to everyone)",
-            );
-        }
-        (Some(user), None) => Target::user(user),
-        (None, Some(topic)) => Target::topic(topic),
-        (None, None) => Ok(Target::All),
+    let (target, event) = match request.into_item() {
+        Ok(item) => item,
+        Err((status, message)) => return error(status, message),
     };
-    match target.map(|target| manager.publish_to(target, request.event)) {
-        Ok(published) => match published.await {
-            Ok(published) => (StatusCode::ACCEPTED, Json(published)).into_response(),
-            Err(e) => e.into_response(),
-        },
+    match manager.publish_to(target, event).await {
+        Ok(published) => (StatusCode::ACCEPTED, Json(published)).into_response(),
         Err(e) => e.into_response(),
     }
 }

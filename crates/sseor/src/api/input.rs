@@ -92,13 +92,14 @@ pub(super) fn require_json(headers: &HeaderMap) -> Result<(), Response> {
     ))
 }
 
-/// The request body, read within the body timeout and the budget of bytes in flight.
+/// The request body, at most `max` bytes, read within the body timeout and the budget of
+/// bytes in flight.
 pub(super) async fn read_body(
     manager: &Manager,
     headers: &HeaderMap,
     body: Body,
+    max: usize,
 ) -> Result<Bytes, Response> {
-    let max = manager.max_body_bytes();
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -159,14 +160,15 @@ fn too_large(max: usize) -> Response {
 /// 400 naming the field at fault, or saying that more follows the value.
 #[allow(clippy::result_large_err)]
 pub(super) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    let mut json = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut json)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, describe_json_error(&e)))?;
+    parse_json_text(body).map_err(|message| error(StatusCode::BAD_REQUEST, message))
+}
+
+/// `json` as exactly one JSON value of type `T`; the message naming the field at fault.
+pub(super) fn parse_json_text<T: DeserializeOwned>(json: &[u8]) -> Result<T, String> {
+    let mut json = serde_json::Deserializer::from_slice(json);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| describe_json_error(&e))?;
     json.end().map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body: it must be exactly one JSON value, and more follows ({e})"),
-        )
+        format!("invalid JSON body: it must be exactly one JSON value, and more follows ({e})")
     })?;
     Ok(value)
 }

@@ -53,8 +53,12 @@ fn with_retry_after(mut response: Response, delay: Duration) -> Response {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = match &self {
+            Error::InvalidBatchItem { index, error } => {
+                return indexed_error(item_status(error), *index, self.to_string());
+            }
             Error::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::InvalidTarget(_) => StatusCode::BAD_REQUEST,
+            Error::InvalidTarget(_) | Error::InvalidBatch(_) => StatusCode::BAD_REQUEST,
+            Error::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Closed | Error::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::TooManyConnections { limit, .. } => match limit {
                 ConnectionLimit::Total => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,6 +82,21 @@ impl IntoResponse for Error {
             Some(delay) => with_retry_after(response, delay),
             None => response,
         }
+    }
+}
+
+/// The refusal of a whole batch for its item at `index`: `{"error": message, "index": index}`
+/// with the status the item alone would have got.
+pub(crate) fn indexed_error(status: StatusCode, index: usize, message: String) -> Response {
+    (status, Json(json!({ "error": message, "index": index }))).into_response()
+}
+
+/// The status of a batch refused for one of its items: the one a publish of that item
+/// alone gets (422 for an event that cannot be sent, 400 for the rest).
+fn item_status(error: &Error) -> StatusCode {
+    match error {
+        Error::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::BAD_REQUEST,
     }
 }
 

@@ -4,7 +4,7 @@ mod answer;
 mod auth_reason;
 
 pub use answer::json_error;
-pub(crate) use answer::{busy, retry_after_seconds};
+pub(crate) use answer::{busy, indexed_error, retry_after_seconds};
 pub use auth_reason::AuthReason;
 
 use std::io;
@@ -16,6 +16,29 @@ pub enum Error {
     /// An event was rejected before anything was sent: see the message for the field.
     #[error("invalid event: {0}")]
     InvalidEvent(String),
+
+    /// A batch publish was refused as a whole, before anything was sent, because one of
+    /// its items was: `index` counts from 0, and `error` says what is wrong with the item.
+    #[error("item {index}: {error}")]
+    InvalidBatchItem {
+        /// The position of the item in the batch, from 0.
+        index: usize,
+        /// Why the item was refused.
+        error: Box<Error>,
+    },
+
+    /// A batch publish was refused before anything was sent (it holds no event).
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+
+    /// A batch publish holds more events than allowed (HTTP 413); nothing was sent.
+    #[error("a batch holds at most {max} events; this one holds {items}")]
+    BatchTooLarge {
+        /// The events in the batch.
+        items: usize,
+        /// The most allowed.
+        max: usize,
+    },
 
     /// A user id or topic name was rejected (empty, too long, or holding a control character).
     #[error("invalid target: {0}")]
@@ -100,6 +123,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::InvalidBatchItem`]: `error` is what refused the item at `index`.
+    pub fn in_batch(index: usize, error: Error) -> Self {
+        Self::InvalidBatchItem {
+            index,
+            error: Box::new(error),
+        }
+    }
+
     /// An [`Error::Auth`] with `reason` and `message`, for an
     /// [`Authorizer`](crate::auth::Authorizer) that refuses a request.
     ///

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::Builder;
 use crate::{Error, Target};
 
 /// The limits the HTTP API puts on what it reads, set with the [`Builder`](crate::Builder).
@@ -15,6 +16,10 @@ pub(crate) struct InputLimits {
     pub(crate) body_timeout: Duration,
     /// The most topics one stream may join.
     pub(crate) max_topics: usize,
+    /// The most events one batch publish holds.
+    pub(crate) max_batch_events: usize,
+    /// The largest body of a batch publish.
+    pub(crate) max_batch_body_bytes: usize,
     /// Bytes of request bodies that may be received at once, in the whole process.
     body_bytes_in_flight: usize,
     /// The budget of those bytes, in KiB: one permit per KiB.
@@ -29,11 +34,33 @@ impl Default for InputLimits {
         let mut limits = Self {
             body_timeout: Duration::from_secs(10),
             max_topics: 64,
+            max_batch_events: crate::MAX_BATCH_EVENTS,
+            max_batch_body_bytes: 1024 * 1024,
             body_bytes_in_flight: 0,
             bodies: Arc::new(Semaphore::new(0)),
         };
         limits.set_body_bytes_in_flight(64 * 1024 * 1024);
         limits
+    }
+}
+
+impl Builder {
+    /// The most events one batch publish holds (default
+    /// [`MAX_BATCH_EVENTS`](crate::MAX_BATCH_EVENTS), 1,000): a larger batch is refused
+    /// whole with [`Error::BatchTooLarge`] (HTTP 413), by
+    /// [`Manager::publish_batch`](crate::Manager::publish_batch) and
+    /// `POST /api/v1/publish/batch`.
+    pub fn max_batch_events(mut self, events: usize) -> Self {
+        self.input.max_batch_events = events;
+        self
+    }
+
+    /// The largest body `POST /api/v1/publish/batch` accepts (default 1 MiB); larger ones
+    /// get 413. Each item of a batch is also held to
+    /// [`max_body_bytes`](Self::max_body_bytes), as a single publish is.
+    pub fn max_batch_body_bytes(mut self, bytes: usize) -> Self {
+        self.input.max_batch_body_bytes = bytes;
+        self
     }
 }
 

@@ -9,6 +9,7 @@ mod common;
 
 mod auth;
 mod axum_app;
+mod batch;
 mod cluster;
 mod connection;
 mod cursor;
