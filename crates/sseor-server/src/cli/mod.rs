@@ -234,6 +234,14 @@ pub(crate) struct Limits {
     #[arg(long, env = "SSEOR_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub(crate) max_body_bytes: usize,
 
+    /// Most events one batch publish (`POST /api/v1/publish/batch`) holds (more: 413).
+    #[arg(long, env = "SSEOR_MAX_BATCH_EVENTS", default_value_t = 1000, value_parser = values::positive)]
+    pub(crate) max_batch_events: usize,
+
+    /// Largest accepted batch publish body, in bytes (larger: 413).
+    #[arg(long, env = "SSEOR_MAX_BATCH_BODY_BYTES", default_value_t = 1024 * 1024, value_parser = values::positive)]
+    pub(crate) max_batch_body_bytes: usize,
+
     /// How long a request body may take to arrive once its headers are in (longer: 408).
     #[arg(long, env = "SSEOR_BODY_TIMEOUT", default_value = "10s", value_parser = values::positive_duration)]
     pub(crate) body_timeout: Duration,

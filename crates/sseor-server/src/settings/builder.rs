@@ -68,6 +68,8 @@ impl Limits {
             .max_connections_per_ip(self.max_connections_per_ip)
             .max_topics(self.max_topics)
             .max_body_bytes(self.max_body_bytes)
+            .max_batch_events(self.max_batch_events)
+            .max_batch_body_bytes(self.max_batch_body_bytes)
             .body_timeout(self.body_timeout)
             .body_bytes_in_flight(self.body_bytes_in_flight))
     }

@@ -467,3 +467,27 @@ async fn input_limits_that_cannot_work_stop_the_start() {
         assert!(finished.stderr.contains(flag), "{}", finished.all_output());
     }
 }
+
+#[tokio::test]
+async fn the_batch_limits_come_from_the_command_line() {
+    let server = Server::start(
+        SSEOR,
+        &["--max-batch-events", "2", "--max-batch-body-bytes", "400"],
+    )
+    .await;
+    let item = json!({"user_id": "bob", "event": {"type": "n"}});
+    let batch = |items: usize| json!({"events": vec![item.clone(); items]}).to_string();
+    let path = "/api/v1/publish/batch";
+    let json_type = Some("application/json");
+    let (status, answer) = post(&server, path, json_type, &batch(2)).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_refused(
+        "three events",
+        post(&server, path, json_type, &batch(3)).await,
+        413,
+        &["2"],
+    );
+    let padded = json!({"events": [{"user_id": "bob", "event": {"type": "n", "data": {"pad": "x".repeat(500)}}}]});
+    let (status, answer) = post(&server, path, json_type, &padded.to_string()).await;
+    assert_eq!(status, 413, "{answer}");
+}
