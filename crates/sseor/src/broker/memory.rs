@@ -207,6 +207,38 @@ impl State {
         });
     }
 
+    /// What a stream needs that starts in each target at the position given (see
+    /// [`Broker::resume`]); the caller evicted what outlived the retention.
+    fn resume(&self, from: &[(Target, Option<Position>)]) -> History {
+        let positions: Vec<(Target, Position)> = from
+            .iter()
+            .map(|(target, _)| (target.clone(), self.position(target)))
+            .collect();
+        let mut missed = Vec::new();
+        for ((target, after), (_, now)) in from.iter().zip(&positions) {
+            let read = match resume::need(*after, *now, Loss::Restart) {
+                Need::Nothing => Ok(()),
+                Need::From(first) => self.events_from(target, first, &mut missed),
+                Need::Reset(reason) => Err(reason),
+            };
+            if let Err(reason) = read {
+                return reason.reset(positions);
+            }
+        }
+        History::Events {
+            events: resume::in_order(missed),
+            positions,
+        }
+    }
+
+    /// The position just before the oldest event `target`'s history holds: a resume from
+    /// there replays all of it. `None` when the target has no history.
+    fn before_oldest(&self, target: &Target) -> Option<Position> {
+        let sequence = self.sequences.get(target)?;
+        let oldest = sequence.events.front()?;
+        Some(Position::new(sequence.epoch, oldest.seq - 1))
+    }
+
     /// The events of `target` from `from` on, each with its order of publishing; a reset
     /// when the history no longer holds `from`.
     fn events_from(
@@ -314,37 +346,7 @@ impl MemoryBroker {
     fn resume_now(&self, from: &[(Target, Option<Position>)]) -> History {
         let mut state = self.state();
         state.evict(&self.retention, Instant::now());
-        let positions: Vec<(Target, Position)> = from
-            .iter()
-            .map(|(target, _)| (target.clone(), state.position(target)))
-            .collect();
-        let mut missed = Vec::new();
-        for ((target, after), (_, now)) in from.iter().zip(&positions) {
-            let read = match resume::need(*after, *now, Loss::Restart) {
-                Need::Nothing => Ok(()),
-                Need::From(first) => state.events_from(target, first, &mut missed),
-                Need::Reset(reason) => Err(reason),
-            };
-            if let Err(reason) = read {
-                return reason.reset(positions);
-            }
-        }
-        History::Events {
-            events: resume::in_order(missed),
-            positions,
-        }
-    }
-}
-
-impl MemoryBroker {
-    /// The position just before the oldest event `target`'s history holds: a resume from
-    /// there replays all of it. `None` when the target has no history.
-    fn before_oldest(&self, target: &Target) -> Option<Position> {
-        let mut state = self.state();
-        state.evict(&self.retention, Instant::now());
-        let sequence = state.sequences.get(target)?;
-        let oldest = sequence.events.front()?;
-        Some(Position::new(sequence.epoch, oldest.seq - 1))
+        state.resume(from)
     }
 }
 
@@ -360,8 +362,12 @@ impl Broker for MemoryBroker {
     }
 
     fn history(&self, target: Target, after: Option<Position>) -> BoxFuture<'_, Result<History>> {
-        let after = after.or_else(|| self.before_oldest(&target));
-        Box::pin(async move { Ok(self.resume_now(&[(target, after)])) })
+        // One lock for both steps: what is kept cannot be evicted in between.
+        let mut state = self.state();
+        state.evict(&self.retention, Instant::now());
+        let after = after.or_else(|| state.before_oldest(&target));
+        let history = state.resume(&[(target, after)]);
+        Box::pin(async move { Ok(history) })
     }
 
     fn put_ticket(&self, key: String, value: String, ttl: Duration) -> BoxFuture<'_, Result<()>> {
