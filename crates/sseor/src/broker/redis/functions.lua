@@ -38,14 +38,19 @@ for n = -1, 1023 do
 end
 
 -- Whether `value` is absent or a whole number; the values seen valid are remembered, as
--- the retention a publisher gives rarely changes.
-local whole = {}
+-- the retention a publisher gives rarely changes (a few dozen at most, forgotten all at
+-- once beyond, so that callers that vary them cannot make the table grow).
+local WHOLE_REMEMBERED_MOST = 64
+local whole, whole_count = {}, 0
 local function absent_or_whole(value)
   if value == nil or whole[value] then
     return true
   end
   if string.find(value, '^%d+$') then
-    whole[value] = true
+    if whole_count >= WHOLE_REMEMBERED_MOST then
+      whole, whole_count = {}, 0
+    end
+    whole[value], whole_count = true, whole_count + 1
     return true
   end
   return false
