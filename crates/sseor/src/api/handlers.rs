@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 use super::error;
-use super::input::{parse_json, query_pairs, read_body, require_json, single_value};
+use super::input::{backend_query, parse_json, query_pairs, read_body, require_json, single_value};
 use crate::manager::Asked;
 use crate::{Error, Event, Manager, Target};
 
@@ -130,10 +130,7 @@ pub(super) async fn publish(State(manager): State<Manager>, request: Request) ->
 
 /// `GET /api/v1/connections`: open streams of a user and in all, here and everywhere.
 pub(super) async fn connections(State(manager): State<Manager>, request: Parts) -> Response {
-    if let Err(refused) = manager.authorize_backend(&request).await {
-        return refused.into_response();
-    }
-    let params = match query_pairs(&request.uri) {
+    let params = match backend_query(&manager, &request).await {
         Ok(params) => params,
         Err(refused) => return refused,
     };
@@ -162,10 +159,7 @@ pub(super) async fn connections(State(manager): State<Manager>, request: Parts) 
 /// `/api/v1/connections` needs: the backend's (publisher's) credential, which the
 /// application that renders the page holds.
 pub(super) async fn cursor(State(manager): State<Manager>, request: Parts) -> Response {
-    if let Err(refused) = manager.authorize_backend(&request).await {
-        return refused.into_response();
-    }
-    let params = match query_pairs(&request.uri) {
+    let params = match backend_query(&manager, &request).await {
         Ok(params) => params,
         Err(refused) => return refused,
     };

@@ -9,7 +9,7 @@ use http::request::Parts;
 use serde_json::{Value, json};
 
 use super::error;
-use super::input::{query_pairs, single_value};
+use super::input::{backend_query, single_value};
 use crate::{History, Manager, Position, Target};
 
 /// Events answered when `limit` is not given.
@@ -30,10 +30,11 @@ struct Asked {
 /// not given), at most `limit`, in order, each with its position; 410 when the history no
 /// longer reaches `after`.
 pub(super) async fn history(State(manager): State<Manager>, request: Parts) -> Response {
-    if let Err(refused) = manager.authorize_backend(&request).await {
-        return refused.into_response();
-    }
-    let asked = match asked(&request) {
+    let params = match backend_query(&manager, &request).await {
+        Ok(params) => params,
+        Err(refused) => return refused,
+    };
+    let asked = match asked(&params) {
         Ok(asked) => asked,
         Err(refused) => return refused,
     };
@@ -57,12 +58,11 @@ pub(super) async fn history(State(manager): State<Manager>, request: Parts) -> R
     }
 }
 
-/// The target, position and limit the query gives.
+/// The target, position and limit the query `params` give.
 #[allow(clippy::result_large_err)]
-fn asked(request: &Parts) -> Result<Asked, Response> {
-    let params = query_pairs(&request.uri)?;
-    let user = single_value(&params, "user_id")?;
-    let topic = single_value(&params, "topic")?;
+fn asked(params: &[(String, String)]) -> Result<Asked, Response> {
+    let user = single_value(params, "user_id")?;
+    let topic = single_value(params, "topic")?;
     let target = match (user, topic) {
         (Some(_), Some(_)) => {
             return Err(error(
@@ -75,7 +75,7 @@ fn asked(request: &Parts) -> Result<Asked, Response> {
         (None, None) => Ok(Target::All),
     }
     .map_err(IntoResponse::into_response)?;
-    let after = single_value(&params, "after")?
+    let after = single_value(params, "after")?
         .map(|after| {
             after.parse::<Position>().map_err(|_| {
                 error(
@@ -85,7 +85,7 @@ fn asked(request: &Parts) -> Result<Asked, Response> {
             })
         })
         .transpose()?;
-    let limit = match single_value(&params, "limit")? {
+    let limit = match single_value(params, "limit")? {
         None => DEFAULT_LIMIT,
         Some(limit) => limit
             .parse::<usize>()

@@ -2,8 +2,9 @@
 //! time and in-flight budgets.
 
 use axum::body::{Body, Bytes};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use http::request::Parts;
 use http::{HeaderMap, StatusCode, Uri};
 use serde::de::DeserializeOwned;
 
@@ -46,6 +47,22 @@ pub(super) fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, Response> 
             Ok((key, value))
         })
         .collect()
+}
+
+/// The query parameters of a backend's request (counts, cursors, history), once the
+/// request's credential is checked.
+///
+/// # Errors
+/// 401 or 403 as [`Manager::authorize_backend`] answers; 400 as [`query_pairs`].
+pub(super) async fn backend_query(
+    manager: &Manager,
+    request: &Parts,
+) -> Result<Vec<(String, String)>, Response> {
+    manager
+        .authorize_backend(request)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    query_pairs(&request.uri)
 }
 
 /// The value of the parameter `key`, when there is one.

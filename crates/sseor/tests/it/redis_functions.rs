@@ -207,39 +207,29 @@ async fn a_batch_with_one_bad_event_publishes_none() {
     let (ann, bob) = (user_channel("ann"), user_channel("bob"));
     let (ann_history, bob_history) = (format!("{ann}:history"), format!("{bob}:history"));
     let good = numbered_json(1);
-    let answer = redis.cli(&[
-        "FCALL",
-        "sseor_publish_batch",
-        "4",
-        &ann,
-        &ann_history,
-        &bob,
-        &bob_history,
-        &good,
-        "not an event",
-        "1000",
-        "3600000",
-        "1796035318000",
-    ]);
+    let batch = |second: &str| {
+        redis.cli(&[
+            "FCALL",
+            "sseor_publish_batch",
+            "4",
+            &ann,
+            &ann_history,
+            &bob,
+            &bob_history,
+            &good,
+            second,
+            "1000",
+            "3600000",
+            "1796035318000",
+        ])
+    };
+    let answer = batch("not an event");
     assert!(answer.contains("ERR sseor"), "{answer:?}");
     assert_eq!(
         redis.cli(&["EXISTS", &ann, &ann_history, &bob, &bob_history]),
         "0"
     );
-    let answer = redis.cli(&[
-        "FCALL",
-        "sseor_publish_batch",
-        "4",
-        &ann,
-        &ann_history,
-        &bob,
-        &bob_history,
-        &good,
-        &good,
-        "1000",
-        "3600000",
-        "1796035318000",
-    ]);
+    let answer = batch(&good);
     let positions: Vec<Position> = answer.lines().map(answered_position).collect();
     assert_eq!(
         positions.iter().map(|p| p.seq()).collect::<Vec<_>>(),
