@@ -172,6 +172,7 @@ pub mod encode;
 mod error;
 mod event;
 mod fanout;
+mod lifecycle;
 mod manager;
 mod metrics;
 mod position;
@@ -189,6 +190,7 @@ pub use cursor::{Cursor, InvalidCursor};
 pub use error::{ConnectionLimit, Error, Result};
 pub use event::{Event, MAX_FIELD_LEN, MAX_RETRY_MS, RESET_EVENT};
 pub use fanout::{Barrier, CloseReason, Fanout, Interest, SlowConsumer};
+pub use lifecycle::{Lifecycle, LifecycleHook};
 pub use manager::{Builder, Manager};
 pub use position::{InvalidPosition, Position};
 #[cfg(feature = "redis")]

@@ -66,6 +66,7 @@ pub struct Builder {
     pub(super) tls: Option<crate::TlsConfig>,
     pub(super) header_timeout: Duration,
     pub(super) loopback_hosts_only: bool,
+    pub(super) lifecycle: Vec<crate::LifecycleHook>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -135,6 +136,7 @@ impl Default for Builder {
             tls: None,
             header_timeout: Duration::from_secs(30),
             loopback_hosts_only: true,
+            lifecycle: Vec::new(),
         }
     }
 }

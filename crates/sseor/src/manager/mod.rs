@@ -14,6 +14,7 @@ mod authorize;
 mod builder;
 mod cursor;
 mod input;
+mod lifecycle;
 mod open;
 mod routes;
 mod shutdown;
