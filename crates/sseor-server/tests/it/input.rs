@@ -35,7 +35,12 @@ async fn start_authenticated(args: &[&str]) -> Server {
 }
 
 /// POSTs `body` to `path` with `content_type` (none when `None`); status and JSON answer.
-async fn post(server: &Server, path: &str, content_type: Option<&str>, body: &str) -> (u16, Value) {
+pub(crate) async fn post(
+    server: &Server,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
     let mut request = http().post(server.url(path)).body(body.to_owned());
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
@@ -49,7 +54,7 @@ async fn post(server: &Server, path: &str, content_type: Option<&str>, body: &st
 }
 
 /// Subscribes as `bob`, the user who must not receive what the refused requests carried.
-async fn watch_for_leaks(server: &Server) -> Client {
+pub(crate) async fn watch_for_leaks(server: &Server) -> Client {
     let bob = server.subscribe("bob", &[]).await;
     server.wait_for_connections("bob", (1, 1)).await;
     bob
@@ -57,7 +62,7 @@ async fn watch_for_leaks(server: &Server) -> Client {
 
 /// Publishes a marker to `bob` and checks that it is the first event he receives: none
 /// of the refused publishes reached him.
-async fn assert_nothing_leaked(server: &Server, bob: &mut Client) {
+pub(crate) async fn assert_nothing_leaked(server: &Server, bob: &mut Client) {
     let (status, answer) = server
         .publish(&json!({"user_id": "bob", "event": {"type": "marker"}}))
         .await;
@@ -70,7 +75,12 @@ async fn assert_nothing_leaked(server: &Server, bob: &mut Client) {
 }
 
 /// Asserts a JSON refusal with `status` whose message contains every one of `words`.
-fn assert_refused(case: &str, (status, answer): (u16, Value), expected: u16, words: &[&str]) {
+pub(crate) fn assert_refused(
+    case: &str,
+    (status, answer): (u16, Value),
+    expected: u16,
+    words: &[&str],
+) {
     assert_eq!(status, expected, "{case}: {answer}");
     let message = answer["error"]
         .as_str()
