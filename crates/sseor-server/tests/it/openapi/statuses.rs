@@ -41,25 +41,46 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// Sends `request` for the documented `method` and `path`; its answer, the body read
-/// unless it is an event stream (which does not end).
+/// Sends `request` for the documented `method` and `path`; its answer, the body read.
 async fn ask(method: &str, path: &str, request: reqwest::RequestBuilder) -> Answer {
+    let (mut answer, response) = ask_head(method, path, request).await;
+    let text = guard(response.text()).await.unwrap();
+    answer["body"] = serde_json::from_str(&text).unwrap_or(Value::Null);
+    answer["body_bytes"] = text.len().into();
+    answer
+}
+
+/// [`ask`] of the stream endpoint: the body of a stream that opens never ends, so it is
+/// not read, and the response goes to `open`, which holds the stream open until dropped.
+async fn ask_stream(request: reqwest::RequestBuilder, open: &mut Vec<reqwest::Response>) -> Answer {
+    let (mut answer, response) = ask_head("GET", "/api/v1/sse", request).await;
+    if answer["content_type"] == "text/event-stream" {
+        open.push(response);
+    } else {
+        let text = guard(response.text()).await.unwrap();
+        answer["body"] = serde_json::from_str(&text).unwrap_or(Value::Null);
+        answer["body_bytes"] = text.len().into();
+    }
+    answer
+}
+
+/// The status, headers and content type of the answer to `request`, and the response.
+async fn ask_head(
+    method: &str,
+    path: &str,
+    request: reqwest::RequestBuilder,
+) -> (Answer, reqwest::Response) {
     let response = guard(request.send()).await.unwrap();
-    let status = response.status().as_u16();
     let headers: Map<String, Value> = response
         .headers()
         .iter()
         .map(|(name, value)| (name.to_string(), json!(value.to_str().unwrap_or(""))))
         .collect();
     let content_type = headers.get("content-type").cloned().unwrap_or(Value::Null);
-    let text = if content_type.as_str() == Some("text/event-stream") {
-        String::new()
-    } else {
-        guard(response.text()).await.unwrap()
-    };
-    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    json!({"method": method, "path": path, "status": status, "content_type": content_type,
-           "headers": headers, "body": body, "body_bytes": text.len()})
+    let answer = json!({"method": method, "path": path, "status": response.status().as_u16(),
+                        "content_type": content_type, "headers": headers,
+                        "body": null, "body_bytes": 0});
+    (answer, response)
 }
 
 fn get(server: &Server, path_and_query: &str) -> reqwest::RequestBuilder {
@@ -108,12 +129,17 @@ async fn without_authentication() -> Vec<Answer> {
     let mut answers = Vec::new();
 
     // Streams: one open per user, two in all.
-    let sse = "/api/v1/sse";
-    answers.push(ask("GET", sse, get(&server, "/api/v1/sse?user_id=a")).await);
-    answers.push(ask("GET", sse, get(&server, "/api/v1/sse?user_id=a")).await);
-    answers.push(ask("GET", sse, get(&server, "/api/v1/sse?user_id=b&topic=news")).await);
-    answers.push(ask("GET", sse, get(&server, "/api/v1/sse?user_id=c")).await);
-    answers.push(ask("GET", sse, get(&server, "/api/v1/sse?user_id=")).await);
+    let mut open = Vec::new();
+    for query in [
+        "user_id=a",
+        "user_id=a",
+        "user_id=b&topic=news",
+        "user_id=c",
+        "user_id=",
+    ] {
+        let request = get(&server, &format!("/api/v1/sse?{query}"));
+        answers.push(ask_stream(request, &mut open).await);
+    }
 
     let publish = "/api/v1/publish";
     let ok = json!({"user_id": "a", "event": event}).to_string();
@@ -234,10 +260,10 @@ async fn with_authentication() -> Vec<Answer> {
     let batch_body = json!({"events": [{"event": {"type": "t"}}]}).to_string();
     let mut answers = Vec::new();
 
-    let sse = "/api/v1/sse";
-    answers.push(ask("GET", sse, get(&server, sse)).await);
+    let mut open = Vec::new();
+    answers.push(ask_stream(get(&server, "/api/v1/sse"), &mut open).await);
     let other_user = get(&server, "/api/v1/sse?user_id=bob").header("authorization", &subscriber);
-    answers.push(ask("GET", sse, other_user).await);
+    answers.push(ask_stream(other_user, &mut open).await);
 
     let tickets = "/api/v1/tickets";
     answers.push(ask("POST", tickets, http().post(server.url(tickets))).await);
@@ -290,7 +316,7 @@ async fn with_the_broker_down() -> Vec<Answer> {
     .await;
     answers.push(readyz);
     let sse = get(&server, "/api/v1/sse").header("authorization", &subscriber);
-    answers.push(ask("GET", "/api/v1/sse", sse).await);
+    answers.push(ask_stream(sse, &mut Vec::new()).await);
     let tickets = http()
         .post(server.url("/api/v1/tickets"))
         .header("authorization", &subscriber);
@@ -312,6 +338,38 @@ async fn with_the_broker_down() -> Vec<Answer> {
         answers.push(ask("GET", path, query).await);
     }
     answers
+}
+
+/// `/healthz` of a manager that is shutting down, served by the application's own
+/// `axum::serve`: the `sseor` server stops taking requests as soon as it shuts down, so
+/// only an application that serves [`sseor::api::router`] itself still answers them.
+async fn shutting_down() -> Vec<Answer> {
+    let manager = sseor::Manager::builder()
+        .handle_signals(false)
+        .build()
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+    let app: axum::Router = sseor::api::router(&manager);
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let closing = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.close().await }
+    });
+    let answer = guard(async {
+        loop {
+            let answer = ask("GET", "/healthz", http().get(&url)).await;
+            if answer["status"] == 503 {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    guard(closing).await.unwrap();
+    serving.abort();
+    vec![answer]
 }
 
 /// Every documented operation asked with a request head over 8 KiB: 431.
@@ -360,13 +418,15 @@ fn reached_statuses(answers: &[Answer]) -> BTreeSet<(String, String, u16)> {
 #[tokio::test]
 async fn every_documented_status_is_reached_and_answered_as_documented() {
     let python = tools::python();
-    let (mut answers, authenticated, broker_down) = tokio::join!(
+    let (mut answers, authenticated, broker_down, closing) = tokio::join!(
         without_authentication(),
         with_authentication(),
-        with_the_broker_down()
+        with_the_broker_down(),
+        shutting_down(),
     );
     answers.extend(authenticated);
     answers.extend(broker_down);
+    answers.extend(closing);
 
     let server = Server::start(SSEOR, &[]).await;
     let document = served_document(&server).await;
@@ -383,6 +443,7 @@ async fn every_documented_status_is_reached_and_answered_as_documented() {
     let document_file = dir.path().join("openapi.json");
     let answers_file = dir.path().join("answers.json");
     std::fs::write(&document_file, document.to_string()).unwrap();
+    let asked = answers.len();
     std::fs::write(&answers_file, Value::from(answers).to_string()).unwrap();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -397,10 +458,14 @@ async fn every_documented_status_is_reached_and_answered_as_documented() {
     )
     .await
     .expect("cannot run check_answers.py");
+    let report = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "answers that the document does not describe:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
+        "answers that the document does not describe:\n{report}{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        report.contains(&format!("{asked} answers checked, 0 failures")),
+        "{report}"
     );
 }
