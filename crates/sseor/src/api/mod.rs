@@ -121,7 +121,7 @@ where
 /// Every route of the API, in one table: [`router`] serves these and nothing else, and a
 /// test checks that the OpenAPI document ([`openapi`]) describes exactly these.
 fn routes() -> Vec<Route> {
-    let mut routes = vec![
+    let routes = vec![
         route(Method::GET, "/api/v1/sse", subscribe),
         route(Method::POST, "/api/v1/publish", publish),
         route(Method::POST, "/api/v1/publish/batch", batch::publish_batch),
@@ -136,7 +136,10 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/sseor.mjs", browser::module),
     ];
     #[cfg(feature = "prometheus")]
-    routes.push(route(Method::GET, "/metrics", handlers::metrics));
+    let routes = routes
+        .into_iter()
+        .chain([route(Method::GET, "/metrics", handlers::metrics)])
+        .collect();
     routes
 }
 
