@@ -43,7 +43,12 @@ fn bearer(token: &str) -> String {
 
 /// Sends `request` for the documented `method` and `path`; its answer, the body read.
 async fn ask(method: &str, path: &str, request: reqwest::RequestBuilder) -> Answer {
-    let (mut answer, response) = ask_head(method, path, request).await;
+    let (answer, response) = ask_head(method, path, request).await;
+    with_body(answer, response).await
+}
+
+/// `answer` with the body of `response`: parsed when JSON, and its length.
+async fn with_body(mut answer: Answer, response: reqwest::Response) -> Answer {
     let text = guard(response.text()).await.unwrap();
     answer["body"] = serde_json::from_str(&text).unwrap_or(Value::Null);
     answer["body_bytes"] = text.len().into();
@@ -53,14 +58,11 @@ async fn ask(method: &str, path: &str, request: reqwest::RequestBuilder) -> Answ
 /// [`ask`] of the stream endpoint: the body of a stream that opens never ends, so it is
 /// not read, and the response goes to `open`, which holds the stream open until dropped.
 async fn ask_stream(request: reqwest::RequestBuilder, open: &mut Vec<reqwest::Response>) -> Answer {
-    let (mut answer, response) = ask_head("GET", "/api/v1/sse", request).await;
-    if answer["content_type"] == "text/event-stream" {
-        open.push(response);
-    } else {
-        let text = guard(response.text()).await.unwrap();
-        answer["body"] = serde_json::from_str(&text).unwrap_or(Value::Null);
-        answer["body_bytes"] = text.len().into();
+    let (answer, response) = ask_head("GET", "/api/v1/sse", request).await;
+    if answer["content_type"] != "text/event-stream" {
+        return with_body(answer, response).await;
     }
+    open.push(response);
     answer
 }
 
