@@ -16,6 +16,7 @@ mod connections;
 mod cursor;
 mod input;
 mod metrics;
+mod openapi;
 mod redis;
 mod redis_outage;
 mod server;

@@ -8,6 +8,7 @@
 //! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open streams of `U` and in all, on this instance and on every instance |
 //! | `GET /api/v1/cursor?user_id=U&topic=T` | `{"cursor"}`: where the stream of `U`, its topics and broadcasts would start now (see [`Manager::cursor`]), for a page rendered now to open its stream from with `?last_event_id=` |
 //! | `GET /api/v1/history?user_id=U&after=POSITION&limit=N` | (`topic=T` for a topic, neither for the broadcasts) `{"events": [{"id", "event"}], "more", "position"}`: what the target's history holds after `after` (from the oldest kept without it), at most `limit` (100 by default, 1000 at most), in order; 410 `{"error", "position"}` when the history no longer reaches `after` |
+//! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document of every route here, each answer and error included; see [`openapi`] |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
 //! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
@@ -81,15 +82,66 @@ pub mod browser;
 mod handlers;
 mod history;
 mod input;
+pub mod openapi;
 
 use axum::Router;
+use axum::handler::Handler;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use http::{Method, StatusCode, Uri};
 
 use crate::Manager;
 pub use crate::error::json_error as error;
 use handlers::{connections, health, publish, ready, subscribe, tickets};
+
+/// One route of the API: the method and path it answers, and its handler.
+struct Route {
+    /// What `handler` answers; read by the test that compares the table with the document.
+    #[cfg_attr(not(test), allow(dead_code))]
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<Manager>,
+}
+
+/// `handler` for `method` on `path`: the method is named once, so the table below says
+/// exactly what the router serves.
+fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, Manager>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
+    Route {
+        method,
+        path,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every route of the API, in one table: [`router`] serves these and nothing else, and a
+/// test checks that the OpenAPI document ([`openapi`]) describes exactly these.
+fn routes() -> Vec<Route> {
+    let routes = vec![
+        route(Method::GET, "/api/v1/sse", subscribe),
+        route(Method::POST, "/api/v1/publish", publish),
+        route(Method::POST, "/api/v1/publish/batch", batch::publish_batch),
+        route(Method::GET, "/api/v1/connections", connections),
+        route(Method::GET, "/api/v1/cursor", handlers::cursor),
+        route(Method::GET, "/api/v1/history", history::history),
+        route(Method::POST, "/api/v1/tickets", tickets),
+        route(Method::GET, "/api/v1/openapi.json", openapi::document),
+        route(Method::GET, "/healthz", health),
+        route(Method::GET, "/readyz", ready),
+        route(Method::GET, "/sseor.js", browser::script),
+        route(Method::GET, "/sseor.mjs", browser::module),
+    ];
+    #[cfg(feature = "prometheus")]
+    let routes = routes
+        .into_iter()
+        .chain([route(Method::GET, "/metrics", handlers::metrics)])
+        .collect();
+    routes
+}
 
 /// The standard API of `manager`, for an application router of any state type `S`.
 ///
@@ -109,21 +161,12 @@ pub fn router<S>(manager: &Manager) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let router = Router::new()
-        .route("/api/v1/sse", get(subscribe))
-        .route("/api/v1/publish", post(publish))
-        .route("/api/v1/publish/batch", post(batch::publish_batch))
-        .route("/api/v1/connections", get(connections))
-        .route("/api/v1/cursor", get(handlers::cursor))
-        .route("/api/v1/history", get(history::history))
-        .route("/api/v1/tickets", post(tickets))
-        .route("/healthz", get(health))
-        .route("/readyz", get(ready))
-        .route("/sseor.js", get(browser::script))
-        .route("/sseor.mjs", get(browser::module));
-    #[cfg(feature = "prometheus")]
-    let router = router.route("/metrics", get(handlers::metrics));
-    router
+    // Routes are added in `routes()` only, so that the document's test sees every one.
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, route.handler)
+        })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(manager.clone())
 }
@@ -150,6 +193,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::extract::{Request, State};
+    use axum::routing::get;
     use tower::ServiceExt;
 
     #[derive(Clone)]
