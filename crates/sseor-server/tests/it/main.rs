@@ -13,6 +13,7 @@ mod auth;
 mod bad_input;
 mod connections;
 mod cursor;
+mod disconnect;
 mod input;
 mod metrics;
 mod redis;
