@@ -199,15 +199,27 @@ impl Server {
 
     /// POSTs raw bytes to `/api/v1/publish`; the status and the JSON answer.
     pub async fn post_raw(&self, body: Vec<u8>) -> (u16, Value) {
-        let response = guard(
-            http()
-                .post(self.url("/api/v1/publish"))
-                .header("content-type", "application/json")
-                .body(body)
-                .send(),
+        self.post_to(
+            "/api/v1/publish",
+            &[("content-type", "application/json")],
+            body,
         )
         .await
-        .unwrap();
+    }
+
+    /// POSTs `body` to `path` with `headers`; the status and the JSON answer.
+    pub async fn post_to(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let request = headers
+            .iter()
+            .fold(http().post(self.url(path)), |request, (name, value)| {
+                request.header(*name, *value)
+            });
+        let response = guard(request.body(body).send()).await.unwrap();
         json_of(response).await
     }
 

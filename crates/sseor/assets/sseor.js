@@ -9,7 +9,9 @@
  *    on (429, 503) and after the server ended the stream;
  *  - fetches a single-use stream ticket when given a token, so tokens stay out of URLs;
  *  - starts from a cursor the page was rendered with, so that nothing published between
- *    rendering the page and opening its stream is lost.
+ *    rendering the page and opening its stream is lost;
+ *  - stops for good, in every tab, when the server disconnects the user without allowing a
+ *    reconnection (a ban, a revoked session: the event "sseor.disconnect").
  *
  * As a plain script:  <script src="/sseor.js"></script>  then  Sseor.connect({...})
  * As an ES module:    import { connect } from "/sseor.mjs";
@@ -17,6 +19,7 @@
  *   const stream = Sseor.connect({ user: "user123", topics: ["news"] });
  *   stream.on("transaction.updated", (event) => console.log(JSON.parse(event.data), event.lastEventId));
  *   stream.onState((s) => console.log(s.state, s.leader, s.retryAt, s.error));
+ *   stream.on("sseor.disconnect", (event) => console.log(JSON.parse(event.data).reason));
  *   stream.close();
  *
  * Render, then stream: the server that renders the page takes the stream's cursor
@@ -51,6 +54,14 @@
 
   /** Always present: an event no EventSource listener would hear otherwise. */
   const RESET_EVENT = "sseor.reset";
+  /** The server's last event on a stream it ends: `{reason, reconnect}`. Unless
+   * `reconnect` is true, the client stops, with `error` as
+   * `{status: null, reason: "disconnected", message: <the server's reason>}`. */
+  const DISCONNECT_EVENT = "sseor.disconnect";
+  /** How long a tab that stops on a disconnect keeps the leader's lock: messages to the other
+   * tabs and the lock's next grant are not ordered, and a tab granted the lock before it heard
+   * the disconnect would open the stream again. */
+  const LOCK_GRACE_MS = 1000;
   /** Answers that another attempt cannot change: the client stops and reports them. */
   const FATAL_STATUSES = new Set([400, 401, 403, 404, 405, 410, 422]);
   /** How many recent ids are remembered to drop an event that arrives twice at a handover. */
@@ -105,7 +116,7 @@
       this.lastEventId = o.cursor || (o.resume && this._key ? storage.get(this._key) : null);
       this._events = new EventTarget();
       this._stateListeners = new Set();
-      this._types = new Set(["message", RESET_EVENT]);
+      this._types = new Set(["message", RESET_EVENT, DISCONNECT_EVENT]);
       this._seen = [];
       this._attempt = 0;
       this._closed = false;
@@ -308,6 +319,21 @@
       }
       if (fromWire) this._post({ t: "event", type: type, data: data, id: id });
       this._events.dispatchEvent(new MessageEvent(type, { data: data, lastEventId: id || "" }));
+      if (type === DISCONNECT_EVENT) this._disconnected(data);
+    }
+
+    /** The server ended the stream. With `reconnect: true` the client reconnects as after any
+     * end of its stream; otherwise this tab stops for good, and so does every other tab of
+     * the stream, which hears the same event from the leader. */
+    _disconnected(data) {
+      let said = {};
+      try { said = JSON.parse(data) || {}; } catch (_) { /* not JSON: stop all the same */ }
+      if (said.reconnect === true) return;
+      const release = this._releaseLock;
+      this._releaseLock = null;
+      this.error = { status: null, reason: "disconnected", message: said.reason || "disconnected" };
+      this.close();
+      if (release) setTimeout(release, LOCK_GRACE_MS);
     }
 
     /** A message from another tab of the same stream. */
@@ -377,5 +403,7 @@
     },
   };
 
-  root.Sseor = { connect: connect, SseorStream: SseorStream, RESET_EVENT: RESET_EVENT };
+  root.Sseor = {
+    connect: connect, SseorStream: SseorStream, RESET_EVENT: RESET_EVENT, DISCONNECT_EVENT: DISCONNECT_EVENT,
+  };
 })(typeof globalThis !== "undefined" ? globalThis : this);

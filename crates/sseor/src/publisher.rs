@@ -1,7 +1,7 @@
 //! A handle for services that publish events but serve no streams (the Go original's "Service C").
 
 use crate::broker::redis::{RedisOptions, RedisPublisher};
-use crate::{BatchResults, Error, Event, Published, Result, Target};
+use crate::{BatchResults, Disconnect, Disconnected, Error, Event, Published, Result, Target};
 
 /// Publishes to the streams of every sseor instance through Redis, holding one
 /// multiplexed connection that reconnects by itself.
@@ -78,6 +78,18 @@ impl Publisher {
     pub async fn publish_to(&self, target: Target, event: Event) -> Result<Published> {
         event.validate()?;
         self.redis.publish(&target, &event).await
+    }
+
+    /// Ends the streams `disconnect` names on every instance, as
+    /// [`Manager::disconnect`](crate::Manager::disconnect) does; this publisher has no
+    /// streams of its own, so `disconnected` is 0 and `instances` says how many received
+    /// it.
+    ///
+    /// # Errors
+    /// [`Error::Broker`] when Redis cannot take it.
+    pub async fn disconnect(&self, disconnect: Disconnect) -> Result<Disconnected> {
+        let instances = self.redis.send_disconnect(&disconnect, None).await?;
+        Ok(Disconnected::new(0, Some(instances)))
     }
 
     /// Sends each event of `items` to its target, as

@@ -14,6 +14,7 @@ mod backend_input;
 mod bad_input;
 mod connections;
 mod cursor;
+mod disconnect;
 mod input;
 mod metrics;
 mod openapi;

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::handlers::PublishRequest;
-use super::input::{parse_json, parse_json_text, read_body, require_json};
+use super::input::{parse_json_text, publisher_body};
 use crate::error::indexed_error;
 use crate::{BatchResults, Error, Event, Manager, Target};
 
@@ -27,20 +27,9 @@ struct BatchRequest {
 
 /// `POST /api/v1/publish/batch`: the events of the body, each to its target.
 pub(super) async fn publish_batch(State(manager): State<Manager>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    // From the headers alone, as a single publish: the batch counts as one publish.
-    if let Err(refused) = manager.authorize_publish(&parts).await {
-        return refused.into_response();
-    }
-    if let Err(refused) = require_json(&parts.headers) {
-        return refused;
-    }
+    // The credential is checked as for a single publish: the batch counts as one publish.
     let max = manager.input_limits().max_batch_body_bytes;
-    let body = match read_body(&manager, &parts.headers, body, max).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    let request: BatchRequest = match parse_json(&body) {
+    let request: BatchRequest = match publisher_body(&manager, request, max).await {
         Ok(request) => request,
         Err(refused) => return refused,
     };

@@ -5,7 +5,9 @@
 //! over when it closes), keeps the last event id so that a reload resumes where it left off,
 //! reconnects by itself with backoff (also after a 429 or 503, which `EventSource` gives up
 //! on), fetches a stream ticket when it is given a token, and starts from the cursor a page
-//! was rendered with (`cursor`, see [`Manager::cursor`](crate::Manager::cursor)).
+//! was rendered with (`cursor`, see [`Manager::cursor`](crate::Manager::cursor)), and stops
+//! for good in every tab on a [`DISCONNECT_EVENT`](crate::DISCONNECT_EVENT) that allows no
+//! reconnection (see [`Manager::disconnect`](crate::Manager::disconnect)).
 //!
 //! [`api::router`](crate::api::router) serves it at `/sseor.js` (a plain script defining
 //! `Sseor`) and `/sseor.mjs` (the same as an ES module). In a router of your own:

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 use super::error;
-use super::input::{backend_query, parse_json, query_pairs, read_body, require_json, single_value};
+use super::input::{backend_query, publisher_body, query_pairs, single_value};
 use crate::manager::Asked;
 use crate::{Error, Event, Manager, Target};
 
@@ -101,20 +101,8 @@ impl PublishRequest {
 
 /// `POST /api/v1/publish`: one event to a user, a topic or everyone.
 pub(super) async fn publish(State(manager): State<Manager>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    // From the headers alone: an anonymous client gets its answer before sending a byte.
-    if let Err(refused) = manager.authorize_publish(&parts).await {
-        return refused.into_response();
-    }
-    if let Err(refused) = require_json(&parts.headers) {
-        return refused;
-    }
     let max = manager.max_body_bytes();
-    let body = match read_body(&manager, &parts.headers, body, max).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    let request: PublishRequest = match parse_json(&body) {
+    let request: PublishRequest = match publisher_body(&manager, request, max).await {
         Ok(request) => request,
         Err(refused) => return refused,
     };

@@ -65,6 +65,29 @@ pub(super) async fn backend_query(
     query_pairs(&request.uri)
 }
 
+/// The JSON body of a publisher's request (a publish, a batch, a disconnect) as `T`, at
+/// most `max` bytes, once the credential is checked: from the headers alone, so that an
+/// anonymous client gets its answer before sending a byte of its body.
+///
+/// # Errors
+/// 401, 403 or 429 as [`Manager::authorize_publish`] answers; 415 without
+/// `Content-Type: application/json`; 413, 408 or 503 as [`read_body`]; 400 as
+/// [`parse_json`].
+pub(super) async fn publisher_body<T: DeserializeOwned>(
+    manager: &Manager,
+    request: axum::extract::Request,
+    max: usize,
+) -> Result<T, Response> {
+    let (parts, body) = request.into_parts();
+    manager
+        .authorize_publish(&parts)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    require_json(&parts.headers)?;
+    let body = read_body(manager, &parts.headers, body, max).await?;
+    parse_json(&body)
+}
+
 /// The value of the parameter `key`, when there is one.
 ///
 /// # Errors

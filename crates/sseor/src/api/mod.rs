@@ -5,6 +5,7 @@
 //! | `GET /api/v1/sse?user_id=U&topic=T` | the event stream of user `U`, its topics (`topic` repeats) and broadcasts |
 //! | `POST /api/v1/publish` | `{"user_id": "U", "event": {...}}`, `{"topic": "T", "event": {...}}` or `{"event": {...}}` (everyone); answers 202 `{"id", "delivered_locally"}` (embedded broker) or `{"id", "instances"}` (Redis) |
 //! | `POST /api/v1/publish/batch` | `{"events": [...]}`, each item a single publish's body, at most [`Builder::max_batch_events`](crate::Builder::max_batch_events) (1,000): every item checked first (a bad one refuses the batch: 4xx `{"error", "index"}`), then 202 `{"results": [...]}`, one per item in order, each a single publish's answer or `{"error"}`; see [`Manager::publish_batch`] |
+//! | `POST /api/v1/disconnect` | `{"user_id": "U", "topic": "T", "reason": "...", "reconnect": false}` (all but `user_id` optional): ends the streams of `U` (those that joined `T`) on every instance, each after a last `sseor.disconnect` event; 200 `{"disconnected", "instances"}`; see [`Manager::disconnect`] |
 //! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open streams of `U` and in all, on this instance and on every instance |
 //! | `GET /api/v1/cursor?user_id=U&topic=T` | `{"cursor"}`: where the stream of `U`, its topics and broadcasts would start now (see [`Manager::cursor`]), for a page rendered now to open its stream from with `?last_event_id=` |
 //! | `GET /api/v1/history?user_id=U&after=POSITION&limit=N` | (`topic=T` for a topic, neither for the broadcasts) `{"events": [{"id", "event"}], "more", "position"}`: what the target's history holds after `after` (from the oldest kept without it), at most `limit` (100 by default, 1000 at most), in order; 410 `{"error", "position"}` when the history no longer reaches `after` |
@@ -66,10 +67,10 @@
 //!
 //! * `GET /api/v1/sse` needs a credential (or `?ticket=`); `user_id` may be left out (the
 //!   credential's user) and must otherwise be that user; every `topic` must be granted.
-//! * `POST /api/v1/publish`, `POST /api/v1/publish/batch`, `GET /api/v1/connections` and
-//!   `GET /api/v1/history` need a publisher's credential in the request headers: the
-//!   publish token or a grant with the publish right. A batch counts as one publish
-//!   against the publish rate.
+//! * `POST /api/v1/publish`, `POST /api/v1/publish/batch`, `POST /api/v1/disconnect`,
+//!   `GET /api/v1/connections` and `GET /api/v1/history` need a publisher's credential in
+//!   the request headers: the publish token or a grant with the publish right. A batch (or
+//!   a disconnect) counts as one publish against the publish rate.
 //! * `GET /api/v1/cursor` needs the same publisher's credential: the backend that renders
 //!   a page holds it, and the answer names a user.
 //! * A request without a valid credential gets 401 with `WWW-Authenticate: Bearer`, one
@@ -79,6 +80,7 @@
 
 mod batch;
 pub mod browser;
+mod disconnect;
 mod handlers;
 mod history;
 mod input;
@@ -125,6 +127,7 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/api/v1/sse", subscribe),
         route(Method::POST, "/api/v1/publish", publish),
         route(Method::POST, "/api/v1/publish/batch", batch::publish_batch),
+        route(Method::POST, "/api/v1/disconnect", disconnect::disconnect),
         route(Method::GET, "/api/v1/connections", connections),
         route(Method::GET, "/api/v1/cursor", handlers::cursor),
         route(Method::GET, "/api/v1/history", history::history),

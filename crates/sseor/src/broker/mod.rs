@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use std::time::Duration;
 
-use crate::{Event, Position, Result, Target};
+use crate::{Disconnect, Disconnected, Event, Position, Result, Target};
 
 /// What a successful publish reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -165,6 +165,20 @@ pub trait Broker: Send + Sync + 'static {
     /// [`Error::Broker`](crate::Error::Broker) when the shared state cannot be read.
     fn cluster_connections(&self, user_id: Option<String>) -> BoxFuture<'_, Result<Option<usize>>> {
         let _ = user_id;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Ends the streams `disconnect` names on every instance: on each, what
+    /// [`Fanout::disconnect`](crate::Fanout::disconnect) does, after every event published
+    /// to the user before it. Returns the streams this instance ended and how many
+    /// instances received it; `None` (the default) when the broker spans no other
+    /// instance: the manager then ends this instance's streams itself.
+    ///
+    /// # Errors
+    /// [`Error::Broker`](crate::Error::Broker) when it could not be carried; then no
+    /// stream was ended here.
+    fn disconnect(&self, disconnect: Disconnect) -> BoxFuture<'_, Result<Option<Disconnected>>> {
+        let _ = disconnect;
         Box::pin(async { Ok(None) })
     }
 

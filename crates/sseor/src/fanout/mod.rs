@@ -6,6 +6,7 @@
 //! are queued for every stream of its target. What a queue holds is written to the socket
 //! by the [`server`](crate::server) side or by the response body under any other server.
 
+mod disconnect;
 mod limits;
 pub(crate) mod queue;
 pub(crate) mod registry;
@@ -66,11 +67,14 @@ pub enum CloseReason {
     /// The credential the stream was opened with expired: its client reconnects with a
     /// fresh one.
     Expired,
+    /// The application ended it with [`Manager::disconnect`](crate::Manager::disconnect)
+    /// (a ban, a revoked session), after a last [`DISCONNECT_EVENT`](crate::DISCONNECT_EVENT).
+    Disconnected,
 }
 
 impl CloseReason {
     /// The reason as a short `snake_case` label: `client_left`, `slow_consumer`,
-    /// `drained`, `resync`, `expired`.
+    /// `drained`, `resync`, `expired`, `disconnected`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientLeft => "client_left",
@@ -78,6 +82,7 @@ impl CloseReason {
             Self::Drained => "drained",
             Self::Resync => "resync",
             Self::Expired => "expired",
+            Self::Disconnected => "disconnected",
         }
     }
 }

@@ -298,6 +298,23 @@ impl Sender {
         Ok(())
     }
 
+    /// Queues `frame` after everything waiting, whatever the queue's bounds and policy: the
+    /// last frame of a stream the registry is letting go, which must reach its client after
+    /// what was queued before it. One frame past the bounds, once per stream.
+    pub(crate) fn send_last(&self, frame: Queued) {
+        let waker = {
+            let mut state = self.shared.lock();
+            if state.receiver_gone {
+                return;
+            }
+            state.push_back(frame);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
     /// Queues `frame` only when nothing else waits: for heartbeats, which a stream with
     /// frames waiting does not need, and which must not push events out of a full queue.
     pub(crate) fn send_if_idle(&self, frame: Queued) {

@@ -262,6 +262,52 @@ impl Registry {
         true
     }
 
+    /// Ends the streams of `of` (only those that also joined `joined`, when given) for
+    /// `reason`, each once its queue is drained, after `last`: queued under the same lock
+    /// that takes them out of every table, nothing can come after it. Returns how many.
+    pub(crate) fn end_streams(
+        &self,
+        of: &Target,
+        joined: Option<&Target>,
+        last: &Queued,
+        reason: CloseReason,
+    ) -> usize {
+        let ended: Vec<(u64, Entry)> = {
+            let mut tables = self.write();
+            let ids: Vec<u64> = tables
+                .by_target
+                .get(of)
+                .map(|slot| slot.keys().copied().collect())
+                .unwrap_or_default();
+            let mut ended = Vec::with_capacity(ids.len());
+            for id in ids {
+                let chosen = tables
+                    .connections
+                    .get(&id)
+                    .is_some_and(|entry| joined.is_none_or(|topic| entry.targets.contains(topic)));
+                if !chosen {
+                    continue;
+                }
+                if let Some(entry) = tables.connections.remove(&id) {
+                    entry.sink.tx.send_last(last.clone());
+                    self.detach(&mut tables, id, &entry);
+                    ended.push((id, entry));
+                }
+            }
+            ended
+        };
+        for (id, entry) in &ended {
+            log_closed(
+                *id,
+                entry,
+                self.now_ms().saturating_sub(entry.opened_ms),
+                reason,
+            );
+            self.metrics.closed(reason.as_str());
+        }
+        ended.len()
+    }
+
     /// Queues `frame` for every connection of `target` and returns how many took it.
     ///
     /// A connection whose queue is full under [`SlowConsumer::Disconnect`] is a slow

@@ -3,6 +3,7 @@
 //! * [`builder`]: the options, and starting the broker and the background tasks.
 //! * [`open`]: opening a stream on a request (resume from `Last-Event-ID` included).
 //! * [`cursor`]: where a stream would start now, for a page rendered now.
+//! * [`disconnect`]: ending a user's streams on every instance.
 //! * [`authorize`]: who may open which stream and who may publish.
 //! * [`routes`]: the Go-style route table and the server loop ([`Manager::route`],
 //!   [`Manager::listen_and_serve`]).
@@ -13,6 +14,7 @@
 mod authorize;
 mod builder;
 mod cursor;
+mod disconnect;
 mod input;
 mod lifecycle;
 mod open;

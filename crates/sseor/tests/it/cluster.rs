@@ -29,12 +29,12 @@ async fn stream(server: &Server, user: &str, topics: &[&str]) -> Client {
 }
 
 /// The master that holds `user`'s keys and channel.
-fn master_of_user(cluster: &RedisCluster, user: &str) -> u16 {
+pub(crate) fn master_of_user(cluster: &RedisCluster, user: &str) -> u16 {
     cluster.master_of_slot(cluster.slot_of(&format!("sseor:{{user:{user}}}")))
 }
 
 /// Users whose keys spread over every master of `cluster`, `per_master` on each.
-fn users_on_every_master(cluster: &RedisCluster, per_master: usize) -> Vec<String> {
+pub(crate) fn users_on_every_master(cluster: &RedisCluster, per_master: usize) -> Vec<String> {
     let mut by_master: HashMap<u16, Vec<String>> = HashMap::new();
     for n in 0.. {
         let user = format!("u{n}");

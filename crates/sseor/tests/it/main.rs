@@ -13,6 +13,7 @@ mod batch;
 mod cluster;
 mod connection;
 mod cursor;
+mod disconnect;
 mod encoder;
 mod example;
 mod history;

@@ -24,6 +24,7 @@
 
 mod batch;
 mod commands;
+mod control;
 mod endpoint;
 mod envelope;
 mod health;
@@ -49,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::resume;
 use super::{Broker, BrokerContext, History, Published};
-use crate::{Event, Fanout, Position, Result, Target};
+use crate::{Disconnect, Disconnected, Event, Fanout, Position, Result, Target};
 use health::Health;
 use keys::Names;
 use presence::Presence;
@@ -62,6 +63,8 @@ struct Shared {
     options: RedisOptions,
     health: Mutex<Health>,
     instance: String,
+    /// The disconnects this instance sent, waiting for its subscriber to carry them out.
+    disconnects: control::Waiting,
 }
 
 impl Shared {
@@ -119,6 +122,7 @@ impl RedisBroker {
             options,
             health: Mutex::default(),
             instance: instance_id(),
+            disconnects: control::Waiting::default(),
         });
         let stop = CancellationToken::new();
         let presence = Presence::new(publisher.commands.clone(), shared.clone(), fanout.clone());
@@ -220,6 +224,33 @@ impl Broker for RedisBroker {
                 None => self.fanout.total(),
             };
             Ok(Some(others + local))
+        })
+    }
+
+    fn disconnect(&self, disconnect: Disconnect) -> BoxFuture<'_, Result<Option<Disconnected>>> {
+        Box::pin(async move {
+            let user = disconnect.user_target();
+            // Only an instance with streams of the user follows its channel.
+            let followed = self.fanout.count(user) > 0;
+            let mut awaited = control::Waiting::expect(&self.shared);
+            let from = format!("{}:{}", self.shared.instance, awaited.number);
+            let instances = self
+                .publisher
+                .send_disconnect(&disconnect, Some(from))
+                .await?;
+            // This instance's streams end as every other's, by its subscriber, in the
+            // channel's order: after the events published to the user before.
+            let ended = if followed {
+                let answer = &mut awaited.answer;
+                match tokio::time::timeout(self.shared.options.timeout, answer).await {
+                    Ok(Ok(ended)) => ended,
+                    // The subscription broke meanwhile: ended here, so that none is left.
+                    _ => self.fanout.disconnect(&disconnect),
+                }
+            } else {
+                awaited.answer.try_recv().unwrap_or(0)
+            };
+            Ok(Some(Disconnected::new(ended, Some(instances))))
         })
     }
 

@@ -116,17 +116,10 @@ impl RedisPublisher {
         let json = serde_json::to_string(&event)
             .map_err(|e| Error::InvalidEvent(format!("cannot be serialized: {e}")))?;
         if event.transient {
-            let mut publish = redis::cmd(if self.commands.is_cluster() {
-                "SPUBLISH"
-            } else {
-                "PUBLISH"
-            });
-            publish.arg(self.names.channel(target)).arg(json);
-            let receivers: i64 = self.commands.query(&publish).await.map_err(unavailable)?;
             return Ok(Published {
                 id: None,
                 delivered_locally: None,
-                instances: usize::try_from(receivers).ok(),
+                instances: Some(self.publish_raw(target, json).await?),
                 duplicate: false,
             });
         }
@@ -143,6 +136,22 @@ impl RedisPublisher {
             instances: usize::try_from(receivers).ok(),
             duplicate: receivers < 0,
         })
+    }
+
+    /// Publishes `message` as it is on `target`'s channel, with one `PUBLISH` (`SPUBLISH`
+    /// on a cluster): no number, no history. Returns how many instances received it.
+    ///
+    /// # Errors
+    /// [`Error::Broker`] when Redis cannot be reached or does not answer in time.
+    pub(super) async fn publish_raw(&self, target: &Target, message: String) -> Result<usize> {
+        let mut publish = redis::cmd(if self.commands.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        });
+        publish.arg(self.names.channel(target)).arg(message);
+        let receivers: i64 = self.commands.query(&publish).await.map_err(unavailable)?;
+        Ok(usize::try_from(receivers).unwrap_or(0))
     }
 
     /// The `FCALL` that publishes `json` to `target` (once for a publisher's id).

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 mod repair;
 
 use super::commands::describe;
+use super::control;
 use super::endpoint::Endpoint;
 use super::envelope::{DroppedLog, Envelope, envelope};
 use super::pubsub::{Incoming, PubSub};
@@ -434,7 +435,7 @@ impl Subscriber {
     }
 
     /// Delivers a message another Redis client published: it gets the checks of a publish,
-    /// and goes out without a position.
+    /// and goes out without a position. A control message (a disconnect) is carried out.
     fn deliver_foreign(&mut self, target: &Target, channel: &str, payload: &[u8]) {
         if payload.len() > self.shared.options.foreign_message_limit {
             self.dropped.note(channel, payload.len());
@@ -442,6 +443,7 @@ impl Subscriber {
         }
         let event = match serde_json::from_slice::<Event>(payload) {
             Ok(event) => event,
+            Err(_) if control::obey(&self.fanout, &self.shared, target, payload) => return,
             Err(e) => {
                 tracing::warn!(channel, bytes = payload.len(), error = %e, "payload that is not an event skipped");
                 return;
