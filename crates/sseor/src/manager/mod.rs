@@ -9,6 +9,8 @@
 //! * [`shutdown`]: closing gracefully, under sseor's server loop or an application's own.
 //! * [`tasks`]: heartbeats and credential expiry.
 //! * [`input`]: the limits on what the HTTP API reads.
+//! * `webhook`: the lifecycle webhooks set on the builder, started and closed with the
+//!   manager (feature `webhook`).
 
 mod authorize;
 mod builder;
@@ -19,6 +21,8 @@ mod open;
 mod routes;
 mod shutdown;
 mod tasks;
+#[cfg(feature = "webhook")]
+mod webhook;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -94,6 +98,9 @@ struct Inner {
     limiter: Option<PublishLimiter>,
     /// What this instance counts, for `/metrics`; shared with the registry and the broker.
     metrics: Arc<Metrics>,
+    /// The running lifecycle webhooks, which [`Manager::close`] closes last.
+    #[cfg(feature = "webhook")]
+    webhooks: Vec<crate::webhook::Delivery>,
 }
 
 impl Drop for Inner {
