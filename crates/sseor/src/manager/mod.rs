@@ -326,8 +326,8 @@ impl Manager {
     /// This instance's metrics in the Prometheus text format (OpenMetrics): connections,
     /// connected users, readiness, events published (by target kind) and delivered,
     /// streams closed (by reason) and refused (by limit), authentication failures (by
-    /// reason), Redis reconnects, and publish latency. Labels never hold user ids, topics
-    /// or credentials.
+    /// reason), Redis reconnects, publish latency, and the lifecycle webhooks' changes
+    /// delivered, given up and dropped. Labels never hold user ids, topics or credentials.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {
