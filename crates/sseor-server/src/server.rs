@@ -69,6 +69,7 @@ async fn serve(settings: Settings) -> Result<(), Stop> {
         address = %address,
         broker = settings.broker,
         authentication = settings.authentication,
+        webhook = settings.webhook,
         "sseor listening on {scheme}://{address}"
     );
     let app = demo::routes(sseor::api::router(&manager), manager.requires_auth())

@@ -10,6 +10,8 @@
 //! - [`sse`]: clients that read an event stream as a browser does; [`raw`]: a client on a
 //!   raw socket that reads only when told to.
 //! - [`hang`] and [`net`]: the hang guard, free ports, a plain HTTP client.
+//! - [`webhook`]: a receiver of lifecycle webhooks that records what it is sent and checks
+//!   each signature.
 
 pub mod certs;
 pub mod hang;
@@ -20,6 +22,7 @@ pub mod raw;
 pub mod redis;
 pub mod server;
 pub mod sse;
+pub mod webhook;
 
 pub use hang::guard;
 pub use net::{free_port, http};

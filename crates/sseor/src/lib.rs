@@ -127,6 +127,8 @@
 //!   [`Authorizer`](auth::Authorizer) trait, `JwtAuthorizer` (feature `jwt`), stream
 //!   tickets and grants that expire.
 //! * [`Publisher`] publishes through Redis from services that serve no streams.
+//! * [`webhook`] tells the application who comes and goes ([`Lifecycle`] changes) in
+//!   signed HTTP batches, at least once.
 //!
 //! # Words used throughout
 //!
@@ -152,6 +154,7 @@
 //! | `tls` | yes | HTTPS in the server loop with rustls ([`TlsConfig`], [`Builder::tls`]): HTTP/2 and HTTP/1.1 chosen by ALPN |
 //! | `jwt` | yes | `auth::JwtAuthorizer`: JSON Web Tokens signed with HS256, RS256 or ES256 |
 //! | `prometheus` | yes | [`Manager::render_metrics`] and `GET /metrics` in the Prometheus text format |
+//! | `webhook` | yes | [`webhook::Webhook`]: [`Lifecycle`] changes POSTed to the application in signed batches ([`Builder::webhook`]) |
 //!
 //! With `default-features = false`, sseor fans out on the embedded broker or a broker of
 //! your own, with an [`Authorizer`](auth::Authorizer) of your own.
@@ -183,6 +186,8 @@ mod random;
 mod server;
 mod subscription;
 mod target;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 pub use api::browser;
 pub use batch::{BatchResults, MAX_BATCH_EVENTS};

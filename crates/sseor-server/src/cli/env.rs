@@ -46,9 +46,9 @@ impl Deprecated {
 }
 
 /// Settings for which an empty variable counts as unset: a deployment's template often
-/// leaves `SSEOR_TLS_CERT=` empty to mean plain HTTP, and each of the pair requires the
-/// other.
-const EMPTY_IS_UNSET: &[&str] = &["tls_cert", "tls_key"];
+/// leaves `SSEOR_TLS_CERT=` empty to mean plain HTTP (or `SSEOR_WEBHOOK_URL=` to mean no
+/// webhook), and each of the pair requires the other.
+const EMPTY_IS_UNSET: &[&str] = &["tls_cert", "tls_key", "webhook_url", "webhook_secret"];
 
 /// The command line as parsed here: [`Cli`] reading a deprecated name when only it is
 /// set (so that an error names the variable that was set), with every deprecated name in
@@ -117,6 +117,8 @@ pub(crate) fn reason(id: &str, conflict: bool) -> &'static str {
             "tokens are not checked without one, so an issuer or audience would be ignored"
         }
         ("tls_cert" | "tls_key", _) => "TLS needs both the certificate and its private key",
+        ("webhook_secret", _) => "every webhook request is signed with the secret",
+        ("webhook_url", _) => "a webhook secret without a URL signs nothing",
         _ => "these settings go together",
     }
 }

@@ -41,6 +41,8 @@ pub struct Cli {
     pub(crate) auth: Auth,
     #[command(flatten)]
     pub(crate) tls_cors: TlsCors,
+    #[command(flatten)]
+    pub(crate) webhook: Webhook,
 }
 
 /// Where the server listens and how it treats connections and host names.
@@ -354,4 +356,30 @@ pub(crate) struct TlsCors {
     /// `https://app.example.com,http://localhost:3000`. Unset: no CORS headers at all.
     #[arg(long, env = "SSEOR_CORS_ORIGINS", value_parser = crate::transport::Origins::parse)]
     pub(crate) cors_origins: Option<crate::transport::Origins>,
+}
+
+/// Where the application is told who comes and goes: lifecycle changes POSTed in signed
+/// batches. The URL and the secret go together.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Lifecycle webhook")]
+pub(crate) struct Webhook {
+    /// URL (http or https) that lifecycle changes are POSTed to, in signed batches: users
+    /// online and offline, topics occupied and vacated, across every instance. Unset: none
+    /// are sent.
+    #[arg(
+        long,
+        env = "SSEOR_WEBHOOK_URL",
+        hide_env_values = true,
+        requires = "webhook_secret"
+    )]
+    pub(crate) webhook_url: Option<String>,
+
+    /// Secret that signs each webhook request (`Sseor-Signature`, HMAC-SHA256), at least
+    /// 32 bytes. Prefer the environment variable: a flag shows in the process list.
+    #[arg(long, env = "SSEOR_WEBHOOK_SECRET", hide_env_values = true, requires = "webhook_url", value_parser = Secret::webhook_secret)]
+    pub(crate) webhook_secret: Option<Secret>,
+
+    /// How long one webhook request may take; longer, it is retried.
+    #[arg(long, env = "SSEOR_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = values::positive_duration)]
+    pub(crate) webhook_timeout: Duration,
 }

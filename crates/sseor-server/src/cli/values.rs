@@ -95,6 +95,17 @@ impl Secret {
         Self::parse(text)
     }
 
+    /// A webhook's signing secret: at least [`sseor::webhook::MIN_SECRET_LEN`] bytes.
+    pub(crate) fn webhook_secret(text: &str) -> Result<Self, String> {
+        let least = sseor::webhook::MIN_SECRET_LEN;
+        if text.len() < least {
+            return Err(format!(
+                "too short: use at least {least} random bytes, such as `openssl rand -hex 32`"
+            ));
+        }
+        Self::parse(text)
+    }
+
     /// The secret itself, for the one place that needs it.
     pub(crate) fn expose(&self) -> &str {
         &self.0

@@ -4,6 +4,7 @@
 mod auth;
 mod builder;
 mod error;
+mod webhook;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub struct Settings {
     pub(crate) broker: &'static str,
     /// How subscribers are authenticated, for the logs.
     pub(crate) authentication: &'static str,
+    /// Whether lifecycle changes are POSTed to a webhook, for the logs.
+    pub(crate) webhook: &'static str,
     /// What to warn about once logging runs.
     warnings: Vec<String>,
 }
@@ -67,6 +70,7 @@ impl Settings {
         let transport = Transport::load(&cli.tls_cors)?;
         let builder = cli.auth.apply(builder)?;
         let builder = cli.limits.apply(builder)?;
+        let builder = cli.webhook.apply(builder)?;
         let builder = cli
             .streams
             .apply(cli.broker.apply(cli.listen.apply(builder)));
@@ -81,6 +85,7 @@ impl Settings {
             logging: cli.logging,
             broker: cli.broker.name(),
             authentication: cli.auth.name(),
+            webhook: cli.webhook.name(),
             warnings,
         })
     }

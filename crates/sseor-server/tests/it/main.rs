@@ -23,6 +23,7 @@ mod redis_outage;
 mod server;
 mod stream;
 mod transport;
+mod webhook;
 
 /// The `sseor` binary that cargo built for these tests.
 const SSEOR: &str = env!("CARGO_BIN_EXE_sseor");

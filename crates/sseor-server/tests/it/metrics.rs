@@ -37,6 +37,10 @@ const METRIC_SNAPSHOT: &[&str] = &[
     "sseor_publish_duration_seconds_sum",
     "sseor_ready",
     "sseor_redis_reconnects_total",
+    "sseor_webhook_changes_delivered_total",
+    "sseor_webhook_changes_dropped_total",
+    "sseor_webhook_changes_failed_total",
+    "sseor_webhook_requests_failed_total",
 ];
 
 fn now() -> u64 {
@@ -258,6 +262,9 @@ async fn every_metric_is_provoked_and_their_names_and_labels_are_pinned() {
         "sseor_connected_users 0",
         "sseor_ready 1",
         "sseor_redis_reconnects_total 0",
+        // No webhook set: nothing to count (tests/it/webhook.rs sets one).
+        "sseor_webhook_changes_delivered_total 0",
+        "sseor_webhook_changes_dropped_total 0",
         "sseor_connections_refused_total{limit=\"max_connections_per_user\"} 1",
         "sseor_auth_failures_total{reason=\"missing\"} 1",
         "sseor_auth_failures_total{reason=\"expired\"} 1",

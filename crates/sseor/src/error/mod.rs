@@ -120,6 +120,11 @@ pub enum Error {
     /// secret too short); the message names the setting, never the secret.
     #[error("invalid authentication setting: {0}")]
     InvalidAuthConfig(String),
+
+    /// A lifecycle webhook cannot be used (a URL that is not `http`/`https`, a secret too
+    /// short); the message never holds the secret or the URL.
+    #[error("invalid webhook: {0}")]
+    InvalidWebhook(String),
 }
 
 impl Error {

@@ -67,6 +67,8 @@ pub struct Builder {
     pub(super) header_timeout: Duration,
     pub(super) loopback_hosts_only: bool,
     pub(super) lifecycle: Vec<crate::LifecycleHook>,
+    #[cfg(feature = "webhook")]
+    pub(super) webhooks: Vec<crate::webhook::Webhook>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -137,6 +139,8 @@ impl Default for Builder {
             header_timeout: Duration::from_secs(30),
             loopback_hosts_only: true,
             lifecycle: Vec::new(),
+            #[cfg(feature = "webhook")]
+            webhooks: Vec::new(),
         }
     }
 }
@@ -504,6 +508,8 @@ impl Builder {
     pub async fn build(mut self) -> Result<Manager> {
         self.drain_period = self.drain_period.min(self.shutdown_timeout);
         let metrics = Arc::new(Metrics::new());
+        #[cfg(feature = "webhook")]
+        let webhooks = self.start_webhooks(&metrics);
         let registry = Arc::new(Registry::new(self.limits, metrics.clone()));
         let context = BrokerContext {
             registry: registry.clone(),
@@ -543,6 +549,8 @@ impl Builder {
                 expiry,
                 limiter,
                 metrics,
+                #[cfg(feature = "webhook")]
+                webhooks,
             }),
         })
     }

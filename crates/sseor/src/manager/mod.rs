@@ -10,6 +10,8 @@
 //! * [`shutdown`]: closing gracefully, under sseor's server loop or an application's own.
 //! * [`tasks`]: heartbeats and credential expiry.
 //! * [`input`]: the limits on what the HTTP API reads.
+//! * `webhook`: the lifecycle webhooks set on the builder, started and closed with the
+//!   manager (feature `webhook`).
 
 mod authorize;
 mod builder;
@@ -21,6 +23,8 @@ mod open;
 mod routes;
 mod shutdown;
 mod tasks;
+#[cfg(feature = "webhook")]
+mod webhook;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -96,6 +100,9 @@ struct Inner {
     limiter: Option<PublishLimiter>,
     /// What this instance counts, for `/metrics`; shared with the registry and the broker.
     metrics: Arc<Metrics>,
+    /// The running lifecycle webhooks, which [`Manager::close`] closes last.
+    #[cfg(feature = "webhook")]
+    webhooks: Vec<crate::webhook::Delivery>,
 }
 
 impl Drop for Inner {
@@ -321,8 +328,8 @@ impl Manager {
     /// This instance's metrics in the Prometheus text format (OpenMetrics): connections,
     /// connected users, readiness, events published (by target kind) and delivered,
     /// streams closed (by reason) and refused (by limit), authentication failures (by
-    /// reason), Redis reconnects, and publish latency. Labels never hold user ids, topics
-    /// or credentials.
+    /// reason), Redis reconnects, publish latency, and the lifecycle webhooks' changes
+    /// delivered, given up and dropped. Labels never hold user ids, topics or credentials.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> sseor::Result<()> {

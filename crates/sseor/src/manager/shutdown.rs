@@ -23,7 +23,9 @@ impl Manager {
     /// `/readyz` answer 503), ends the open streams in paced batches over the
     /// [drain period](crate::Builder::drain_period) so that clients reconnect elsewhere a few at a
     /// time, stops the broker, and waits for running servers to finish, closing
-    /// connections that are still open at the shutdown timeout.
+    /// connections that are still open at the shutdown timeout. Meanwhile the
+    /// [webhooks](crate::Builder::webhook) get a last try at what they hold, within the
+    /// same bound and their own close timeout.
     ///
     /// Under the application's own `axum::serve`, whose graceful shutdown waits for the
     /// open streams, hand it the signal through [`shutdown_signal`](Self::shutdown_signal)
@@ -32,12 +34,19 @@ impl Manager {
         self.begin_close();
         self.inner.drained.cancelled().await;
         let deadline = self.remaining_shutdown_time() + Duration::from_secs(1);
-        if tokio::time::timeout(deadline, self.inner.servers.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("a server did not stop within the shutdown timeout");
-        }
+        let servers = async {
+            if tokio::time::timeout(deadline, self.inner.servers.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("a server did not stop within the shutdown timeout");
+            }
+        };
+        // After the drain, so that the changes it caused are in: the webhooks' last try.
+        #[cfg(feature = "webhook")]
+        tokio::join!(servers, self.close_webhooks(deadline));
+        #[cfg(not(feature = "webhook"))]
+        servers.await;
     }
 
     /// The application's own shutdown `signal`, for `axum::serve`'s graceful shutdown:

@@ -1,6 +1,7 @@
 //! What an instance counts, in the Prometheus text format: connections, events published and
 //! delivered, connections closed and refused and why, authentication failures, Redis
-//! reconnects and publish latency.
+//! reconnects, publish latency, and the lifecycle webhooks' changes delivered, given up and
+//! dropped.
 //!
 //! Every [`Manager`](crate::Manager) has its own set (no global recorder), so that several
 //! managers in one process do not add up each other's numbers. The metrics carry no user

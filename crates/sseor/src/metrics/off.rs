@@ -23,4 +23,16 @@ impl Metrics {
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn redis_reconnected(&self) {}
+
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    pub(crate) fn webhook_delivered(&self, _changes: usize) {}
+
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    pub(crate) fn webhook_failed(&self, _changes: usize) {}
+
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    pub(crate) fn webhook_dropped(&self) {}
+
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    pub(crate) fn webhook_request_failed(&self) {}
 }

@@ -24,6 +24,16 @@ pub(crate) struct Metrics {
     auth_failures: Labelled,
     redis_reconnects: Counter,
     publish_seconds: Histogram,
+    webhook: WebhookCounters,
+}
+
+/// What the lifecycle webhooks count, in changes (requests for the failed ones).
+#[derive(Default)]
+struct WebhookCounters {
+    delivered: Counter,
+    failed: Counter,
+    dropped: Counter,
+    requests_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -47,6 +57,7 @@ impl Metrics {
             redis_reconnects: Counter::default(),
             // 100 µs to ~3 s: an embedded publish takes microseconds, a Redis one a round trip.
             publish_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            webhook: WebhookCounters::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -99,6 +110,7 @@ impl Metrics {
             "Time from a publish call to the broker's acknowledgement",
             metrics.publish_seconds.clone(),
         );
+        metrics.webhook.register(&mut metrics.registry);
         metrics
     }
 
@@ -135,6 +147,26 @@ impl Metrics {
         self.redis_reconnects.inc();
     }
 
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    pub(crate) fn webhook_delivered(&self, changes: usize) {
+        self.webhook.delivered.inc_by(changes as u64);
+    }
+
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    pub(crate) fn webhook_failed(&self, changes: usize) {
+        self.webhook.failed.inc_by(changes as u64);
+    }
+
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    pub(crate) fn webhook_dropped(&self) {
+        self.webhook.dropped.inc();
+    }
+
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    pub(crate) fn webhook_request_failed(&self) {
+        self.webhook.requests_failed.inc();
+    }
+
     /// The text exposition, with the gauges read now.
     pub(crate) fn render(&self, connections: usize, users: usize, ready: bool) -> String {
         self.connections.set(gauge_value(connections));
@@ -144,6 +176,31 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);
         text
+    }
+}
+
+impl WebhookCounters {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "webhook_changes_delivered",
+            "Lifecycle changes whose webhook request was answered with a 2xx",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "webhook_changes_failed",
+            "Lifecycle changes given up: their webhook batch failed until the retry limit or the close timeout",
+            self.failed.clone(),
+        );
+        registry.register(
+            "webhook_changes_dropped",
+            "Lifecycle changes dropped because the webhook's buffer was full or it was closed",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "webhook_requests_failed",
+            "Webhook requests that failed (no answer, or not 2xx), each retried or given up",
+            self.requests_failed.clone(),
+        );
     }
 }
 
@@ -165,6 +222,10 @@ mod tests {
         metrics.auth_failed("expired");
         metrics.refused("max_connections_per_ip");
         metrics.redis_reconnected();
+        metrics.webhook_delivered(3);
+        metrics.webhook_failed(2);
+        metrics.webhook_dropped();
+        metrics.webhook_request_failed();
         let text = metrics.render(5, 2, true);
         for line in [
             "sseor_connections 5",
@@ -178,6 +239,10 @@ mod tests {
             "sseor_auth_failures_total{reason=\"expired\"} 1",
             "sseor_redis_reconnects_total 1",
             "sseor_publish_duration_seconds_count 2",
+            "sseor_webhook_changes_delivered_total 3",
+            "sseor_webhook_changes_failed_total 2",
+            "sseor_webhook_changes_dropped_total 1",
+            "sseor_webhook_requests_failed_total 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

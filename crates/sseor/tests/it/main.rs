@@ -25,3 +25,4 @@ mod redis_outage;
 mod resume;
 mod slow;
 mod tls;
+mod webhook;
