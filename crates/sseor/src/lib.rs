@@ -176,6 +176,7 @@ mod lifecycle;
 mod manager;
 mod metrics;
 mod position;
+pub mod presence;
 #[cfg(feature = "redis")]
 mod publisher;
 mod random;
@@ -190,9 +191,10 @@ pub use cursor::{Cursor, InvalidCursor};
 pub use error::{ConnectionLimit, Error, Result};
 pub use event::{Event, MAX_FIELD_LEN, MAX_RETRY_MS, RESET_EVENT};
 pub use fanout::{Barrier, CloseReason, Fanout, Interest, SlowConsumer};
-pub use lifecycle::{Lifecycle, LifecycleHook};
+pub use lifecycle::{DEFAULT_LIFECYCLE_GRACE, Lifecycle, LifecycleHook, LifecycleHooks, Occupancy};
 pub use manager::{Builder, Manager};
 pub use position::{InvalidPosition, Position};
+pub use presence::{PresencePage, TopicPresence, UserPresence};
 #[cfg(feature = "redis")]
 pub use publisher::Publisher;
 #[cfg(feature = "tls")]

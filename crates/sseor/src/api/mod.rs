@@ -8,6 +8,8 @@
 //! | `GET /api/v1/connections?user_id=U` | `{"user_id", "user", "total", "cluster_user", "cluster_total"}`: open streams of `U` and in all, on this instance and on every instance |
 //! | `GET /api/v1/cursor?user_id=U&topic=T` | `{"cursor"}`: where the stream of `U`, its topics and broadcasts would start now (see [`Manager::cursor`]), for a page rendered now to open its stream from with `?last_event_id=` |
 //! | `GET /api/v1/history?user_id=U&after=POSITION&limit=N` | (`topic=T` for a topic, neither for the broadcasts) `{"events": [{"id", "event"}], "more", "position"}`: what the target's history holds after `after` (from the oldest kept without it), at most `limit` (100 by default, 1000 at most), in order; 410 `{"error", "position"}` when the history no longer reaches `after` |
+//! | `GET /api/v1/presence?topic=T&after=U&limit=N` | `{"topic", "users": [{"user_id", "connections"}], "more"}`: the users connected to `T` on every instance, by user id after `after`, at most `limit` (100 by default, 1000 at most); `?user_id=U` instead: `{"user_id", "online", "connections"}` (see [`Manager::presence_of_topic`], [`Manager::presence_of_user`]) |
+//! | `GET /api/v1/topics?after=T&limit=N` | `{"topics": [{"topic", "connections"}], "more"}`: the topics with streams on every instance, by name, paged as above (see [`Manager::topics`]) |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
 //! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
@@ -65,8 +67,8 @@
 //!
 //! * `GET /api/v1/sse` needs a credential (or `?ticket=`); `user_id` may be left out (the
 //!   credential's user) and must otherwise be that user; every `topic` must be granted.
-//! * `POST /api/v1/publish`, `POST /api/v1/publish/batch`, `GET /api/v1/connections` and
-//!   `GET /api/v1/history` need a publisher's credential in the request headers: the
+//! * `POST /api/v1/publish`, `POST /api/v1/publish/batch`, `GET /api/v1/connections`,
+//!   `GET /api/v1/history`, `GET /api/v1/presence` and `GET /api/v1/topics` need a publisher's credential in the request headers: the
 //!   publish token or a grant with the publish right. A batch counts as one publish
 //!   against the publish rate.
 //! * `GET /api/v1/cursor` needs the same publisher's credential: the backend that renders
@@ -81,6 +83,7 @@ pub mod browser;
 mod handlers;
 mod history;
 mod input;
+mod presence;
 
 use axum::Router;
 use axum::response::Response;
@@ -116,6 +119,8 @@ where
         .route("/api/v1/connections", get(connections))
         .route("/api/v1/cursor", get(handlers::cursor))
         .route("/api/v1/history", get(history::history))
+        .route("/api/v1/presence", get(presence::presence))
+        .route("/api/v1/topics", get(presence::topics))
         .route("/api/v1/tickets", post(tickets))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))

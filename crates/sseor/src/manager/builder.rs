@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::tasks::{expire_streams, heartbeat};
+use super::transitions::Transitions;
 use super::{Inner, InputLimits, Manager};
 use crate::auth::{self, Authorizer, PublishLimiter};
 use crate::broker::{Broker, BrokerContext, MemoryBroker, Retention};
@@ -66,7 +67,7 @@ pub struct Builder {
     pub(super) tls: Option<crate::TlsConfig>,
     pub(super) header_timeout: Duration,
     pub(super) loopback_hosts_only: bool,
-    pub(super) lifecycle: Vec<crate::LifecycleHook>,
+    pub(super) lifecycle: crate::LifecycleHooks,
 }
 
 impl std::fmt::Debug for Builder {
@@ -136,7 +137,7 @@ impl Default for Builder {
             tls: None,
             header_timeout: Duration::from_secs(30),
             loopback_hosts_only: true,
-            lifecycle: Vec::new(),
+            lifecycle: crate::LifecycleHooks::default(),
         }
     }
 }
@@ -509,11 +510,14 @@ impl Builder {
             registry: registry.clone(),
             retention: self.retention,
             metrics: metrics.clone(),
+            lifecycle: self.lifecycle.clone(),
         };
         let broker = match &self.start_broker {
             Some(start) => start(context).await?,
             None => self.broker_for_url(context).await?,
         };
+        let transitions =
+            Transitions::start(&registry, Arc::downgrade(&broker), self.lifecycle.clone());
         let shutdown = CancellationToken::new();
         tokio::spawn(heartbeat(
             registry.clone(),
@@ -543,6 +547,7 @@ impl Builder {
                 expiry,
                 limiter,
                 metrics,
+                transitions: transitions.map(Arc::new),
             }),
         })
     }

@@ -9,6 +9,9 @@
 //! * [`shutdown`]: closing gracefully, under sseor's server loop or an application's own.
 //! * [`tasks`]: heartbeats and credential expiry.
 //! * [`input`]: the limits on what the HTTP API reads.
+//! * [`presence`]: who is connected across every instance; [`lifecycle`] and
+//!   [`transitions`]: the hooks told when users and topics come and go, and the task
+//!   that tells them.
 
 mod authorize;
 mod builder;
@@ -16,9 +19,11 @@ mod cursor;
 mod input;
 mod lifecycle;
 mod open;
+mod presence;
 mod routes;
 mod shutdown;
 mod tasks;
+mod transitions;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -94,6 +99,8 @@ struct Inner {
     limiter: Option<PublishLimiter>,
     /// What this instance counts, for `/metrics`; shared with the registry and the broker.
     metrics: Arc<Metrics>,
+    /// The lifecycle task, when hooks listen.
+    transitions: Option<Arc<transitions::Transitions>>,
 }
 
 impl Drop for Inner {

@@ -18,7 +18,9 @@
 //! sequences and histories back (`history`); the subscriber task delivers what arrives to
 //! this instance's connections (`subscriber`, `envelope`, with what it knows of each
 //! target in `tracked`) and keeps the state readiness is told from (`health`); the
-//! presence task keeps this instance's connection counts in Redis (`presence`). They
+//! presence task keeps this instance's connection counts in Redis (`presence`, read in
+//! pages by `pages`) and, with `holders`, which instances hold each user's and topic's
+//! streams, for lifecycles. They
 //! share the command connection (`commands`), the names of keys and channels (`keys`) and
 //! the Redis Functions that keep the sequences (`scripts`).
 
@@ -28,8 +30,10 @@ mod endpoint;
 mod envelope;
 mod health;
 mod history;
+mod holders;
 mod keys;
 mod options;
+mod pages;
 mod presence;
 mod probes;
 mod publisher;
@@ -49,8 +53,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::resume;
 use super::{Broker, BrokerContext, History, Published};
-use crate::{Event, Fanout, Position, Result, Target};
+use crate::{Event, Fanout, Occupancy, Position, Result, Target};
+use crate::{PresencePage, TopicPresence, UserPresence};
 use health::Health;
+use holders::Holders;
 use keys::Names;
 use presence::Presence;
 use subscriber::Subscriber;
@@ -90,6 +96,10 @@ pub struct RedisBroker {
     fanout: Fanout,
     stop: CancellationToken,
     presence: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    holders: Arc<Holders>,
+    /// How long a departure waits to count: at shutdown, what this instance holds is
+    /// handed to the survivors for that long.
+    lifecycle_grace: Duration,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -121,7 +131,15 @@ impl RedisBroker {
             instance: instance_id(),
         });
         let stop = CancellationToken::new();
-        let presence = Presence::new(publisher.commands.clone(), shared.clone(), fanout.clone());
+        let hooks = context.lifecycle();
+        let lifecycle_grace = hooks.grace();
+        let holders = Arc::new(Holders::new(publisher.clone(), shared.clone(), hooks));
+        let presence = Presence::new(
+            publisher.commands.clone(),
+            shared.clone(),
+            fanout.clone(),
+            holders.clone(),
+        );
         let presence = tokio::spawn(presence.run(stop.clone()));
         let subscriber = Subscriber::new(
             endpoint,
@@ -137,11 +155,15 @@ impl RedisBroker {
             fanout,
             stop,
             presence: Mutex::new(Some(presence)),
+            holders,
+            lifecycle_grace,
         })
     }
 
     /// Stops publishing presence and removes it, so that the cluster-wide counts drop this
-    /// instance at once rather than when its presence expires.
+    /// instance at once rather than when its presence expires. What it holds for
+    /// lifecycles is handed over: it stays listed as live, without counts, for the grace
+    /// period, after which a survivor releases what did not come back elsewhere.
     async fn say_goodbye(&self) {
         let task = self
             .presence
@@ -151,12 +173,16 @@ impl RedisBroker {
         let Some(task) = task else { return };
         let _ = task.await;
         let instance = &self.shared.instance;
+        let names = &self.shared.names;
         let mut goodbye = redis::pipe();
-        goodbye
-            .del(self.shared.names.presence(instance))
-            .ignore()
-            .zrem(self.shared.names.instances(), instance)
-            .ignore();
+        goodbye.del(&names.presence_keys(instance)[..]).ignore();
+        if self.holders.holds_anything().await {
+            let grace_ms = u64::try_from(self.lifecycle_grace.as_millis()).unwrap_or(u64::MAX);
+            let until = crate::position::unix_millis().saturating_add(grace_ms);
+            goodbye.zadd(names.instances(), instance, until).ignore();
+        } else {
+            goodbye.zrem(names.instances(), instance).ignore();
+        }
         let sent = tokio::time::timeout(
             self.shared.options.timeout,
             self.publisher.commands.pipeline::<()>(&goodbye),
@@ -221,6 +247,30 @@ impl Broker for RedisBroker {
             };
             Ok(Some(others + local))
         })
+    }
+
+    fn topic_presence(
+        &self,
+        topic: String,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Option<PresencePage<UserPresence>>>> {
+        Box::pin(async move {
+            let page = self.topic_page(&topic, after.as_deref(), limit).await?;
+            Ok(Some(page))
+        })
+    }
+
+    fn topics(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Option<PresencePage<TopicPresence>>>> {
+        Box::pin(async move { Ok(Some(self.topics_page(after.as_deref(), limit).await?)) })
+    }
+
+    fn occupancy(&self, changes: Vec<Occupancy>) -> BoxFuture<'_, Result<Option<Vec<bool>>>> {
+        Box::pin(async move { Ok(Some(self.holders.record(&changes).await?)) })
     }
 
     fn put_ticket(&self, key: String, value: String, ttl: Duration) -> BoxFuture<'_, Result<()>> {
