@@ -15,6 +15,7 @@ mod connections;
 mod cursor;
 mod input;
 mod metrics;
+mod presence;
 mod redis;
 mod redis_outage;
 mod server;

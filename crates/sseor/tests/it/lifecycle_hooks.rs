@@ -9,7 +9,7 @@ use std::time::Duration;
 use sseor::{Builder, Lifecycle};
 use sseor_testkit::guard;
 use sseor_testkit::library::Server;
-use sseor_testkit::redis::{RedisServer, StallingProxy};
+use sseor_testkit::redis::{RedisCluster, RedisServer, StallingProxy};
 
 use crate::common::{open_live, redis_builder, wait_ready};
 
@@ -117,11 +117,11 @@ async fn the_embedded_broker_reports_arrivals_at_once_and_departures_after_the_g
     assert_eq!(heard.all()[5..], [("a", offline("bob"))]);
 }
 
-#[tokio::test]
-async fn a_user_on_two_instances_is_online_and_offline_once() {
-    let redis = RedisServer::start();
+/// A user and a topic on two instances on the Redis (or cluster) at `url`: online and
+/// occupied once, by the first instance; offline and vacated once, by the last.
+async fn online_and_offline_once_across_two_instances(url: &str) {
     let heard = Heard::default();
-    let (a, b) = two_instances(&heard, &redis.url()).await;
+    let (a, b) = two_instances(&heard, url).await;
     let on_a = open_live(&a, "cal", &["desk"]).await;
     let all = heard.exactly(2).await;
     assert!(all.contains(&("a", online("cal"))), "{all:?}");
@@ -137,6 +137,18 @@ async fn a_user_on_two_instances_is_online_and_offline_once() {
     let all = heard.exactly(4).await;
     assert!(all[2..].contains(&("b", offline("cal"))), "{all:?}");
     assert!(all[2..].contains(&("b", vacated("desk"))), "{all:?}");
+}
+
+#[tokio::test]
+async fn a_user_on_two_instances_is_online_and_offline_once() {
+    let redis = RedisServer::start();
+    online_and_offline_once_across_two_instances(&redis.url()).await;
+}
+
+#[tokio::test]
+async fn a_user_on_two_instances_is_online_and_offline_once_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    online_and_offline_once_across_two_instances(&cluster.url()).await;
 }
 
 #[tokio::test]

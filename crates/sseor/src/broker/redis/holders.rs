@@ -161,30 +161,30 @@ impl Holders {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut calls = redis::pipe();
-        for change in changes {
+        // One call each, at once over the multiplexed connection: a cluster takes no
+        // pipeline whose keys span slots, and each target has a slot of its own.
+        let calls = changes.iter().map(|change| {
             let function = if change.occupied {
                 "sseor_hold"
             } else {
                 "sseor_release"
             };
-            calls
-                .cmd("FCALL")
-                .arg(function)
+            let mut call = redis::cmd("FCALL");
+            call.arg(function)
                 .arg(1)
                 .arg(self.shared.names.holders(&change.target))
                 .arg(instance);
-        }
-        let firsts: Vec<u8> = self
-            .publisher
-            .with_functions(|| self.commands().pipeline(&calls))
-            .await
-            .map_err(unavailable)?;
-        if firsts.len() != changes.len() {
-            return Err(Error::Broker(
-                "Redis: the lifecycle functions answered wrongly".into(),
-            ));
-        }
+            async move {
+                let call = &call;
+                let first: u8 = self
+                    .publisher
+                    .with_functions(|| self.commands().query(call))
+                    .await
+                    .map_err(unavailable)?;
+                Ok::<_, Error>(first)
+            }
+        });
+        let firsts = futures_util::future::try_join_all(calls).await?;
         Ok(firsts.into_iter().map(|first| first == 1).collect())
     }
 
