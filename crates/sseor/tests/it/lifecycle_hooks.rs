@@ -11,7 +11,7 @@ use sseor_testkit::guard;
 use sseor_testkit::library::Server;
 use sseor_testkit::redis::{RedisCluster, RedisServer, StallingProxy};
 
-use crate::common::{open_live, redis_builder, wait_ready};
+use crate::common::{open_live, quick_presence, wait_ready};
 
 /// The grace period of these tests.
 const GRACE: Duration = Duration::from_millis(300);
@@ -73,15 +73,10 @@ fn vacated(topic: &str) -> Lifecycle {
     }
 }
 
-/// A Redis instance whose presence is refreshed every 100 ms.
-fn quick(url: &str) -> Builder {
-    redis_builder(url).redis_presence_ttl(Duration::from_millis(300))
-}
-
 /// Two instances on `url`, telling `heard` as `a` and `b`, once ready.
 async fn two_instances(heard: &Heard, url: &str) -> (Server, Server) {
-    let a = Server::with(heard.on("a", quick(url))).await;
-    let b = Server::with(heard.on("b", quick(url))).await;
+    let a = Server::with(heard.on("a", quick_presence(url))).await;
+    let b = Server::with(heard.on("b", quick_presence(url))).await;
     wait_ready(&a.manager).await;
     wait_ready(&b.manager).await;
     (a, b)
@@ -177,8 +172,8 @@ async fn an_instance_cut_off_from_redis_has_its_users_reported_offline_by_the_su
     let redis = RedisServer::start();
     let proxy = StallingProxy::start(redis.port);
     let heard = Heard::default();
-    let a = Server::with(heard.on("a", quick(&proxy.url()))).await;
-    let b = Server::with(heard.on("b", quick(&redis.url()))).await;
+    let a = Server::with(heard.on("a", quick_presence(&proxy.url()))).await;
+    let b = Server::with(heard.on("b", quick_presence(&redis.url()))).await;
     wait_ready(&a.manager).await;
     wait_ready(&b.manager).await;
     let _eve = open_live(&a, "eve", &[]).await;

@@ -8,7 +8,7 @@ use sseor_testkit::guard;
 use sseor_testkit::library::Server;
 use sseor_testkit::redis::{RedisCluster, RedisServer};
 
-use crate::common::{open_live, redis_builder, wait_ready};
+use crate::common::{open_live, quick_presence, wait_ready};
 
 /// The users of a page, as `(user, connections)`.
 fn users(page: &PresencePage<UserPresence>) -> Vec<(&str, usize)> {
@@ -79,9 +79,8 @@ async fn the_embedded_broker_pages_a_topics_users_in_order_and_counts_topics() {
 /// 100 ms; users of `room` on both, one of them on both: every page, from either
 /// instance, adds them up, in order.
 async fn presence_spans_two_instances(url: &str) {
-    let quick = || redis_builder(url).redis_presence_ttl(Duration::from_millis(300));
-    let a = Server::with(quick()).await;
-    let b = Server::with(quick()).await;
+    let a = Server::with(quick_presence(url)).await;
+    let b = Server::with(quick_presence(url)).await;
     wait_ready(&a.manager).await;
     wait_ready(&b.manager).await;
     let _u1 = open_live(&a, "u1", &["room"]).await;
@@ -136,9 +135,8 @@ async fn presence_of_topics_and_users_spans_two_instances_on_a_cluster() {
 #[tokio::test]
 async fn pages_of_many_users_come_whole_and_in_order_across_instances() {
     let redis = RedisServer::start();
-    let quick = || redis_builder(&redis.url()).redis_presence_ttl(Duration::from_millis(300));
-    let a = Server::with(quick()).await;
-    let b = Server::with(quick()).await;
+    let a = Server::with(quick_presence(&redis.url())).await;
+    let b = Server::with(quick_presence(&redis.url())).await;
     wait_ready(&a.manager).await;
     wait_ready(&b.manager).await;
     let mut streams = Vec::new();

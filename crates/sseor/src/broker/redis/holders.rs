@@ -280,6 +280,9 @@ impl Holders {
             .pipeline::<()>(&forget)
             .await
             .map_err(unavailable)?;
+        if held.is_empty() {
+            return Ok(());
+        }
         tracing::info!(
             instance = departed,
             released = held.len(),

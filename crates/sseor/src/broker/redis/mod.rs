@@ -181,7 +181,11 @@ impl RedisBroker {
             let until = crate::position::unix_millis().saturating_add(grace_ms);
             goodbye.zadd(names.instances(), instance, until).ignore();
         } else {
-            goodbye.zrem(names.instances(), instance).ignore();
+            goodbye
+                .zrem(names.instances(), instance)
+                .ignore()
+                .del(names.held(instance))
+                .ignore();
         }
         let sent = tokio::time::timeout(
             self.shared.options.timeout,
