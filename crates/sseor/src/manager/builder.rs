@@ -516,8 +516,7 @@ impl Builder {
             Some(start) => start(context).await?,
             None => self.broker_for_url(context).await?,
         };
-        let transitions =
-            Transitions::start(&registry, Arc::downgrade(&broker), self.lifecycle.clone());
+        let transitions = Transitions::start(&registry, &broker, &self.lifecycle);
         let shutdown = CancellationToken::new();
         tokio::spawn(heartbeat(
             registry.clone(),
@@ -547,7 +546,7 @@ impl Builder {
                 expiry,
                 limiter,
                 metrics,
-                transitions: transitions.map(Arc::new),
+                transitions,
             }),
         })
     }

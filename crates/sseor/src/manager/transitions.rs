@@ -4,7 +4,7 @@
 //! instance; those are reported to the [`Lifecycle`] hooks.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -30,16 +30,16 @@ impl Transitions {
     /// no hook listens (then nothing about lifecycles is kept anywhere).
     pub(super) fn start(
         registry: &Registry,
-        broker: Weak<dyn Broker>,
-        hooks: LifecycleHooks,
-    ) -> Option<Self> {
+        broker: &Arc<dyn Broker>,
+        hooks: &LifecycleHooks,
+    ) -> Option<Arc<Self>> {
         if !hooks.is_heard() {
             return None;
         }
         let tracker = Tracker {
-            broker,
+            broker: Arc::downgrade(broker),
             grace: hooks.grace(),
-            hooks,
+            hooks: hooks.clone(),
             changes: registry.follow_occupancy(),
             held: HashMap::new(),
             leaving: VecDeque::new(),
@@ -50,10 +50,10 @@ impl Transitions {
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(tracker.run(stop.clone()));
-        Some(Self {
+        Some(Arc::new(Self {
             stop,
             task: Mutex::new(Some(task)),
-        })
+        }))
     }
 
     /// Stops the task, once the streams are drained. On a broker that spans no other
