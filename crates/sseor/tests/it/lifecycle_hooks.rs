@@ -209,7 +209,12 @@ async fn after_redis_restarts_empty_lifecycles_go_on_without_false_arrivals() {
     wait_ready(&a.manager).await;
     wait_ready(&b.manager).await;
     // a writes what it holds again, silently; b, given gus, sees that a holds him.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    guard(async {
+        while redis.cli(&["SCARD", "sseor:{user:gus}:holders"]) != "1" {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     let mut on_b = b.subscribe("gus", &[]).await;
     on_b.opening_id().await;
     heard.exactly(1).await;
