@@ -127,6 +127,10 @@
 //!   [`Authorizer`](auth::Authorizer) trait, `JwtAuthorizer` (feature `jwt`), stream
 //!   tickets and grants that expire.
 //! * [`Publisher`] publishes through Redis from services that serve no streams.
+//! * [`presence`] says who is connected across every instance
+//!   ([`Manager::presence_of_topic`], [`Manager::topics`]); [`Lifecycle`] changes (a user
+//!   online or offline, a topic occupied or vacated) reach the hooks of
+//!   [`Builder::on_lifecycle`], once across the instances.
 //!
 //! # Words used throughout
 //!
