@@ -129,6 +129,10 @@
 //! * [`Publisher`] publishes through Redis from services that serve no streams.
 //! * [`webhook`] tells the application who comes and goes ([`Lifecycle`] changes) in
 //!   signed HTTP batches, at least once.
+//! * [`presence`] says who is connected across every instance
+//!   ([`Manager::presence_of_topic`], [`Manager::topics`]); [`Lifecycle`] changes (a user
+//!   online or offline, a topic occupied or vacated) reach the hooks of
+//!   [`Builder::on_lifecycle`], once across the instances.
 //!
 //! # Words used throughout
 //!
@@ -180,6 +184,7 @@ mod lifecycle;
 mod manager;
 mod metrics;
 mod position;
+pub mod presence;
 #[cfg(feature = "redis")]
 mod publisher;
 mod random;
@@ -197,9 +202,10 @@ pub use disconnect::{DEFAULT_REASON, DISCONNECT_EVENT, Disconnect, Disconnected,
 pub use error::{ConnectionLimit, Error, Result};
 pub use event::{Event, MAX_FIELD_LEN, MAX_RETRY_MS, RESET_EVENT};
 pub use fanout::{Barrier, CloseReason, Fanout, Interest, SlowConsumer};
-pub use lifecycle::{Lifecycle, LifecycleHook};
+pub use lifecycle::{DEFAULT_LIFECYCLE_GRACE, Lifecycle, LifecycleHook, LifecycleHooks, Occupancy};
 pub use manager::{Builder, Manager};
 pub use position::{InvalidPosition, Position};
+pub use presence::{PresencePage, TopicPresence, UserPresence};
 #[cfg(feature = "redis")]
 pub use publisher::Publisher;
 #[cfg(feature = "tls")]

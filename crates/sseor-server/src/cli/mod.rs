@@ -135,6 +135,12 @@ pub(crate) struct Broker {
     #[arg(long, env = "SSEOR_PRESENCE_TTL", default_value = "15s", value_parser = values::duration)]
     pub(crate) presence_ttl: Duration,
 
+    /// How long a user's last stream (or a topic's last subscriber) must stay gone on
+    /// every instance before it counts as offline (vacated): a reload within it is no
+    /// change at all.
+    #[arg(long, env = "SSEOR_LIFECYCLE_GRACE", default_value = "5s", value_parser = values::duration)]
+    pub(crate) lifecycle_grace: Duration,
+
     /// Redis replicas that must confirm each publish (`WAIT`) before it is acknowledged,
     /// so that an acknowledged event survives a failover; 0 for none.
     #[arg(long, env = "SSEOR_REDIS_WAIT_REPLICAS", default_value_t = 0)]

@@ -24,6 +24,7 @@ impl Broker {
             .redis_timeout(self.redis_timeout)
             .redis_probe_interval(self.probe_interval)
             .redis_presence_ttl(self.presence_ttl)
+            .lifecycle_grace(self.lifecycle_grace)
             .redis_wait_replicas(self.redis_wait_replicas)
     }
 

@@ -18,6 +18,7 @@ mod disconnect;
 mod input;
 mod metrics;
 mod openapi;
+mod presence;
 mod redis;
 mod redis_outage;
 mod server;

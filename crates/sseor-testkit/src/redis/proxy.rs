@@ -1,4 +1,5 @@
-//! A relay in front of Redis that makes subscription connections go silent.
+//! A relay in front of Redis that makes subscription connections go silent, or cuts every
+//! connection.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -16,6 +17,11 @@ pub struct StallingProxy {
     /// The port it listens on (127.0.0.1).
     pub port: u16,
     stalled: Arc<AtomicBool>,
+    /// While set, no connection is relayed: those open were closed, new ones are closed
+    /// at once.
+    cut: Arc<AtomicBool>,
+    /// Every connection relayed, to close them all when cut.
+    relayed: Arc<Mutex<Vec<TcpStream>>>,
     subscriptions: Arc<Mutex<Vec<Relayed>>>,
     stop: Arc<AtomicBool>,
 }
@@ -33,6 +39,8 @@ impl StallingProxy {
         let proxy = Self {
             port,
             stalled: Arc::new(AtomicBool::new(false)),
+            cut: Arc::new(AtomicBool::new(false)),
+            relayed: Arc::default(),
             subscriptions: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
         };
@@ -41,12 +49,20 @@ impl StallingProxy {
             proxy.subscriptions.clone(),
             proxy.stop.clone(),
         );
+        let (cut, relayed) = (proxy.cut.clone(), proxy.relayed.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(client) = client else { continue };
+                if cut.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                if let Ok(kept) = client.try_clone() {
+                    relayed.lock().unwrap().push(kept);
+                }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", redis_port)) else {
                     continue;
                 };
@@ -70,9 +86,20 @@ impl StallingProxy {
     }
 
     /// Subscription connections opened from now on work again; the silent ones stay
-    /// silent until their client gives up on them.
+    /// silent until their client gives up on them. After [`cut`](Self::cut), connections
+    /// are relayed again.
     pub fn heal(&self) {
         self.stalled.store(false, Ordering::SeqCst);
+        self.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Cuts the clients off Redis, as a network partition would: every connection relayed
+    /// is closed, and new ones are closed at once, until [`heal`](Self::heal).
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for connection in self.relayed.lock().unwrap().drain(..) {
+            let _ = connection.shutdown(Shutdown::Both);
+        }
     }
 }
 

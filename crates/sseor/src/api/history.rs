@@ -9,7 +9,7 @@ use http::request::Parts;
 use serde_json::{Value, json};
 
 use super::error;
-use super::input::{backend_query, single_value};
+use super::input::{backend_query, limit, single_value};
 use crate::{History, Manager, Position, Target};
 
 /// Events answered when `limit` is not given.
@@ -85,19 +85,7 @@ fn asked(params: &[(String, String)]) -> Result<Asked, Response> {
             })
         })
         .transpose()?;
-    let limit = match single_value(params, "limit")? {
-        None => DEFAULT_LIMIT,
-        Some(limit) => limit
-            .parse::<usize>()
-            .ok()
-            .filter(|limit| (1..=MOST_EVENTS).contains(limit))
-            .ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("`limit` must be a whole number from 1 to {MOST_EVENTS}"),
-                )
-            })?,
-    };
+    let limit = limit(params, DEFAULT_LIMIT, MOST_EVENTS)?;
     Ok(Asked {
         target,
         after,

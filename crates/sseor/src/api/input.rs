@@ -111,6 +111,31 @@ pub(super) fn single_value<'a>(
     Ok(first)
 }
 
+/// The whole number `limit` of a listing: `default` when it is not given.
+///
+/// # Errors
+/// 400 when it is given more than once, or is not a whole number from 1 to `most`.
+#[allow(clippy::result_large_err)]
+pub(super) fn limit(
+    params: &[(String, String)],
+    default: usize,
+    most: usize,
+) -> Result<usize, Response> {
+    let Some(limit) = single_value(params, "limit")? else {
+        return Ok(default);
+    };
+    limit
+        .parse::<usize>()
+        .ok()
+        .filter(|limit| (1..=most).contains(limit))
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("`limit` must be a whole number from 1 to {most}"),
+            )
+        })
+}
+
 /// Refuses a body that is not declared as JSON: browsers send forms and `text/plain` to
 /// any site without asking it first, `application/json` only after a CORS preflight.
 #[allow(clippy::result_large_err)]

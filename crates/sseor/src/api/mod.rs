@@ -10,6 +10,8 @@
 //! | `GET /api/v1/cursor?user_id=U&topic=T` | `{"cursor"}`: where the stream of `U`, its topics and broadcasts would start now (see [`Manager::cursor`]), for a page rendered now to open its stream from with `?last_event_id=` |
 //! | `GET /api/v1/history?user_id=U&after=POSITION&limit=N` | (`topic=T` for a topic, neither for the broadcasts) `{"events": [{"id", "event"}], "more", "position"}`: what the target's history holds after `after` (from the oldest kept without it), at most `limit` (100 by default, 1000 at most), in order; 410 `{"error", "position"}` when the history no longer reaches `after` |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document of every route here, each answer and error included; see [`openapi`] |
+//! | `GET /api/v1/presence?topic=T&after=U&limit=N` | `{"topic", "users": [{"user_id", "connections"}], "more"}`: the users connected to `T` on every instance, by user id after `after`, at most `limit` (100 by default, 1000 at most); `?user_id=U` instead: `{"user_id", "online", "connections"}` (see [`Manager::presence_of_topic`], [`Manager::presence_of_user`]) |
+//! | `GET /api/v1/topics?after=T&limit=N` | `{"topics": [{"topic", "connections"}], "more"}`: the topics with streams on every instance, by name, paged as above (see [`Manager::topics`]) |
 //! | `GET /healthz` | 200 `{"status": "ok"}` while serving, 503 once shutting down |
 //! | `GET /metrics` | this instance's metrics in the Prometheus (OpenMetrics) text format; see [`Manager::render_metrics`] |
 //! | `GET /readyz` | 200 `{"status": "ready"}` when published events reach this instance (Redis subscription confirmed by a probe), else 503 with the reason |
@@ -68,9 +70,10 @@
 //! * `GET /api/v1/sse` needs a credential (or `?ticket=`); `user_id` may be left out (the
 //!   credential's user) and must otherwise be that user; every `topic` must be granted.
 //! * `POST /api/v1/publish`, `POST /api/v1/publish/batch`, `POST /api/v1/disconnect`,
-//!   `GET /api/v1/connections` and `GET /api/v1/history` need a publisher's credential in
-//!   the request headers: the publish token or a grant with the publish right. A batch (or
-//!   a disconnect) counts as one publish against the publish rate.
+//!   `GET /api/v1/connections`, `GET /api/v1/history`, `GET /api/v1/presence` and
+//!   `GET /api/v1/topics` need a publisher's credential in the request headers: the
+//!   publish token or a grant with the publish right. A batch (or a disconnect) counts as
+//!   one publish against the publish rate.
 //! * `GET /api/v1/cursor` needs the same publisher's credential: the backend that renders
 //!   a page holds it, and the answer names a user.
 //! * A request without a valid credential gets 401 with `WWW-Authenticate: Bearer`, one
@@ -85,6 +88,7 @@ mod handlers;
 mod history;
 mod input;
 pub mod openapi;
+mod presence;
 
 use axum::Router;
 use axum::handler::Handler;
@@ -131,6 +135,8 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/api/v1/connections", connections),
         route(Method::GET, "/api/v1/cursor", handlers::cursor),
         route(Method::GET, "/api/v1/history", history::history),
+        route(Method::GET, "/api/v1/presence", presence::presence),
+        route(Method::GET, "/api/v1/topics", presence::topics),
         route(Method::POST, "/api/v1/tickets", tickets),
         route(Method::GET, "/api/v1/openapi.json", openapi::document),
         route(Method::GET, "/healthz", health),

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use super::Retention;
 use crate::fanout::registry::Registry;
 use crate::metrics::Metrics;
-use crate::{Fanout, Interest};
+use crate::{Fanout, Interest, LifecycleHooks};
 
 /// What a broker starts with, from [`Builder::broker`](crate::Builder::broker): this
 /// instance's [`Fanout`], the history to keep, and, for a broker that subscribes per
@@ -16,6 +16,7 @@ pub struct BrokerContext {
     pub(crate) registry: Arc<Registry>,
     pub(crate) retention: Retention,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) lifecycle: LifecycleHooks,
 }
 
 impl BrokerContext {
@@ -37,6 +38,13 @@ impl BrokerContext {
     /// a second receiver hears nothing.
     pub fn interest(&self) -> mpsc::UnboundedReceiver<Interest> {
         self.registry.follow_interest()
+    }
+
+    /// The [`Lifecycle`](crate::Lifecycle) hooks and the grace period set on the builder:
+    /// what a broker that spans instances reports the changes it finds by itself through
+    /// (the users and topics of an instance that died).
+    pub fn lifecycle(&self) -> LifecycleHooks {
+        self.lifecycle.clone()
     }
 
     /// The metrics of this instance, for the brokers of this crate.

@@ -20,7 +20,8 @@ use serde::Serialize;
 
 use std::time::Duration;
 
-use crate::{Disconnect, Disconnected, Event, Position, Result, Target};
+use crate::{Disconnect, Disconnected, Event, Occupancy, Position, Result, Target};
+use crate::{PresencePage, TopicPresence, UserPresence};
 
 /// What a successful publish reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -204,6 +205,50 @@ pub trait Broker: Send + Sync + 'static {
     /// [`Error::Broker`](crate::Error::Broker) when the store cannot be reached.
     fn take_ticket(&self, key: String) -> BoxFuture<'_, Result<Option<String>>> {
         let _ = key;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The users of `topic`'s streams on every instance, by user id after `after`, at most
+    /// `limit`, each with its streams there; `None` when the broker spans no other
+    /// instance (then this instance's streams are the answer).
+    ///
+    /// # Errors
+    /// [`Error::Broker`](crate::Error::Broker) when the shared state cannot be read.
+    fn topic_presence(
+        &self,
+        topic: String,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Option<PresencePage<UserPresence>>>> {
+        let _ = (topic, after, limit);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The topics with streams on every instance, by name after `after`, at most `limit`,
+    /// each with its streams; `None` when the broker spans no other instance.
+    ///
+    /// # Errors
+    /// [`Error::Broker`](crate::Error::Broker) when the shared state cannot be read.
+    fn topics(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Option<PresencePage<TopicPresence>>>> {
+        let _ = (after, limit);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Records, in order, that this instance now holds streams of each target of
+    /// `changes`, or none any more (after the grace period), and tells for each whether
+    /// it was the first arrival (or the last departure) across every instance: exactly
+    /// one instance is told so for each change. `None` when the broker spans no other
+    /// instance (then every change is one). Called with the same change again after an
+    /// error: recording must be idempotent.
+    ///
+    /// # Errors
+    /// [`Error::Broker`](crate::Error::Broker) when the changes could not be recorded.
+    fn occupancy(&self, changes: Vec<Occupancy>) -> BoxFuture<'_, Result<Option<Vec<bool>>>> {
+        let _ = changes;
         Box::pin(async { Ok(None) })
     }
 

@@ -180,6 +180,13 @@ impl Fanout {
     pub fn user_counts(&self, everyone: bool) -> Vec<(Arc<str>, usize)> {
         self.registry.user_counts(everyone)
     }
+
+    /// The registry of this instance's streams, for the presence the brokers of this
+    /// crate keep.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
 }
 
 impl std::fmt::Debug for Fanout {

@@ -4,7 +4,10 @@
 //! One concept in one file: the registry's tables and every operation that must keep them
 //! consistent under one lock (registering against the limits, delivering, letting go);
 //! splitting them would spread that invariant over several files. About a quarter of the
-//! file is its unit tests.
+//! file is its unit tests. What it tells of presence (counts by user and topic, local
+//! arrivals and departures for lifecycles) is in `presence`.
+
+mod presence;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -73,18 +76,12 @@ struct Tables {
     /// per-address limit.
     by_ip: HashMap<IpAddr, usize>,
     ip_of: HashMap<u64, IpAddr>,
-    /// Users whose number of connections changed since the broker last asked, kept only
-    /// for brokers that publish presence.
-    changed_users: std::collections::HashSet<Arc<str>>,
+    /// Users, topics and topic members whose counts changed since the broker last
+    /// asked, kept only for brokers that publish presence.
+    changed: presence::Changed,
 }
 
 impl Tables {
-    fn note_change(&mut self, tracked: bool, target: &Target) {
-        if let (true, Target::User(user)) = (tracked, target) {
-            self.changed_users.insert(user.clone());
-        }
-    }
-
     /// The first limit `opening` would exceed, checked under the same lock as the
     /// registration itself so that concurrent opens cannot overshoot.
     fn over_limit(&self, limits: &Limits, opening: &Opening) -> Option<(ConnectionLimit, usize)> {
@@ -120,6 +117,9 @@ pub(crate) struct Registry {
     limits: Limits,
     /// Where interest changes go, once a broker asked for them (before any stream opens).
     interest: OnceLock<mpsc::UnboundedSender<Interest>>,
+    /// Where the first arrival and last departure of each user and topic go, once the
+    /// lifecycle task asked for them.
+    occupancy: OnceLock<mpsc::UnboundedSender<crate::Occupancy>>,
     metrics: Arc<Metrics>,
     /// What the streams' opening times count from.
     started: Instant,
@@ -134,6 +134,7 @@ impl Registry {
             total: AtomicUsize::new(0),
             limits,
             interest: OnceLock::new(),
+            occupancy: OnceLock::new(),
             metrics,
             started: Instant::now(),
         }
@@ -204,11 +205,14 @@ impl Registry {
             targets,
             client_ip,
         } = opening;
+        if self.interest.get().is_some() {
+            tables.changed.note(&targets);
+        }
         for target in &targets {
-            tables.note_change(self.interest.get().is_some(), target);
             let slot = tables.by_target.entry(target.clone()).or_default();
             if slot.is_empty() {
                 self.report(Interest::Subscribe(target.clone()));
+                self.occupied(target, true);
             }
             slot.insert(id, sink.clone());
         }
@@ -372,33 +376,6 @@ impl Registry {
         self.read().by_target.get(target).map_or(0, HashMap::len)
     }
 
-    /// The users whose connection counts changed since the last call, with their counts now
-    /// (0 for users who left); every user with connections when `everyone` is set.
-    pub(crate) fn user_counts(&self, everyone: bool) -> Vec<(Arc<str>, usize)> {
-        let mut tables = self.write();
-        let changed = std::mem::take(&mut tables.changed_users);
-        let count = |user: &Arc<str>| {
-            tables
-                .by_target
-                .get(&Target::User(user.clone()))
-                .map_or(0, HashMap::len)
-        };
-        if everyone {
-            return tables
-                .by_target
-                .iter()
-                .filter_map(|(target, slot)| match target {
-                    Target::User(user) => Some((user.clone(), slot.len())),
-                    _ => None,
-                })
-                .collect();
-        }
-        changed
-            .iter()
-            .map(|user| (user.clone(), count(user)))
-            .collect()
-    }
-
     /// Users with at least one local connection.
     #[cfg(feature = "prometheus")]
     pub(crate) fn distinct_users(&self) -> usize {
@@ -441,8 +418,10 @@ impl Registry {
     }
 
     fn detach(&self, tables: &mut Tables, id: u64, entry: &Entry) {
+        if self.interest.get().is_some() {
+            tables.changed.note(&entry.targets);
+        }
         for target in &entry.targets {
-            tables.note_change(self.interest.get().is_some(), target);
             let Some(slot) = tables.by_target.get_mut(target) else {
                 continue;
             };
@@ -450,6 +429,7 @@ impl Registry {
             if slot.is_empty() {
                 tables.by_target.remove(target);
                 self.report(Interest::Unsubscribe(target.clone()));
+                self.occupied(target, false);
             }
         }
         if let Some(ip) = tables.ip_of.remove(&id)

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::tasks::{expire_streams, heartbeat};
+use super::transitions::Transitions;
 use super::{Inner, InputLimits, Manager};
 use crate::auth::{self, Authorizer, PublishLimiter};
 use crate::broker::{Broker, BrokerContext, MemoryBroker, Retention};
@@ -66,7 +67,7 @@ pub struct Builder {
     pub(super) tls: Option<crate::TlsConfig>,
     pub(super) header_timeout: Duration,
     pub(super) loopback_hosts_only: bool,
-    pub(super) lifecycle: Vec<crate::LifecycleHook>,
+    pub(super) lifecycle: crate::LifecycleHooks,
     #[cfg(feature = "webhook")]
     pub(super) webhooks: Vec<crate::webhook::Webhook>,
 }
@@ -138,7 +139,7 @@ impl Default for Builder {
             tls: None,
             header_timeout: Duration::from_secs(30),
             loopback_hosts_only: true,
-            lifecycle: Vec::new(),
+            lifecycle: crate::LifecycleHooks::default(),
             #[cfg(feature = "webhook")]
             webhooks: Vec::new(),
         }
@@ -515,11 +516,13 @@ impl Builder {
             registry: registry.clone(),
             retention: self.retention,
             metrics: metrics.clone(),
+            lifecycle: self.lifecycle.clone(),
         };
         let broker = match &self.start_broker {
             Some(start) => start(context).await?,
             None => self.broker_for_url(context).await?,
         };
+        let transitions = Transitions::start(&registry, &broker, &self.lifecycle);
         let shutdown = CancellationToken::new();
         tokio::spawn(heartbeat(
             registry.clone(),
@@ -551,6 +554,7 @@ impl Builder {
                 metrics,
                 #[cfg(feature = "webhook")]
                 webhooks,
+                transitions,
             }),
         })
     }

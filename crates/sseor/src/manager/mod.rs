@@ -12,6 +12,9 @@
 //! * [`input`]: the limits on what the HTTP API reads.
 //! * `webhook`: the lifecycle webhooks set on the builder, started and closed with the
 //!   manager (feature `webhook`).
+//! * [`presence`]: who is connected across every instance; [`lifecycle`] and
+//!   [`transitions`]: the hooks told when users and topics come and go, and the task
+//!   that tells them.
 
 mod authorize;
 mod builder;
@@ -20,9 +23,11 @@ mod disconnect;
 mod input;
 mod lifecycle;
 mod open;
+mod presence;
 mod routes;
 mod shutdown;
 mod tasks;
+mod transitions;
 #[cfg(feature = "webhook")]
 mod webhook;
 
@@ -103,6 +108,8 @@ struct Inner {
     /// The running lifecycle webhooks, which [`Manager::close`] closes last.
     #[cfg(feature = "webhook")]
     webhooks: Vec<crate::webhook::Delivery>,
+    /// The lifecycle task, when hooks listen.
+    transitions: Option<Arc<transitions::Transitions>>,
 }
 
 impl Drop for Inner {

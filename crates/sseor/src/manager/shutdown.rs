@@ -118,8 +118,12 @@ impl Manager {
         let broker = self.inner.broker.clone();
         let drained = self.inner.drained.clone();
         let period = self.inner.config.drain_period;
+        let transitions = self.inner.transitions.clone();
         tokio::spawn(async move {
             drain(&registry, period).await;
+            if let Some(transitions) = transitions {
+                transitions.finish().await;
+            }
             broker.close().await;
             drained.cancel();
         });

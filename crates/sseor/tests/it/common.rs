@@ -261,6 +261,12 @@ pub(crate) fn redis_builder(url: &str) -> Builder {
         .redis_timeout(Duration::from_millis(500))
 }
 
+/// A manager as [`redis_builder`] makes it, whose presence in Redis is refreshed every
+/// 100 ms (and expires after 300 ms without a refresh).
+pub(crate) fn quick_presence(url: &str) -> Builder {
+    redis_builder(url).redis_presence_ttl(Duration::from_millis(300))
+}
+
 /// A server on `redis`, once its manager is ready.
 pub(crate) async fn instance(redis: &RedisServer) -> Server {
     let server = Server::with(redis_builder(&redis.url())).await;

@@ -259,6 +259,49 @@ local function rewound(keys, args)
   return {tonumber(epoch or '0'), seq}
 end
 
+-- Lifecycles: which instances hold streams of a user or a topic.
+-- KEYS[1]: the target's holders, a set of instance ids: PREFIX:{user:ID}:holders or
+--          PREFIX:{topic:NAME}:holders
+-- ARGV[1]: the instance
+-- `sseor_hold` returns 1 when the instance is now the only holder (the target's first
+-- stream anywhere), `sseor_release` 1 when it was the last one; else 0, also when the
+-- instance already held it (or did not): so a call made again changes nothing.
+local function hold(keys, args)
+  if redis.call('SADD', keys[1], args[1]) == 1 and redis.call('SCARD', keys[1]) == 1 then
+    return 1
+  end
+  return 0
+end
+
+local function release(keys, args)
+  if redis.call('SREM', keys[1], args[1]) == 1 and redis.call('EXISTS', keys[1]) == 0 then
+    return 1
+  end
+  return 0
+end
+
+-- Claims, for one caller alone, the instances whose presence expired, so that it releases
+-- what they held: each is moved from the live instances to the departed ones, scored by
+-- when the claim ends; a claim that ended (its claimer died too) is claimed again.
+-- KEYS[1]: the live instances (scored by when their presence expires, Unix ms)
+-- KEYS[2]: the departed instances (scored by when their claim ends)
+-- ARGV[1]: now (Unix ms), ARGV[2]: when this claim ends, ARGV[3]: the caller, never
+--          claimed. Returns the instances claimed, at most 16 a call.
+local function claim_departed(keys, args)
+  local claimed = {}
+  for _, key in ipairs(keys) do
+    local due = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. args[1], 'LIMIT', 0, 16)
+    for _, instance in ipairs(due) do
+      if instance ~= args[3] and #claimed < 16 then
+        redis.call('ZREM', key, instance)
+        redis.call('ZADD', keys[2], args[2], instance)
+        claimed[#claimed + 1] = instance
+      end
+    end
+  end
+  return claimed
+end
+
 redis.register_function('sseor_publish', function(keys, args)
   return publish(keys, args, 'PUBLISH')
 end)
@@ -272,3 +315,6 @@ redis.register_function{
   flags = {'no-writes'},
 }
 redis.register_function('sseor_rewound', rewound)
+redis.register_function('sseor_hold', hold)
+redis.register_function('sseor_release', release)
+redis.register_function('sseor_claim_departed', claim_departed)

@@ -106,6 +106,64 @@ impl Names {
         format!("{}:{{presence}}:instances", self.prefix)
     }
 
+    /// A sorted set (all scores 0, read in order of name) of the topics an instance has
+    /// streams of.
+    pub(super) fn topics(&self, instance: &str) -> String {
+        format!("{}:{{presence}}:{instance}:topics", self.prefix)
+    }
+
+    /// A hash of an instance's streams by topic.
+    pub(super) fn topic_counts(&self, instance: &str) -> String {
+        format!("{}:{{presence}}:{instance}:topic-counts", self.prefix)
+    }
+
+    /// A sorted set (all scores 0, read in order of name) of an instance's topic
+    /// members, each `TOPIC\nUSER` (no name holds a line feed), so that the members of
+    /// one topic are a range of it.
+    pub(super) fn members(&self, instance: &str) -> String {
+        format!("{}:{{presence}}:{instance}:members", self.prefix)
+    }
+
+    /// A hash of an instance's streams by topic member, `TOPIC\nUSER`.
+    pub(super) fn member_counts(&self, instance: &str) -> String {
+        format!("{}:{{presence}}:{instance}:member-counts", self.prefix)
+    }
+
+    /// Every presence key of an instance.
+    pub(super) fn presence_keys(&self, instance: &str) -> [String; 5] {
+        [
+            self.presence(instance),
+            self.topics(instance),
+            self.topic_counts(instance),
+            self.members(instance),
+            self.member_counts(instance),
+        ]
+    }
+
+    /// The set of the users and topics an instance holds for lifecycles (`u:ID`,
+    /// `t:NAME`, and `""` while it is kept): it outlives the instance's presence until a
+    /// survivor has released them.
+    pub(super) fn held(&self, instance: &str) -> String {
+        format!("{}:{{presence}}:{instance}:held", self.prefix)
+    }
+
+    /// Set for a while once a survivor released what an instance held: that instance,
+    /// back, reports its users and topics again.
+    pub(super) fn swept(&self, instance: &str) -> String {
+        format!("{}:{{presence}}:{instance}:swept", self.prefix)
+    }
+
+    /// A sorted set of the instances whose presence expired, claimed by a survivor that
+    /// releases what they held, scored by when its claim ends (Unix ms).
+    pub(super) fn departed(&self) -> String {
+        format!("{}:{{presence}}:departed", self.prefix)
+    }
+
+    /// The set of the instances that hold streams of `target`, for lifecycles.
+    pub(super) fn holders(&self, target: &Target) -> String {
+        format!("{}:holders", self.sequence(target))
+    }
+
     /// A stream ticket, by the digest it is kept under.
     pub(super) fn ticket(&self, key: &str) -> String {
         format!("{}:ticket:{key}", self.prefix)
@@ -145,6 +203,11 @@ mod tests {
         assert_eq!(tag(&names.history(&user)), tag(&sequence));
         assert_eq!(tag(&names.publisher_id(&user, "x}y")), tag(&sequence));
         assert_eq!(tag(&names.presence("i")), tag(&names.instances()));
+        for key in names.presence_keys("i") {
+            assert_eq!(tag(&key), tag(&names.departed()));
+        }
+        assert_eq!(tag(&names.held("i")), tag(&names.swept("i")));
+        assert_eq!(tag(&names.holders(&user)), tag(&sequence));
         assert_eq!(tag(&names.retention_age()), tag(&names.retention_events()));
     }
 

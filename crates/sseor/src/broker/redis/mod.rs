@@ -18,7 +18,9 @@
 //! sequences and histories back (`history`); the subscriber task delivers what arrives to
 //! this instance's connections (`subscriber`, `envelope`, with what it knows of each
 //! target in `tracked`) and keeps the state readiness is told from (`health`); the
-//! presence task keeps this instance's connection counts in Redis (`presence`). They
+//! presence task keeps this instance's connection counts in Redis (`presence`, read in
+//! pages by `pages`) and, with `holders`, which instances hold each user's and topic's
+//! streams, for lifecycles. They
 //! share the command connection (`commands`), the names of keys and channels (`keys`) and
 //! the Redis Functions that keep the sequences (`scripts`).
 
@@ -29,8 +31,10 @@ mod endpoint;
 mod envelope;
 mod health;
 mod history;
+mod holders;
 mod keys;
 mod options;
+mod pages;
 mod presence;
 mod probes;
 mod publisher;
@@ -50,8 +54,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::resume;
 use super::{Broker, BrokerContext, History, Published};
-use crate::{Disconnect, Disconnected, Event, Fanout, Position, Result, Target};
+use crate::{Disconnect, Disconnected, Event, Fanout, Occupancy, Position, Result, Target};
+use crate::{PresencePage, TopicPresence, UserPresence};
 use health::Health;
+use holders::Holders;
 use keys::Names;
 use presence::Presence;
 use subscriber::Subscriber;
@@ -93,6 +99,10 @@ pub struct RedisBroker {
     fanout: Fanout,
     stop: CancellationToken,
     presence: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    holders: Arc<Holders>,
+    /// How long a departure waits to count: at shutdown, what this instance holds is
+    /// handed to the survivors for that long.
+    lifecycle_grace: Duration,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -125,7 +135,15 @@ impl RedisBroker {
             disconnects: control::Waiting::default(),
         });
         let stop = CancellationToken::new();
-        let presence = Presence::new(publisher.commands.clone(), shared.clone(), fanout.clone());
+        let hooks = context.lifecycle();
+        let lifecycle_grace = hooks.grace();
+        let holders = Arc::new(Holders::new(publisher.clone(), shared.clone(), hooks));
+        let presence = Presence::new(
+            publisher.commands.clone(),
+            shared.clone(),
+            fanout.clone(),
+            holders.clone(),
+        );
         let presence = tokio::spawn(presence.run(stop.clone()));
         let subscriber = Subscriber::new(
             endpoint,
@@ -141,11 +159,15 @@ impl RedisBroker {
             fanout,
             stop,
             presence: Mutex::new(Some(presence)),
+            holders,
+            lifecycle_grace,
         })
     }
 
     /// Stops publishing presence and removes it, so that the cluster-wide counts drop this
-    /// instance at once rather than when its presence expires.
+    /// instance at once rather than when its presence expires. What it holds for
+    /// lifecycles is handed over: it stays listed as live, without counts, for the grace
+    /// period, after which a survivor releases what did not come back elsewhere.
     async fn say_goodbye(&self) {
         let task = self
             .presence
@@ -155,12 +177,20 @@ impl RedisBroker {
         let Some(task) = task else { return };
         let _ = task.await;
         let instance = &self.shared.instance;
+        let names = &self.shared.names;
         let mut goodbye = redis::pipe();
-        goodbye
-            .del(self.shared.names.presence(instance))
-            .ignore()
-            .zrem(self.shared.names.instances(), instance)
-            .ignore();
+        goodbye.del(&names.presence_keys(instance)[..]).ignore();
+        if self.holders.holds_anything().await {
+            let grace_ms = u64::try_from(self.lifecycle_grace.as_millis()).unwrap_or(u64::MAX);
+            let until = crate::position::unix_millis().saturating_add(grace_ms);
+            goodbye.zadd(names.instances(), instance, until).ignore();
+        } else {
+            goodbye
+                .zrem(names.instances(), instance)
+                .ignore()
+                .del(names.held(instance))
+                .ignore();
+        }
         let sent = tokio::time::timeout(
             self.shared.options.timeout,
             self.publisher.commands.pipeline::<()>(&goodbye),
@@ -252,6 +282,30 @@ impl Broker for RedisBroker {
             };
             Ok(Some(Disconnected::new(ended, Some(instances))))
         })
+    }
+
+    fn topic_presence(
+        &self,
+        topic: String,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Option<PresencePage<UserPresence>>>> {
+        Box::pin(async move {
+            let page = self.topic_page(&topic, after.as_deref(), limit).await?;
+            Ok(Some(page))
+        })
+    }
+
+    fn topics(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Option<PresencePage<TopicPresence>>>> {
+        Box::pin(async move { Ok(Some(self.topics_page(after.as_deref(), limit).await?)) })
+    }
+
+    fn occupancy(&self, changes: Vec<Occupancy>) -> BoxFuture<'_, Result<Option<Vec<bool>>>> {
+        Box::pin(async move { Ok(Some(self.holders.record(&changes).await?)) })
     }
 
     fn put_ticket(&self, key: String, value: String, ttl: Duration) -> BoxFuture<'_, Result<()>> {

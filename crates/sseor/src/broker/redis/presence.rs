@@ -8,6 +8,7 @@ use redis::Script;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::{Commands, unavailable};
+use super::holders::Holders;
 use super::scripts::RECORD_RETENTION;
 use super::{RedisPublisher, Shared};
 use crate::position::unix_millis;
@@ -32,20 +33,12 @@ impl RedisPublisher {
         user_id: Option<&str>,
         except: Option<&str>,
     ) -> Result<usize> {
-        let mut live = redis::cmd("ZRANGEBYSCORE");
-        live.arg(self.names.instances())
-            .arg(unix_millis())
-            .arg("+inf");
-        let live: Vec<String> = self.commands.query(&live).await.map_err(unavailable)?;
-        let others: Vec<&String> = live
-            .iter()
-            .filter(|&live| Some(live.as_str()) != except)
-            .collect();
+        let others = self.live_instances(except).await?;
         if others.is_empty() {
             return Ok(0);
         }
         let mut counts = redis::pipe();
-        for instance in others {
+        for instance in &others {
             counts.hget(
                 self.names.presence(instance),
                 user_id.unwrap_or(TOTAL_FIELD),
@@ -55,14 +48,28 @@ impl RedisPublisher {
             self.commands.pipeline(&counts).await.map_err(unavailable)?;
         Ok(counts.into_iter().flatten().sum())
     }
+
+    /// The instances whose presence has not expired, but for `except`.
+    pub(super) async fn live_instances(&self, except: Option<&str>) -> Result<Vec<String>> {
+        let mut live = redis::cmd("ZRANGEBYSCORE");
+        live.arg(self.names.instances())
+            .arg(unix_millis())
+            .arg("+inf");
+        let mut live: Vec<String> = self.commands.query(&live).await.map_err(unavailable)?;
+        live.retain(|live| Some(live.as_str()) != except);
+        Ok(live)
+    }
 }
 
 /// Keeps this instance's connection counts in Redis, with an expiry, so that every
-/// instance can count connections cluster-wide.
+/// instance can count connections cluster-wide; and, for lifecycles, releases what the
+/// instances whose presence expired held, and writes again what this one holds when Redis
+/// lost it.
 pub(super) struct Presence {
     commands: Commands,
     shared: Arc<Shared>,
     fanout: Fanout,
+    holders: Arc<Holders>,
     record_retention: Script,
     /// Whether the log already says that another instance keeps a longer history.
     told_of_longer_retention: bool,
@@ -70,11 +77,17 @@ pub(super) struct Presence {
 
 impl Presence {
     /// The task for this instance, whose counts `fanout` gives.
-    pub(super) fn new(commands: Commands, shared: Arc<Shared>, fanout: Fanout) -> Self {
+    pub(super) fn new(
+        commands: Commands,
+        shared: Arc<Shared>,
+        fanout: Fanout,
+        holders: Arc<Holders>,
+    ) -> Self {
         Self {
             commands,
             shared,
             fanout,
+            holders,
             record_retention: Script::new(RECORD_RETENTION),
             told_of_longer_retention: false,
         }
@@ -102,6 +115,9 @@ impl Presence {
             .await;
             // After any failure, Redis may have lost the hash: write it whole next time.
             whole = !matches!(refreshed, Ok(Ok(())));
+            if !whole {
+                self.holders.maintain(ttl).await;
+            }
         }
     }
 
@@ -114,28 +130,41 @@ impl Presence {
         exists.arg(&key);
         let exists: bool = self.commands.query(&exists).await?;
         let whole = whole || !exists;
+        let instance = &self.shared.instance;
+        let keys = names.presence_keys(instance);
         let mut update = redis::pipe();
         update.atomic();
         if whole {
-            update.del(&key).ignore();
+            update.del(&keys).ignore();
         }
-        for (user, count) in self.fanout.user_counts(whole) {
+        let counts = self.fanout.registry().presence_counts(whole);
+        for (user, count) in counts.users {
             if count == 0 {
                 update.hdel(&key, &*user).ignore();
             } else {
                 update.hset(&key, &*user, count).ignore();
             }
         }
+        let (topics, topic_counts) = (names.topics(instance), names.topic_counts(instance));
+        for (topic, count) in counts.topics {
+            write_count(&mut update, (&topics, &topic_counts), &topic, count);
+        }
+        let (members, member_counts) = (names.members(instance), names.member_counts(instance));
+        for (topic, user, count) in counts.members {
+            let member = member_name(&topic, &user);
+            write_count(&mut update, (&members, &member_counts), &member, count);
+        }
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let now = unix_millis();
+        update.hset(&key, TOTAL_FIELD, self.fanout.total()).ignore();
+        for key in &keys {
+            update
+                .pexpire(key, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+                .ignore();
+        }
+        // Instances whose presence expired are removed by the survivor that claims them
+        // (`Holders::maintain`), which releases what they held first.
         update
-            .hset(&key, TOTAL_FIELD, self.fanout.total())
-            .ignore()
-            .pexpire(&key, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
-            .ignore()
-            .zadd(names.instances(), &self.shared.instance, now + ttl_ms)
-            .ignore()
-            .zrembyscore(names.instances(), "-inf", now)
+            .zadd(names.instances(), instance, unix_millis() + ttl_ms)
             .ignore();
         self.commands.pipeline(&update).await
     }
@@ -170,4 +199,34 @@ impl Presence {
         }
         Ok(())
     }
+}
+
+/// Writes that an instance has `count` streams of `name` into its sorted set of names
+/// and its hash of counts, or removes `name` from both when it has none.
+fn write_count(
+    update: &mut redis::Pipeline,
+    (index, counts): (&str, &str),
+    name: &str,
+    count: usize,
+) {
+    if count == 0 {
+        update
+            .zrem(index, name)
+            .ignore()
+            .hdel(counts, name)
+            .ignore();
+    } else {
+        update
+            .zadd(index, name, 0)
+            .ignore()
+            .hset(counts, name, count)
+            .ignore();
+    }
+}
+
+/// The name of a topic member in the presence: `TOPIC\nUSER`; no name holds a line feed,
+/// and the members of one topic are a range of names, from `TOPIC\n` to before
+/// `TOPIC\x0b`.
+pub(super) fn member_name(topic: &str, user: &str) -> String {
+    format!("{topic}\n{user}")
 }

@@ -9,8 +9,10 @@
 //! and one script that keeps the retention the serving instances ask for.
 
 /// The library: `sseor_publish` (publishes with `PUBLISH`), `sseor_publish_sharded` (with
-/// `SPUBLISH`, on a Redis Cluster), `sseor_history` (reads a history from a number on), and
-/// `sseor_rewound`; see the file for their keys and arguments.
+/// `SPUBLISH`, on a Redis Cluster), `sseor_history` (reads a history from a number on),
+/// `sseor_rewound`, and for lifecycles `sseor_hold`, `sseor_release` (which instances hold
+/// a target's streams) and `sseor_claim_departed`; see the file for their keys and
+/// arguments.
 pub(super) const FUNCTIONS: &str = include_str!("functions.lua");
 
 /// Records the retention of a serving instance for every publisher: each of the two keys
