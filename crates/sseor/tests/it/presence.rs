@@ -36,6 +36,21 @@ async fn settle_topic(manager: &Manager, topic: &str, limit: usize, expected: &[
     .await;
 }
 
+/// Waits until `manager` lists `expected` as the topics and their connections: what
+/// another instance holds arrives with its next presence refresh.
+async fn settle_topics(manager: &Manager, expected: &[(&str, usize)]) {
+    guard(async {
+        loop {
+            let page = manager.topics(None, 10).await.unwrap();
+            if topics(&page) == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_embedded_broker_pages_a_topics_users_in_order_and_counts_topics() {
     let server = Server::start().await;
@@ -90,7 +105,8 @@ async fn presence_spans_two_instances(url: &str) {
     let _u4 = open_live(&b, "u4", &["hall"]).await;
 
     for manager in [&a.manager, &b.manager] {
-        settle_topic(manager, "room", 2, &[("u1", 1), ("u2", 1)]).await;
+        settle_topic(manager, "room", 10, &[("u1", 1), ("u2", 1), ("u3", 2)]).await;
+        settle_topics(manager, &[("hall", 2), ("room", 4)]).await;
         let first = manager.presence_of_topic("room", None, 2).await.unwrap();
         assert!(first.more);
         let next = manager
