@@ -59,8 +59,27 @@ impl Auth {
                 cli::name("publish_token")
             )));
         }
-        let mut authorizer = HttpAuthorizer::new(url)
-            .map_err(|e| invalid("auth_url", format!(": {e}")))?
+        let authorizer = match &self.auth_ca_file {
+            None => HttpAuthorizer::new(url),
+            Some(path) => {
+                let shown = path.display();
+                let pem = std::fs::read(path).map_err(|e| {
+                    invalid("auth_ca_file", format!(": cannot read `{shown}`: {e}"))
+                })?;
+                HttpAuthorizer::with_root_certificates_pem(url, &pem)
+            }
+        };
+        let named = match &self.auth_ca_file {
+            None => cli::name("auth_url"),
+            Some(path) => format!(
+                "{} with {} `{}`",
+                cli::name("auth_url"),
+                cli::name("auth_ca_file"),
+                path.display()
+            ),
+        };
+        let mut authorizer = authorizer
+            .map_err(|e| SettingsError::Invalid(format!("{named}: {e}")))?
             .timeout(self.auth_timeout)
             .cache_ttl(self.auth_cache_ttl)
             .refusal_cache_ttl(self.auth_cache_ttl.min(MAX_REFUSAL_CACHE_TTL));
@@ -68,14 +87,6 @@ impl Auth {
             authorizer = authorizer
                 .forward_header(name.as_str())
                 .map_err(|e| invalid("auth_forward_headers", format!(": {e}")))?;
-        }
-        if let Some(path) = &self.auth_ca_file {
-            let shown = path.display();
-            let pem = std::fs::read(path)
-                .map_err(|e| invalid("auth_ca_file", format!(": cannot read `{shown}`: {e}")))?;
-            authorizer = authorizer
-                .root_certificates_pem(&pem)
-                .map_err(|e| invalid("auth_ca_file", format!(" `{shown}`: {e}")))?;
         }
         Ok(Some(authorizer))
     }
@@ -178,11 +189,15 @@ mod tests {
 
     #[test]
     fn bad_login_settings_are_refused_naming_the_setting() {
+        let not_pem = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(not_pem.path(), "not a certificate").unwrap();
+        let not_pem = not_pem.path().to_str().unwrap();
+        let not_pem_named = format!("--auth-ca-file (SSEOR_AUTH_CA_FILE) `{not_pem}`: invalid");
         let with = |more: &[&str]| {
             let base = ["--publish-token", TOKEN];
             refusal(&[&base[..], more].concat())
         };
-        let cases: [(&[&str], &str); 6] = [
+        let cases: [(&[&str], &str); 7] = [
             (&["--auth-url", "ftp://app/"], "--auth-url (SSEOR_AUTH_URL)"),
             (
                 &["--auth-url", "http://user:pw@app/"],
@@ -203,6 +218,10 @@ mod tests {
             (
                 &["--auth-url", URL, "--auth-ca-file", "/nonexistent/ca.pem"],
                 "--auth-ca-file (SSEOR_AUTH_CA_FILE): cannot read",
+            ),
+            (
+                &["--auth-url", URL, "--auth-ca-file", not_pem],
+                &not_pem_named,
             ),
         ];
         for (args, expected) in cases {

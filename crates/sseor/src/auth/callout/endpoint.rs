@@ -143,14 +143,16 @@ impl Endpoint {
 
 /// The TLS settings of the client: only what `https` endpoints need is loaded.
 fn tls_config(roots: &Roots, https: bool) -> Result<rustls::ClientConfig> {
-    let invalid = |why: String| Error::InvalidAuthConfig(format!("the authorization URL {why}"));
+    let invalid = |why: String| Error::InvalidAuthConfig(format!("the authorization URL's {why}"));
     let mut store = RootCertStore::empty();
     match roots {
         Roots::Native if https => {
             let found = rustls_native_roots();
             if found.is_empty() {
                 return Err(invalid(
-                    "is https:// but the system has no root certificates: give the CA".into(),
+                    "certificate cannot be checked: the system has no root certificates; give \
+                     the CA"
+                        .into(),
                 ));
             }
             store.extend(found);
@@ -165,14 +167,14 @@ fn tls_config(roots: &Roots, https: bool) -> Result<rustls::ClientConfig> {
                     .map_err(|e| invalid(format!("CA certificate is not usable: {e}")))?;
             }
             if store.is_empty() {
-                return Err(invalid("CA file holds no certificate".into()));
+                return Err(invalid("CA holds no certificate".into()));
             }
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(format!("cannot use TLS: {e}")))?
+        .map_err(|e| invalid(format!("TLS settings cannot be used: {e}")))?
         .with_root_certificates(store)
         .with_no_client_auth())
 }

@@ -1,48 +1,7 @@
 //! [`HttpAuthorizer`]: streams authorized by the application's own login, which an HTTP
 //! endpoint of the application checks (an "auth callout").
 //!
-//! # The protocol
-//!
-//! For each stream opened (and each ticket asked for), sseor sends the application
-//!
-//! ```text
-//! POST <url>
-//! Content-Type: application/json
-//! Cookie: <the request's Cookie, if any>
-//! Authorization: <the request's Authorization, if any>
-//! <each extra forwarded header the request has>
-//!
-//! {"user_id": "alice", "topics": ["prices"]}
-//! ```
-//!
-//! `user_id` is the `user_id` of the stream's query (`null` when it names none), `topics`
-//! its `topic`s. A ticket request forwards its headers but never its cookie (as for every
-//! ticket), and asks for no user and no topic: the application answers with all the
-//! session may join. The application answers
-//!
-//! * `200 {"user": "alice", "topics": ["prices"], "expires_in": 300}`: the stream of
-//!   `alice` with those topics (`["*"]`: every topic; leave `topics` out: none), ending
-//!   after `expires_in` seconds (leave it out: when the client leaves). Other fields are
-//!   ignored; in particular an answer never grants publishing.
-//! * `401` (no valid login) or `403` (a login that may not have this stream), with
-//!   `{"reason": "..."}` or `{"error": "..."}`: the client gets the same status with
-//!   `{"error": <that reason>, "reason": "rejected"}` (or `"forbidden"`). The reason is
-//!   cut to 200 characters, control characters blanked.
-//! * anything else (another status, a 200 that is not a grant, no answer within the
-//!   timeout, no connection): the client gets 503 with `Retry-After`, and the failure is
-//!   logged (never a header's value).
-//!
-//! sseor then checks the request against the grant as for any authorizer: a `user_id`
-//! other than `user` is 403 `forbidden_user`, a topic not granted 403 `forbidden_topic`.
-//!
-//! # Cache
-//!
-//! Decisions are kept by a SHA-256 digest of the forwarded headers and the question (no
-//! cookie is kept as text): a grant for [`cache_ttl`](HttpAuthorizer::cache_ttl) (5 s;
-//! never beyond its expiry), a refusal for
-//! [`refusal_cache_ttl`](HttpAuthorizer::refusal_cache_ttl) (2 s), at most
-//! [`cache_capacity`](HttpAuthorizer::cache_capacity) of them (the oldest go first).
-//! Identical requests at once share one callout; a failure is not kept.
+//! The protocol and the cache are described on [`HttpAuthorizer`].
 
 mod decisions;
 mod endpoint;
@@ -101,8 +60,7 @@ const NOT_FORWARDABLE: &[&str] = &[
 ];
 
 /// An [`Authorizer`] that asks an HTTP endpoint of the application whether a request's
-/// login (its session cookie, its `Authorization` header) may open the stream it asks for;
-/// see the [module](self) for the protocol and the cache.
+/// login (its session cookie, its `Authorization` header) may open the stream it asks for.
 ///
 /// Its grants never carry the publish right: publishers use the publish token
 /// ([`Builder::publish_token`](crate::Builder::publish_token)), so that a cookie can never
@@ -124,6 +82,51 @@ const NOT_FORWARDABLE: &[&str] = &[
 ///     .await?;
 /// # manager.close().await; Ok(()) }
 /// ```
+///
+/// # The protocol
+///
+/// For each stream opened (and each ticket asked for), sseor sends the application, over
+/// HTTP/1.1 (`http://`, or `https://` with rustls) on connections kept alive between
+/// questions,
+///
+/// ```text
+/// POST <url>
+/// Content-Type: application/json
+/// Cookie: <the request's Cookie, if any>
+/// Authorization: <the request's Authorization, if any>
+/// <each extra forwarded header the request has>
+///
+/// {"user_id": "alice", "topics": ["prices"]}
+/// ```
+///
+/// `user_id` is the `user_id` of the stream's query (`null` when it names none), `topics`
+/// its `topic`s. A ticket request forwards its headers but never its cookie (as for every
+/// ticket), and asks for no user and no topic: the application answers with all the
+/// session may join. The application answers
+///
+/// * `200 {"user": "alice", "topics": ["prices"], "expires_in": 300}`: the stream of
+///   `alice` with those topics (`["*"]`: every topic; leave `topics` out: none), ending
+///   after `expires_in` seconds (leave it out: when the client leaves). Other fields are
+///   ignored; in particular an answer never grants publishing.
+/// * `401` (no valid login) or `403` (a login that may not have this stream), with
+///   `{"reason": "..."}` or `{"error": "..."}`: the client gets the same status with
+///   `{"error": <that reason>, "reason": "rejected"}` (or `"forbidden"`). The reason is
+///   cut to 200 characters, control characters blanked.
+/// * anything else (another status, a 200 that is not a grant, no answer within the
+///   timeout, no connection): the client gets 503 with `Retry-After`, and the failure is
+///   logged (never a header's value).
+///
+/// sseor then checks the request against the grant as for any authorizer: a `user_id`
+/// other than `user` is 403 `forbidden_user`, a topic not granted 403 `forbidden_topic`.
+///
+/// # Cache
+///
+/// Decisions are kept by a SHA-256 digest of the forwarded headers and the question (no
+/// cookie is kept as text): a grant for [`cache_ttl`](Self::cache_ttl) (5 s;
+/// never beyond its expiry), a refusal for
+/// [`refusal_cache_ttl`](Self::refusal_cache_ttl) (2 s), at most
+/// [`cache_capacity`](Self::cache_capacity) of them (the oldest go first).
+/// Identical requests at once share one callout; a failure is not kept.
 pub struct HttpAuthorizer {
     url: Uri,
     endpoint: Arc<Endpoint>,
@@ -141,7 +144,7 @@ impl HttpAuthorizer {
     /// request's cookie travels to it.
     ///
     /// ```
-    /// let authorizer = sseor::auth::HttpAuthorizer::new("https://app.internal/sseor-auth")?;
+    /// let authorizer = sseor::auth::HttpAuthorizer::new("http://127.0.0.1:8000/sseor-auth")?;
     /// assert!(sseor::auth::HttpAuthorizer::new("ftp://app.internal/").is_err());
     /// # drop(authorizer); Ok::<(), sseor::Error>(())
     /// ```
@@ -151,8 +154,29 @@ impl HttpAuthorizer {
     /// URL, holds a user name or password, or is `https://` on a system without root
     /// certificates.
     pub fn new(url: &str) -> Result<Self> {
+        Self::with_roots(url, &Roots::Native)
+    }
+
+    /// As [`new`](Self::new), checking an `https://` endpoint's certificate against the
+    /// certificate authorities in `pem` (one or more PEM certificates) instead of the
+    /// system's: for an application on a private network with its own CA.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new); [`Error::InvalidAuthConfig`] when `pem` holds no usable
+    /// certificate.
+    ///
+    /// ```
+    /// use sseor::auth::HttpAuthorizer;
+    /// let refused = HttpAuthorizer::with_root_certificates_pem("https://app.internal/auth", b"");
+    /// assert!(refused.is_err());
+    /// ```
+    pub fn with_root_certificates_pem(url: &str, pem: &[u8]) -> Result<Self> {
+        Self::with_roots(url, &Roots::Pem(pem.to_vec()))
+    }
+
+    fn with_roots(url: &str, roots: &Roots) -> Result<Self> {
         let url = endpoint_url(url)?;
-        let endpoint = Endpoint::new(&url, &Roots::Native, DEFAULT_TIMEOUT)?;
+        let endpoint = Endpoint::new(&url, roots, DEFAULT_TIMEOUT)?;
         Ok(Self {
             url,
             endpoint: Arc::new(endpoint),
@@ -248,25 +272,6 @@ impl HttpAuthorizer {
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
         self.decisions = Arc::new(Decisions::new(capacity));
         self
-    }
-
-    /// Checks an `https://` endpoint's certificate against the certificate authorities in
-    /// `pem` (one or more PEM certificates) instead of the system's: for an application
-    /// on a private network with its own CA.
-    ///
-    /// # Errors
-    /// [`Error::InvalidAuthConfig`] when `pem` holds no usable certificate.
-    ///
-    /// ```
-    /// let authorizer = sseor::auth::HttpAuthorizer::new("https://app.internal/auth")?;
-    /// assert!(authorizer.root_certificates_pem(b"not a certificate").is_err());
-    /// # Ok::<(), sseor::Error>(())
-    /// ```
-    pub fn root_certificates_pem(mut self, pem: &[u8]) -> Result<Self> {
-        let roots = Roots::Pem(pem.to_vec());
-        let endpoint = Endpoint::new(&self.url, &roots, self.endpoint.timeout())?;
-        self.endpoint = Arc::new(endpoint);
-        Ok(self)
     }
 
     /// The headers of `request` that are forwarded; cookies split over several headers
