@@ -2,7 +2,8 @@
 //! what sseor's auth callout (`--auth-url`) asks. It knows a few sessions by cookie (and
 //! one API key by `Authorization`), answers as the callout protocol says, counts the
 //! questions it is asked and remembers the last one; it can be slowed down, stopped and
-//! started again on the same address.
+//! started again on the same address. [`TlsLoginApp`] is the same behind HTTPS, with a
+//! certificate of a CA made for it.
 //!
 //! | credential | answer |
 //! |---|---|
@@ -76,9 +77,7 @@ impl LoginApp {
             .await
             .expect("cannot bind the login application");
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new()
-            .route("/sseor-auth", post(decide))
-            .with_state(Arc::clone(&shared));
+        let app = router(Arc::clone(&shared));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let serving = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -138,6 +137,73 @@ impl Drop for LoginApp {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// The application's one route, answering with `shared`.
+fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route("/sseor-auth", post(decide))
+        .with_state(shared)
+}
+
+/// The application behind HTTPS, served by a `sseor` manager's own TLS server loop; stopped
+/// when dropped.
+pub struct TlsLoginApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The PEM certificate of the CA that issued its certificate.
+    pub ca_pem: String,
+    shared: Arc<Shared>,
+    manager: sseor::Manager,
+    _files: crate::certs::CertFiles,
+}
+
+impl TlsLoginApp {
+    /// Starts it on a free port of 127.0.0.1, with a certificate for 127.0.0.1 issued by a
+    /// CA made now.
+    pub async fn start() -> Self {
+        let ca = crate::certs::Ca::new("login");
+        let files = ca.issue();
+        let tls = sseor::TlsConfig::from_pem_files(&files.cert, &files.key).unwrap();
+        let manager = sseor::Manager::builder()
+            .tls(tls)
+            .handle_signals(false)
+            .build()
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::<Shared>::default();
+        let app = router(Arc::clone(&shared));
+        tokio::spawn({
+            let manager = manager.clone();
+            async move { manager.serve(listener, app).await }
+        });
+        Self {
+            addr,
+            ca_pem: ca.pem(),
+            shared,
+            manager,
+            _files: files,
+        }
+    }
+
+    /// The URL of its authorization endpoint.
+    pub fn url(&self) -> String {
+        format!("https://{}/sseor-auth", self.addr)
+    }
+
+    /// How many questions it has been asked.
+    pub fn calls(&self) -> usize {
+        self.shared.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TlsLoginApp {
+    fn drop(&mut self) {
+        let manager = self.manager.clone();
+        tokio::spawn(async move { manager.close().await });
     }
 }
 

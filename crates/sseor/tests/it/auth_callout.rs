@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use sseor::auth::{AuthReason, Authorizer, HttpAuthorizer};
 use sseor::{Error, Manager};
 use sseor_testkit::library::Server;
-use sseor_testkit::login::{ALICE, BANNED, BANNED_REASON, LoginApp};
+use sseor_testkit::login::{ALICE, BANNED, BANNED_REASON, LoginApp, TlsLoginApp};
 use sseor_testkit::{guard, http};
 
 /// The parts of a GET of `path` with `headers`.
@@ -115,4 +115,25 @@ async fn a_manager_serves_the_sessions_stream_and_publishes_only_with_the_token(
     assert_eq!(app.calls(), calls, "a publish never asks the application");
     drop(stream);
     server.manager.close().await;
+}
+
+#[tokio::test]
+async fn an_https_endpoint_is_asked_with_its_private_ca_and_refused_without() {
+    let app = TlsLoginApp::start().await;
+    let asked = request("/api/v1/sse", &[("cookie", ALICE)]);
+    let trusting = HttpAuthorizer::with_root_certificates_pem(&app.url(), app.ca_pem.as_bytes())
+        .unwrap()
+        .timeout(Duration::from_secs(5));
+    let grant = guard(trusting.authorize(&asked)).await.unwrap();
+    assert_eq!(grant.user_id(), "alice");
+    assert_eq!(app.calls(), 1);
+    // With the system's roots only, the application's certificate is not trusted: no
+    // question reaches it, and the stream is refused as the application being unavailable.
+    let system = HttpAuthorizer::new(&app.url()).unwrap();
+    let refused = guard(system.authorize(&asked)).await;
+    assert!(
+        matches!(refused, Err(Error::AuthUnavailable { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(app.calls(), 1);
 }
