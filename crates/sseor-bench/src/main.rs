@@ -97,7 +97,8 @@ enum Command {
         sweep: Sweep,
     },
     /// sseor only: streams opened per second when each presents a JWT (HS256, ES256,
-    /// RS256), against none; a fresh server per variant.
+    /// RS256) or a session cookie the application checks (the auth callout, asked for every
+    /// stream or kept), against none; a fresh server per variant.
     Jwt(jwt::JwtArgs),
     /// Only opens streams and reports what they receive (used by `scale`; see its docs).
     Client(ClientArgs),
