@@ -1,6 +1,10 @@
-//! `jwt`: how fast one sseor opens streams when each presents a token to verify, against
+//! `jwt`: how fast one sseor opens streams when each presents a token to verify, or a
+//! session cookie that the application's login endpoint checks (the auth callout), against
 //! the same without authentication. One fresh server per variant; a token per user is
-//! minted before the clock starts, so that only the server's work is timed.
+//! minted before the clock starts, so that only the server's work is timed. The callout
+//! variants ask an application in this process ([`LoginApp`]): `callout-uncached` asks it
+//! for every stream; `callout-cached` opens and closes every stream once before the clock
+//! starts, so that the timed opens (a reconnect storm) find their decisions kept.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,6 +14,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use crate::client::{OpenOptions, open_all_with_headers, wait_until_serving};
+use crate::login_app::{LoginApp, session_cookie};
 use crate::random;
 use crate::server::{ServerOptions, start_sseor};
 use crate::stats::round;
@@ -22,7 +27,7 @@ pub(crate) struct JwtArgs {
     #[arg(long, default_value_t = 10_000)]
     pub(crate) connections: usize,
     /// The variants, in the order they run: `none` (no authentication), `hs256`, `es256`,
-    /// `rs256`.
+    /// `rs256`, `callout-uncached`, `callout-cached`.
     #[arg(
         long,
         value_enum,
@@ -48,6 +53,12 @@ pub(crate) enum Variant {
     Es256,
     /// RS256 tokens (2048-bit key made with `openssl`), `SSEOR_JWT_PUBLIC_KEY`.
     Rs256,
+    /// A session cookie checked by the application for every stream
+    /// (`SSEOR_AUTH_URL`, `SSEOR_AUTH_CACHE_TTL=0s`).
+    CalloutUncached,
+    /// A session cookie whose decision sseor has kept (`SSEOR_AUTH_CACHE_TTL=10m`): every
+    /// stream was opened once before.
+    CalloutCached,
 }
 
 impl Variant {
@@ -57,6 +68,8 @@ impl Variant {
             Variant::Hs256 => "hs256",
             Variant::Es256 => "es256",
             Variant::Rs256 => "rs256",
+            Variant::CalloutUncached => "callout-uncached",
+            Variant::CalloutCached => "callout-cached",
         }
     }
 }
@@ -65,15 +78,35 @@ impl Variant {
 struct Keys {
     env: Vec<(&'static str, String)>,
     signing: Option<(Algorithm, EncodingKey)>,
+    login: Option<LoginApp>,
     _dir: TempDir,
 }
 
 impl Keys {
-    fn make(variant: Variant) -> Result<Self, String> {
+    async fn make(variant: Variant) -> Result<Self, String> {
         let dir = TempDir::new("jwt")?;
-        let (env, signing) = match variant {
-            Variant::None => (Vec::new(), None),
-            Variant::Hs256 => {
+        let login = match variant {
+            Variant::CalloutUncached | Variant::CalloutCached => Some(LoginApp::start().await?),
+            _ => None,
+        };
+        let (env, signing) = match (variant, &login) {
+            (Variant::CalloutUncached | Variant::CalloutCached, Some(app)) => {
+                let ttl = if variant == Variant::CalloutCached {
+                    "10m"
+                } else {
+                    "0s"
+                };
+                let env = vec![
+                    ("SSEOR_AUTH_URL", app.url()),
+                    ("SSEOR_AUTH_CACHE_TTL", ttl.to_owned()),
+                    ("SSEOR_PUBLISH_TOKEN", random::hex(256)),
+                ];
+                (env, None)
+            }
+            (Variant::None | Variant::CalloutUncached | Variant::CalloutCached, _) => {
+                (Vec::new(), None)
+            }
+            (Variant::Hs256, _) => {
                 // 256 random bits: a secret that lives as long as one run.
                 let secret = random::hex(256);
                 let key = EncodingKey::from_secret(secret.as_bytes()).map_err(|e| e.to_string())?;
@@ -82,7 +115,7 @@ impl Keys {
                     Some((Algorithm::HS256, key)),
                 )
             }
-            Variant::Es256 | Variant::Rs256 => {
+            (Variant::Es256 | Variant::Rs256, _) => {
                 let (options, algorithm): (&[&str], _) = if variant == Variant::Es256 {
                     (
                         &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
@@ -122,12 +155,16 @@ impl Keys {
         Ok(Self {
             env,
             signing,
+            login,
             _dir: dir,
         })
     }
 
     /// The headers and path with which user `uN` opens its stream.
     fn stream(&self, user: &str, exp: u64) -> Result<(String, String), String> {
+        if self.login.is_some() {
+            return Ok(("/api/v1/sse".into(), session_cookie(user)));
+        }
         match &self.signing {
             None => Ok((format!("/api/v1/sse?user_id={user}"), String::new())),
             Some((algorithm, key)) => {
@@ -201,7 +238,7 @@ pub(crate) async fn jwt(args: &JwtArgs, servers: &ServerOptions) -> Result<(), S
 
 /// One fresh server, `connections` tokens minted, then every stream opened and timed.
 async fn run(variant: Variant, args: &JwtArgs, servers: &ServerOptions) -> Result<Value, String> {
-    let keys = Keys::make(variant)?;
+    let keys = Keys::make(variant).await?;
     let env: Vec<(&str, &str)> = keys.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (process, port) = start_sseor(&servers.server, &env).await?;
     let exp = SystemTime::now()
@@ -223,9 +260,21 @@ async fn run(variant: Variant, args: &JwtArgs, servers: &ServerOptions) -> Resul
         })
         .collect::<Result<Vec<_>, String>>()?;
     let mint_seconds = minting.elapsed().as_secs_f64();
+    if variant == Variant::CalloutCached {
+        // Every decision asked once and kept: the timed opens are a reconnect storm.
+        let warm = open_all_with_headers(streams.clone(), &args.open).await;
+        drop(warm);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let calls_before = keys.login.as_ref().map(LoginApp::calls);
 
     let rss_before = process.rss_kib();
     let opened = open_all_with_headers(streams, &args.open).await;
+    let callouts = keys
+        .login
+        .as_ref()
+        .zip(calls_before)
+        .map(|(app, before)| app.calls() - before);
     let count = opened.streams.len();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = process.rss_kib();
@@ -238,6 +287,7 @@ async fn run(variant: Variant, args: &JwtArgs, servers: &ServerOptions) -> Resul
         "open_seconds": round(opened.seconds),
         "streams_per_second": round(count as f64 / opened.seconds.max(1e-9)),
         "mint_seconds": round(mint_seconds),
+        "callouts": callouts,
         "kib_per_connection": round((rss_idle as f64 - rss_before as f64) / count.max(1) as f64),
     }))
 }

@@ -7,6 +7,7 @@
 //! target/release/sseor-bench broadcast --target pushpin --events 25 --rate 5
 //! bench/compare.sh     # every scenario against every server, and the table
 //! target/release/sseor-bench jwt --connections 10000   # streams opened/s with and without JWT
+//! target/release/sseor-bench jwt --variants none,hs256,callout-uncached,callout-cached   # and with the auth callout
 //! target/release/sseor-bench publish-cost --target nchan-redis   # Redis time per publish
 //! bench/cluster.sh     # publishes spread over a Redis Cluster, against one Redis
 //! target/release/sseor-bench batch --target sseor-redis   # one batch request against single publishes
@@ -17,6 +18,7 @@ mod client;
 mod cluster;
 mod herd;
 mod jwt;
+mod login_app;
 mod monitor;
 mod process;
 mod publish;
@@ -95,7 +97,8 @@ enum Command {
         sweep: Sweep,
     },
     /// sseor only: streams opened per second when each presents a JWT (HS256, ES256,
-    /// RS256), against none; a fresh server per variant.
+    /// RS256) or a session cookie the application checks (the auth callout, asked for every
+    /// stream or kept), against none; a fresh server per variant.
     Jwt(jwt::JwtArgs),
     /// Only opens streams and reports what they receive (used by `scale`; see its docs).
     Client(ClientArgs),

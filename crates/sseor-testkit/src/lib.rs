@@ -9,6 +9,7 @@
 //!   [`library`]: the `sseor` library serving on a real socket in the test's process.
 //! - [`sse`]: clients that read an event stream as a browser does; [`raw`]: a client on a
 //!   raw socket that reads only when told to.
+//! - [`login`]: a small application with a login of its own, for the auth callout.
 //! - [`hang`] and [`net`]: the hang guard, free ports, a plain HTTP client.
 //! - [`webhook`]: a receiver of lifecycle webhooks that records what it is sent and checks
 //!   each signature.
@@ -17,6 +18,7 @@ pub mod certs;
 pub mod hang;
 pub mod keys;
 pub mod library;
+pub mod login;
 pub mod net;
 pub mod raw;
 pub mod redis;

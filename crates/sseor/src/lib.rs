@@ -124,7 +124,8 @@
 //!   [`Error`] answers HTTP with its status, a JSON body and, where a client may retry,
 //!   `Retry-After`.
 //! * [`auth`] decides who may open which stream and who may publish: the
-//!   [`Authorizer`](auth::Authorizer) trait, `JwtAuthorizer` (feature `jwt`), stream
+//!   [`Authorizer`](auth::Authorizer) trait, `JwtAuthorizer` (feature `jwt`),
+//!   `HttpAuthorizer` (feature `auth-callout`: the application's own login), stream
 //!   tickets and grants that expire.
 //! * [`Publisher`] publishes through Redis from services that serve no streams.
 //! * [`webhook`] tells the application who comes and goes ([`Lifecycle`] changes) in
@@ -159,6 +160,7 @@
 //! | `jwt` | yes | `auth::JwtAuthorizer`: JSON Web Tokens signed with HS256, RS256 or ES256 |
 //! | `prometheus` | yes | [`Manager::render_metrics`] and `GET /metrics` in the Prometheus text format |
 //! | `webhook` | yes | [`webhook::Webhook`]: [`Lifecycle`] changes POSTed to the application in signed batches ([`Builder::webhook`]) |
+//! | `auth-callout` | yes | `auth::HttpAuthorizer`: streams authorized by an HTTP(S) endpoint of the application, from the request's session cookie |
 //!
 //! With `default-features = false`, sseor fans out on the embedded broker or a broker of
 //! your own, with an [`Authorizer`](auth::Authorizer) of your own.

@@ -76,6 +76,7 @@ impl<T> PresencePage<T> {
 /// The first `limit` names after merging `lists`, each sorted and without repeats, and
 /// whether any name follows them: which users (or topics) a page holds when every
 /// instance gave its first `limit + 1`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn first_names(lists: Vec<Vec<String>>, limit: usize) -> (Vec<String>, bool) {
     let mut names: Vec<String> = lists.into_iter().flatten().collect();
     names.sort_unstable();

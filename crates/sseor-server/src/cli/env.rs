@@ -116,6 +116,10 @@ pub(crate) fn reason(id: &str, conflict: bool) -> &'static str {
         ("jwt_secret" | "jwt_public_key", false) => {
             "tokens are not checked without one, so an issuer or audience would be ignored"
         }
+        ("auth_url", true) => {
+            "streams are authorized by tokens or by the application's login, choose one"
+        }
+        ("auth_url", false) => "these settings are for the application's login (--auth-url)",
         ("tls_cert" | "tls_key", _) => "TLS needs both the certificate and its private key",
         ("webhook_secret", _) => "every webhook request is signed with the secret",
         ("webhook_url", _) => "a webhook secret without a URL signs nothing",

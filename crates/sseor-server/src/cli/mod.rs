@@ -54,7 +54,7 @@ pub(crate) struct Listen {
     pub(crate) port: u16,
 
     /// Address to listen on. Beyond loopback, streams need a credential (a JWT secret or
-    /// public key), unless `--insecure`.
+    /// public key, or the application's login with `--auth-url`), unless `--insecure`.
     #[arg(long, env = "SSEOR_HOST", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub(crate) host: IpAddr,
 
@@ -285,11 +285,51 @@ pub(crate) struct Shutdown {
 }
 
 /// Who may open streams and publish. Tokens are checked with a secret or with a public
-/// key, never both (the group `jwt`); the issuer and audience need one of them.
+/// key, never both (the group `jwt`); the issuer and audience need one of them. Streams
+/// are authorized either by tokens or by the application's own login (`--auth-url`),
+/// never both; the latter needs the publish token, since a login never publishes.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Authentication")]
 #[command(group = ArgGroup::new("jwt").args(["jwt_secret", "jwt_public_key"]))]
 pub(crate) struct Auth {
+    /// URL of the application's endpoint that checks a stream's login: sseor POSTs it
+    /// `{"user_id", "topics"}` with the request's Cookie and Authorization headers, and
+    /// it answers 200 `{"user", "topics", "expires_in"}`, 401 or 403 (see the README,
+    /// "Using your existing login"). Not with the JWT settings; needs the publish token.
+    #[arg(
+        long,
+        env = "SSEOR_AUTH_URL",
+        conflicts_with_all = ["jwt_secret", "jwt_public_key"],
+        value_parser = values::auth_url
+    )]
+    pub(crate) auth_url: Option<String>,
+
+    /// How long the application may take to answer (connecting included); beyond, the
+    /// stream is refused with 503 and Retry-After.
+    #[arg(long, env = "SSEOR_AUTH_TIMEOUT", default_value = "2s", value_parser = values::positive_duration)]
+    pub(crate) auth_timeout: Duration,
+
+    /// How long the application's answer for one login and stream is reused (0s: ask for
+    /// every stream); a refusal is reused at most 2s.
+    #[arg(long, env = "SSEOR_AUTH_CACHE_TTL", default_value = "5s", value_parser = values::duration)]
+    pub(crate) auth_cache_ttl: Duration,
+
+    /// Request headers forwarded to the application besides Cookie and Authorization:
+    /// comma-separated names such as `X-Forwarded-For,X-Request-Id`.
+    #[arg(
+        long,
+        env = "SSEOR_AUTH_FORWARD_HEADERS",
+        value_delimiter = ',',
+        requires = "auth_url",
+        value_parser = values::header_name
+    )]
+    pub(crate) auth_forward_headers: Vec<http::HeaderName>,
+
+    /// PEM file of the certificate authority of an `https://` authorization URL with a
+    /// private CA (default: the system's roots).
+    #[arg(long, env = "SSEOR_AUTH_CA_FILE", requires = "auth_url")]
+    pub(crate) auth_ca_file: Option<PathBuf>,
+
     /// Shared secret of HS256 subscriber and publisher tokens (at least 32 bytes). Prefer
     /// the environment variable: a flag shows in the process list.
     #[arg(long, env = "SSEOR_JWT_SECRET", hide_env_values = true, value_parser = Secret::parse)]

@@ -65,6 +65,16 @@ pub(crate) fn header_name(text: &str) -> Result<http::HeaderName, String> {
         .map_err(|_| format!("`{text}` is not an HTTP header name, such as X-Forwarded-For"))
 }
 
+/// The URL of the application's authorization endpoint: `http://` or `https://`. What
+/// else it must be is checked where it is used.
+pub(crate) fn auth_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if !(text.starts_with("http://") || text.starts_with("https://")) {
+        return Err("must start with http:// or https://".into());
+    }
+    Ok(text.to_owned())
+}
+
 /// A log filter in tracing's syntax, checked here so that a typo stops the start before
 /// anything is logged; kept as text, since a filter cannot be cloned.
 pub(crate) fn log_filter(text: &str) -> Result<String, String> {

@@ -39,18 +39,21 @@ impl SettingsError {
         match error.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Self::Shown(error),
             ErrorKind::ArgumentConflict => {
-                let ids = settings_in(&error, command, &[ContextKind::InvalidArg]);
-                let first = ids.first().map(String::as_str).unwrap_or_default();
                 let both = settings_in(
                     &error,
                     command,
                     &[ContextKind::InvalidArg, ContextKind::PriorArg],
                 );
+                // The login excludes every token setting: its reason wins whichever came first.
+                let about = match both.iter().find(|id| *id == "auth_url") {
+                    Some(login) => login.as_str(),
+                    None => both.first().map(String::as_str).unwrap_or_default(),
+                };
                 let named: Vec<String> = both.iter().map(|id| cli::name(id)).collect();
                 Self::Invalid(format!(
                     "{} are both set: {}",
                     named.join(" and "),
-                    cli::reason(first, true)
+                    cli::reason(about, true)
                 ))
             }
             ErrorKind::MissingRequiredArgument => {

@@ -111,17 +111,18 @@ impl Listen {
     fn check_open(&self, insecure: bool) -> Result<String, SettingsError> {
         if !self.host.is_loopback() && !insecure {
             return Err(SettingsError::Invalid(format!(
-                "{} {} is beyond loopback without authentication: set {} or {}, listen on \
-                 127.0.0.1, or pass --insecure (SSEOR_INSECURE=true)",
+                "{} {} is beyond loopback without authentication: set {}, {} or {}, listen \
+                 on 127.0.0.1, or pass --insecure (SSEOR_INSECURE=true)",
                 cli::name("host"),
                 self.host,
                 cli::name("jwt_secret"),
                 cli::name("jwt_public_key"),
+                cli::name("auth_url"),
             )));
         }
         Ok(format!(
             "no authentication configured (development): anyone who can reach {} can read \
-             every user's events; set SSEOR_JWT_SECRET or SSEOR_JWT_PUBLIC_KEY",
+             every user's events; set SSEOR_JWT_SECRET, SSEOR_JWT_PUBLIC_KEY or SSEOR_AUTH_URL",
             self.host
         ))
     }

@@ -22,7 +22,7 @@ use crate::SSEOR;
 const SECRET: &str = "sseor-test-secret-0123456789abcdef";
 
 /// The publish token of the servers started here.
-const PUBLISH_TOKEN: &str = "sseor-test-publish-token-42";
+pub(crate) const PUBLISH_TOKEN: &str = "sseor-test-publish-token-42";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -122,7 +122,11 @@ async fn start_hs256(args: &[&str]) -> Server {
 }
 
 /// A GET of `path` with `headers`.
-async fn get(server: &Server, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn get(
+    server: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
     let mut request = http().get(server.url(path));
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -131,7 +135,12 @@ async fn get(server: &Server, path: &str, headers: &[(&str, &str)]) -> reqwest::
 }
 
 /// A POST of `body` to `path` with `headers`; the status and the JSON answer.
-async fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
+pub(crate) async fn post(
+    server: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (u16, Value) {
     let mut request = http()
         .post(server.url(path))
         .header("content-type", "application/json")
@@ -144,12 +153,12 @@ async fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &Valu
     (status, guard(response.json()).await.unwrap())
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
 /// Publishes `event_type` to the user `user_id` with the publish token.
-async fn publish_to_user(server: &Server, user_id: &str, event_type: &str) {
+pub(crate) async fn publish_to_user(server: &Server, user_id: &str, event_type: &str) {
     let body = json!({"user_id": user_id, "event": {"type": event_type}});
     let auth = bearer(PUBLISH_TOKEN);
     let (status, answer) = post(
@@ -164,7 +173,7 @@ async fn publish_to_user(server: &Server, user_id: &str, event_type: &str) {
 
 /// Asserts that `response` is a refusal with `status`, `WWW-Authenticate: Bearer` and the
 /// JSON `{"error", "reason": reason}`.
-async fn assert_refused(response: reqwest::Response, status: u16, reason: &str) {
+pub(crate) async fn assert_refused(response: reqwest::Response, status: u16, reason: &str) {
     assert_eq!(response.status().as_u16(), status, "expected {reason}");
     let challenge = response
         .headers()
@@ -208,7 +217,7 @@ async fn alice_on_prices(server: &Server, token: &str) -> EventsWithData {
 }
 
 /// Polls (with the publish token) until `user_id` has `expected` connections.
-async fn wait_for_user(server: &Server, user_id: &str, expected: u64) {
+pub(crate) async fn wait_for_user(server: &Server, user_id: &str, expected: u64) {
     let auth = bearer(PUBLISH_TOKEN);
     guard(async {
         loop {

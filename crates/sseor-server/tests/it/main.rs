@@ -10,6 +10,7 @@
 //! `browser.rs`, which runs the Node.js suite in Chromium and shares nothing with these.
 
 mod auth;
+mod auth_callout;
 mod backend_input;
 mod bad_input;
 mod connections;

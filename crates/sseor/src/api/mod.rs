@@ -79,6 +79,12 @@
 //! * A request without a valid credential gets 401 with `WWW-Authenticate: Bearer`, one
 //!   whose credential does not grant what it asks 403; both answer
 //!   `{"error", "reason"}`, the reason being one of [`AuthReason`](crate::auth::AuthReason).
+//! * An authorizer whose grants never carry the publish right
+//!   ([`Authorizer::grants_publish`](crate::auth::Authorizer::grants_publish), such as
+//!   [`HttpAuthorizer`](crate::auth::HttpAuthorizer), which asks the application about a
+//!   session cookie) is not asked about publishers: they need the publish token.
+//! * When the authorizer cannot decide (the application it asks is down or slow:
+//!   [`Error::AuthUnavailable`](crate::Error::AuthUnavailable)): 503 with `Retry-After`.
 //! * Over the publish rate: 429 with `Retry-After`.
 
 mod batch;

@@ -1,9 +1,11 @@
 //! Who may open which stream, and who may publish.
 //!
 //! An [`Authorizer`] looks at a request and answers with a [`Grant`]: the user it speaks
-//! for, the topics it may join, whether it may publish, and until when. `JwtAuthorizer`
-//! (feature `jwt`) is the one the `sseor` server uses; an application plugs in its own check (a session
-//! cookie, a header set by an API gateway) by implementing the trait, or with a closure:
+//! for, the topics it may join, whether it may publish, and until when. Two are built in:
+//! `JwtAuthorizer` (feature `jwt`) checks tokens, `HttpAuthorizer` (feature `auth-callout`)
+//! asks an endpoint of the application about the request's session cookie. An application
+//! plugs in its own check (a header set by an API gateway) by implementing the trait, or
+//! with a closure:
 //!
 //! ```
 //! use sseor::auth::{AuthReason, Grant};
@@ -30,11 +32,15 @@
 //! [`Error::Auth`]: a stable [`AuthReason`] and a message that never contains the
 //! credential.
 
+#[cfg(feature = "auth-callout")]
+mod callout;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod limit;
 mod ticket;
 
+#[cfg(feature = "auth-callout")]
+pub use callout::HttpAuthorizer;
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtAuthorizer, MIN_SECRET_LEN};
 pub(crate) use limit::PublishLimiter;
@@ -65,6 +71,20 @@ pub trait Authorizer: Send + Sync + 'static {
     /// [`Error::Auth`] when the request carries no valid credential (a reason whose
     /// [`status`](AuthReason::status) is 401); any other error is answered as it is.
     fn authorize<'a>(&'a self, request: &'a Parts) -> BoxFuture<'a, Result<Grant>>;
+
+    /// Whether a grant of this authorizer may ever carry the publish right (`true` unless
+    /// overridden). When it may not, publishing needs the publish token and a publish
+    /// request never reaches [`authorize`](Self::authorize): a wrong publisher credential
+    /// costs the authorizer nothing.
+    ///
+    /// ```
+    /// use sseor::auth::{Authorizer, Grant};
+    /// let authorizer = |_: &axum::http::request::Parts| Grant::user("user123");
+    /// assert!(authorizer.grants_publish());
+    /// ```
+    fn grants_publish(&self) -> bool {
+        true
+    }
 }
 
 impl<F> Authorizer for F
@@ -270,12 +290,19 @@ fn from_query(request: &Parts) -> Option<String> {
 
 /// The first value of the query parameter `name`, decoded.
 pub(crate) fn query_value(request: &Parts, name: &str) -> Option<String> {
-    request.uri.query()?;
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&request.uri)
-        .ok()?
-        .0
+    query_pairs(request)
         .into_iter()
         .find_map(|(key, value)| (key == name).then_some(value))
+}
+
+/// Every parameter of the query, decoded, in order; none when it does not decode.
+pub(crate) fn query_pairs(request: &Parts) -> Vec<(String, String)> {
+    if request.uri.query().is_none() {
+        return Vec::new();
+    }
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&request.uri)
+        .map(|query| query.0)
+        .unwrap_or_default()
 }
 
 /// The request as a publisher's credential is read from it: headers only. A cookie would
@@ -413,7 +440,7 @@ impl Settings {
         {
             return Ok(Publisher::Token);
         }
-        let Some(authorizer) = &self.authorizer else {
+        let Some(authorizer) = self.authorizer.as_ref().filter(|a| a.grants_publish()) else {
             let reason = if from_header(&request).is_some() {
                 AuthReason::Rejected
             } else {

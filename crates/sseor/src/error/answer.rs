@@ -59,7 +59,9 @@ impl IntoResponse for Error {
             Error::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::InvalidTarget(_) | Error::InvalidBatch(_) => StatusCode::BAD_REQUEST,
             Error::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Closed | Error::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Closed | Error::Broker(_) | Error::AuthUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::TooManyConnections { limit, .. } => match limit {
                 ConnectionLimit::Total => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::TOO_MANY_REQUESTS,
@@ -75,6 +77,7 @@ impl IntoResponse for Error {
         let retry_after = match &self {
             Error::TooManyConnections { retry_after, .. } => Some(*retry_after),
             Error::Broker(_) => Some(BROKER_RETRY_AFTER),
+            Error::AuthUnavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
         let response = json_error(status, self.to_string());
@@ -143,5 +146,12 @@ mod tests {
         let response = Error::Broker("down".into()).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let unavailable = Error::AuthUnavailable {
+            message: "the login check timed out".into(),
+            retry_after: Duration::from_secs(3),
+        };
+        let response = unavailable.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
     }
 }

@@ -100,6 +100,17 @@ pub enum Error {
         message: String,
     },
 
+    /// The application that decides who may open a stream could not be asked (it did not
+    /// answer in time, could not be reached, or answered something other than a decision):
+    /// HTTP 503 with `Retry-After`. The message says which, never the credential.
+    #[error("{message}")]
+    AuthUnavailable {
+        /// What went wrong, for the client.
+        message: String,
+        /// When to try again.
+        retry_after: std::time::Duration,
+    },
+
     /// The credential published more than its rate allows (HTTP 429); it may again after
     /// `retry_after`.
     #[error(

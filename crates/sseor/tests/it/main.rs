@@ -8,6 +8,7 @@
 mod common;
 
 mod auth;
+mod auth_callout;
 mod axum_app;
 mod batch;
 mod cluster;

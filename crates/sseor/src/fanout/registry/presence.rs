@@ -68,6 +68,7 @@ impl Tables {
 
     /// Streams of `user` that joined `topic`: a user holds few streams, so they are looked
     /// through rather than the topic's.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn member_count(&self, topic: &Arc<str>, user: &Arc<str>) -> usize {
         let topic = Target::Topic(topic.clone());
         self.by_target
@@ -153,6 +154,7 @@ impl Registry {
 
     /// The counts of users, topics and topic members that changed since the last call
     /// (0 for those that have no connection left); all of them with `everyone`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn presence_counts(&self, everyone: bool) -> PresenceCounts {
         let mut tables = self.write();
         let changed = std::mem::take(&mut tables.changed);
