@@ -189,7 +189,8 @@ async fn provoke_a_slow_consumer(server: &Server, user: &str) {
     .await
     .expect("the stream opens");
     wait_for_user(server, user, 1).await;
-    let pad = "x".repeat(16 * 1024);
+    // Large events (the body limit is 64 KiB) fill the socket buffers in few publishes.
+    let pad = "x".repeat(48 * 1024);
     guard(async {
         for n in 0.. {
             let event = json!({"type": "big", "data": {"n": n, "pad": pad}});
