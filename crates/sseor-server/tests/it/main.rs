@@ -16,6 +16,7 @@ mod connections;
 mod cursor;
 mod disconnect;
 mod input;
+mod lifecycle_webhooks;
 mod metrics;
 mod openapi;
 mod presence;
