@@ -150,9 +150,10 @@ async fn wait_for_counter(server: &Server, name: &str, at_least: u64) {
     .await;
 }
 
-/// Waits until Redis lists `count` instances holding streams of `user`.
-async fn wait_for_holders(redis: &RedisServer, user: &str, count: usize) {
-    let key = format!("sseor:{{user:{user}}}:holders");
+/// Waits until Redis lists `count` instances holding streams of `target` (`user:ID` or
+/// `topic:NAME`).
+async fn wait_for_holders(redis: &RedisServer, target: &str, count: usize) {
+    let key = format!("sseor:{{{target}}}:holders");
     guard(async {
         while redis.cli(&["SCARD", &key]).trim() != count.to_string() {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -225,9 +226,9 @@ async fn a_user_on_two_servers_comes_online_and_goes_offline_once() {
     let online = comings_or_goings("ada", "room", true);
     assert_eq!(summary(&receiver.wait_for_changes(2).await), online);
     let on_b = open(&b, "ada", "room").await;
-    wait_for_holders(&redis, "ada", 2).await;
+    wait_for_holders(&redis, "user:ada", 2).await;
     close(&a, on_a, "ada").await;
-    wait_for_holders(&redis, "ada", 1).await;
+    wait_for_holders(&redis, "user:ada", 1).await;
     expect_changes(&receiver, &online, setup.quiet()).await;
 
     close(&b, on_b, "ada").await;
@@ -258,7 +259,7 @@ async fn a_reload_within_the_grace_on_either_server_posts_nothing() {
     close(&a, stream, "ada").await;
     let stream = open(&b, "ada", "room").await;
     expect_changes(&receiver, &online, setup.quiet()).await;
-    wait_for_holders(&redis, "ada", 1).await;
+    wait_for_holders(&redis, "user:ada", 1).await;
 
     // The departure that follows is told: the webhook was listening all along.
     close(&b, stream, "ada").await;
@@ -306,12 +307,48 @@ async fn a_survivor_posts_the_departures_of_a_killed_server_once() {
     let mut expected = online;
     expected.extend(comings_or_goings("ada", "room", false));
     expect_changes(&receiver, &expected, PRESENCE_TTL * 3).await;
-    wait_for_holders(&redis, "ada", 0).await;
+    wait_for_holders(&redis, "user:ada", 0).await;
     assert_eq!(
         counter(&survivor, "sseor_webhook_changes_delivered_total").await,
         2,
         "the survivor must be the one that told"
     );
+}
+
+#[tokio::test]
+async fn after_redis_restarts_empty_nothing_is_posted_and_later_departures_still_are() {
+    let mut redis = RedisServer::start();
+    let receiver = Receiver::start(SECRET).await;
+    let setup = Setup {
+        url: receiver.url(),
+        grace: Duration::from_millis(500),
+        redis: Some(&redis),
+        webhook_timeout: None,
+    };
+    let a = setup.server().await;
+    let b = setup.server().await;
+    let ada = open(&a, "ada", "room").await;
+    let bea = open(&b, "bea", "room").await;
+    let mut expected = comings_or_goings("ada", "room", true);
+    expected.push(("user.online".to_owned(), "bea".to_owned()));
+    receiver.wait_for_changes(3).await;
+
+    drop(setup);
+    redis.restart();
+    // Each instance writes what it holds again, without a word to the webhook.
+    wait_for_holders(&redis, "user:ada", 1).await;
+    wait_for_holders(&redis, "user:bea", 1).await;
+    wait_for_holders(&redis, "topic:room", 2).await;
+    let quiet = Duration::from_millis(2000);
+    expect_changes(&receiver, &expected, quiet).await;
+
+    close(&a, ada, "ada").await;
+    expected.push(("user.offline".to_owned(), "ada".to_owned()));
+    expect_changes(&receiver, &expected, quiet).await;
+    close(&b, bea, "bea").await;
+    expected.push(("user.offline".to_owned(), "bea".to_owned()));
+    expected.push(("topic.vacated".to_owned(), "room".to_owned()));
+    expect_changes(&receiver, &expected, quiet).await;
 }
 
 #[tokio::test]
