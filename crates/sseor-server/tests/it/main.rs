@@ -17,6 +17,7 @@ mod connections;
 mod cursor;
 mod disconnect;
 mod input;
+mod lifecycle_webhooks;
 mod metrics;
 mod openapi;
 mod presence;

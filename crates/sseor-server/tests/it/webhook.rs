@@ -7,7 +7,8 @@ use sseor_testkit::{guard, http};
 
 use crate::SSEOR;
 
-const SECRET: &str = "webhook-secret-0123456789abcdef-0123456789";
+/// The webhook secret of the tests.
+pub(crate) const SECRET: &str = "webhook-secret-0123456789abcdef-0123456789";
 
 /// Variables set, the setting the error must name, and why.
 type Case = (
