@@ -177,6 +177,9 @@ async fn without_authentication() -> Vec<Answer> {
     answers.push(ask("POST", batch, as_text).await);
     answers.push(ask("POST", batch, post_json(&server, batch, stalled_body())).await);
 
+    answers.extend(disconnect(&server).await);
+    answers.extend(presence(&server).await);
+
     let connections = "/api/v1/connections";
     answers.push(
         ask(
@@ -220,6 +223,43 @@ async fn without_authentication() -> Vec<Answer> {
         "/sseor.mjs",
     ] {
         answers.push(ask("GET", path, get(&server, path)).await);
+    }
+    answers
+}
+
+/// Disconnects: done, refused for a bad field, too large, not JSON, and a body that
+/// never arrives.
+async fn disconnect(server: &Server) -> Vec<Answer> {
+    let path = "/api/v1/disconnect";
+    let mut answers = Vec::new();
+    let large = json!({"user_id": "a", "reason": "y".repeat(2000)}).to_string();
+    for body in [
+        json!({"user_id": "a"}).to_string(),
+        json!({"user_id": ""}).to_string(),
+        large,
+    ] {
+        answers.push(ask("POST", path, post_json(server, path, body)).await);
+    }
+    let as_text = http()
+        .post(server.url(path))
+        .header("content-type", "text/plain")
+        .body(json!({"user_id": "a"}).to_string());
+    answers.push(ask("POST", path, as_text).await);
+    answers.push(ask("POST", path, post_json(server, path, stalled_body())).await);
+    answers
+}
+
+/// Presence of a user and of a topic, the topics, and a query of each that is refused.
+async fn presence(server: &Server) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    for (path, query) in [
+        ("/api/v1/presence", "?user_id=a"),
+        ("/api/v1/presence", "?topic=news&limit=1"),
+        ("/api/v1/presence", ""),
+        ("/api/v1/topics", "?limit=1"),
+        ("/api/v1/topics", "?limit=0"),
+    ] {
+        answers.push(ask("GET", path, get(server, &format!("{path}{query}"))).await);
     }
     answers
 }
@@ -274,9 +314,12 @@ async fn with_authentication() -> Vec<Answer> {
         .header("authorization", &subscriber);
     answers.push(ask("POST", tickets, issued).await);
 
+    let disconnector = bearer(&token("moderator", json!({"publish": true})));
+    let disconnect_body = json!({"user_id": "alice"}).to_string();
     for (path, body, rated) in [
         ("/api/v1/publish", &publish_body, &publisher),
         ("/api/v1/publish/batch", &batch_body, &batch_publisher),
+        ("/api/v1/disconnect", &disconnect_body, &disconnector),
     ] {
         answers.push(ask("POST", path, post_json(&server, path, body.clone())).await);
         let subscribers =
@@ -287,7 +330,13 @@ async fn with_authentication() -> Vec<Answer> {
             answers.push(ask("POST", path, publishing).await);
         }
     }
-    for path in ["/api/v1/connections", "/api/v1/cursor", "/api/v1/history"] {
+    for path in [
+        "/api/v1/connections",
+        "/api/v1/cursor",
+        "/api/v1/history",
+        "/api/v1/presence",
+        "/api/v1/topics",
+    ] {
         let query = format!("{path}?user_id=alice");
         answers.push(ask("GET", path, get(&server, &query)).await);
         let subscribers = get(&server, &query).header("authorization", &subscriber);
@@ -334,9 +383,20 @@ async fn with_the_broker_down() -> Vec<Answer> {
             post_json(&server, path, body.to_string()).header("authorization", &publisher);
         answers.push(ask("POST", path, publish).await);
     }
-    for path in ["/api/v1/cursor", "/api/v1/history"] {
-        let query =
-            get(&server, &format!("{path}?user_id=alice")).header("authorization", &publisher);
+    let disconnect = post_json(
+        &server,
+        "/api/v1/disconnect",
+        json!({"user_id": "alice"}).to_string(),
+    )
+    .header("authorization", &publisher);
+    answers.push(ask("POST", "/api/v1/disconnect", disconnect).await);
+    for (path, query) in [
+        ("/api/v1/cursor", "?user_id=alice"),
+        ("/api/v1/history", "?user_id=alice"),
+        ("/api/v1/presence", "?topic=news"),
+        ("/api/v1/topics", ""),
+    ] {
+        let query = get(&server, &format!("{path}{query}")).header("authorization", &publisher);
         answers.push(ask("GET", path, query).await);
     }
     answers
