@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use sseor_testkit::redis::RedisServer;
 use sseor_testkit::server::{Server, command};
 use tokio::process::Command;
 
@@ -151,13 +152,16 @@ async fn schemathesis_finds_nothing_without_authentication() {
     schemathesis(&server, CHECKS, &["--exclude-path", "/api/v1/sse"]).await;
 }
 
-/// Every request carries the publish token: publishes, counts, cursors and history are
-/// served; streams and tickets, which need a subscriber's token, are refused with 401.
+/// Every request carries the publish token: publishes, disconnects, counts, cursors,
+/// history, presence and topics are served; streams and tickets, which need a subscriber's token, are refused with 401.
 /// `ignored_auth` also checks that each operation needing a credential refuses requests
-/// without one or with a wrong one.
+/// without one or with a wrong one. The server runs on Redis, so that the answers of the
+/// broker that spans instances (publishes, presence pages, history, disconnects) are
+/// explored too; the run without authentication explores the embedded broker's.
 #[tokio::test]
 async fn schemathesis_finds_nothing_with_authentication() {
-    let server = start_authenticated(&[]).await;
+    let redis = RedisServer::start();
+    let server = start_authenticated(&["--redis-url", &redis.url()]).await;
     let authorization = format!("Authorization: Bearer {PUBLISH_TOKEN}");
     let checks = format!("{CHECKS},ignored_auth");
     schemathesis(&server, &checks, &["--header", &authorization]).await;
