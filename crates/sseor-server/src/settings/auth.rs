@@ -143,17 +143,8 @@ fn is_cookie_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::settings::{Settings, SettingsError};
-
-    /// The line a refused command line gives.
-    fn refusal(args: &[&str]) -> String {
-        let full = std::iter::once("sseor").chain(args.iter().copied());
-        match Settings::parse_from(full) {
-            Err(SettingsError::Invalid(line)) => line,
-            Err(other) => panic!("{args:?}: not a refusal: {other}"),
-            Ok(_) => panic!("{args:?}: accepted"),
-        }
-    }
+    use crate::settings::Settings;
+    use crate::settings::tests::refusal;
 
     const URL: &str = "http://127.0.0.1:8000/sseor-auth";
     const TOKEN: &str = "a-publish-token-long-enough";

@@ -147,7 +147,7 @@ mod tests {
     use super::*;
 
     /// The line a refused command line gives.
-    fn refusal(args: &[&str]) -> String {
+    pub(crate) fn refusal(args: &[&str]) -> String {
         let full = std::iter::once("sseor").chain(args.iter().copied());
         match Settings::parse_from(full) {
             Err(SettingsError::Invalid(line)) => line,

@@ -16,13 +16,13 @@ use tokio::net::TcpStream;
 use crate::SSEOR;
 
 /// The HS256 secret of the servers that authenticate (at least 32 bytes).
-const SECRET: &str = "sseor-input-test-secret-0123456789";
+pub(crate) const SECRET: &str = "sseor-input-test-secret-0123456789";
 
 /// The publish token of the servers that authenticate.
-const PUBLISH_TOKEN: &str = "sseor-input-test-publish-token";
+pub(crate) const PUBLISH_TOKEN: &str = "sseor-input-test-publish-token";
 
 /// `sseor` checking tokens and publishers, with `args`.
-async fn start_authenticated(args: &[&str]) -> Server {
+pub(crate) async fn start_authenticated(args: &[&str]) -> Server {
     let mut command = command(SSEOR);
     command
         .args(["--port", "0", "--log-format", "json"])

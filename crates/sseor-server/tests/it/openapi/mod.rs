@@ -13,16 +13,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sseor_testkit::redis::RedisServer;
-use sseor_testkit::server::{Server, command};
+use sseor_testkit::server::Server;
 use tokio::process::Command;
 
 use crate::SSEOR;
-
-/// The HS256 secret of the authenticated servers (at least 32 bytes).
-const SECRET: &str = "openapi-test-secret-0123456789abcdef";
-
-/// Their publish token.
-const PUBLISH_TOKEN: &str = "openapi-test-publish-token";
+// The authenticated servers are those of the input tests: HS256 tokens of `SECRET`, and
+// `PUBLISH_TOKEN`.
+use crate::input::{PUBLISH_TOKEN, SECRET, start_authenticated};
 
 /// The checks every Schemathesis run makes: no 5xx, every answer as the document says
 /// (its status, content type, headers and body), and a method the document does not give
@@ -37,19 +34,6 @@ const MAX_EXAMPLES: &str = "150";
 
 /// Bound of one Schemathesis run: a guard, not a measure.
 const RUN_BOUND: Duration = Duration::from_secs(600);
-
-/// `sseor` with authentication on: HS256 tokens of [`SECRET`], [`PUBLISH_TOKEN`].
-async fn start_authenticated(args: &[&str]) -> Server {
-    let mut command = command(SSEOR);
-    command
-        .args(["--port", "0", "--log-format", "json"])
-        .args(args)
-        .envs([
-            ("SSEOR_JWT_SECRET", SECRET),
-            ("SSEOR_PUBLISH_TOKEN", PUBLISH_TOKEN),
-        ]);
-    Server::spawn(command).await
-}
 
 /// The document as `server` serves it.
 async fn served_document(server: &Server) -> Value {
