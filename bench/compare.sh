@@ -6,6 +6,12 @@
 #   bench/compare.sh                      # about 10-15 minutes on 2 cores
 #   CONNECTIONS=2000 bench/compare.sh     # a quick run: 2,000 streams per scenario
 #   SCALE=1 bench/compare.sh              # also 50,000 streams over 3 sseor instances
+#   PIN=0 bench/compare.sh                # no latency runs with the load generator pinned
+#
+# The latency scenarios run twice: as every other scenario, with the servers and the load
+# generator sharing every CPU, and with the servers on CPU 0 and the load generator on the
+# others (`taskset`), so that the figure is the server's rather than the machine's
+# scheduling (PIN=1, the default on a machine of 2 CPUs or more).
 #
 # The JSON lines of every run go to target/bench/compare-DATE.jsonl; the table is made from
 # them by `sseor-bench table FILE`.
@@ -16,6 +22,10 @@ CONNECTIONS=${CONNECTIONS:-10000}
 SERVERS=${SERVERS-"sseor nchan pushpin"}
 REDIS_SERVERS=${REDIS_SERVERS-"sseor-redis nchan-redis"}
 SCALE=${SCALE:-0}
+PIN=${PIN:-1}
+if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
+  PIN=0
+fi
 
 # The peers and Redis the chosen servers need, from Debian's packages, when missing.
 wanted=" $SERVERS $REDIS_SERVERS "
@@ -51,11 +61,26 @@ trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait; echo "interrupte
 # One scenario against one server: its JSON line to the file and to stderr. A failed run
 # writes a line with "error" and the comparison goes on.
 run() {
-  echo "== $*" >&2
-  "$bench" --server "$release/sseor" "$@" > >(tee -a "$out" >&2) &
+  run_with "" "$@"
+}
+
+# The same, started through $1 (a command prefix such as `taskset -c 1`).
+run_with() {
+  local prefix=$1
+  shift
+  echo "== $prefix $*" >&2
+  $prefix "$bench" --server "$release/sseor" "$@" > >(tee -a "$out" >&2) &
   child=$!
   wait "$child" || true
   child=
+}
+
+# A scenario run with the servers on CPU 0 and the load generator on the other CPUs.
+pinned() {
+  [ "$PIN" = 1 ] || return 0
+  local scenario=$1
+  shift
+  run_with "taskset -c 1-$(($(nproc) - 1))" "$scenario" --server-cpus 0 "$@"
 }
 
 scenarios() {
@@ -63,9 +88,15 @@ scenarios() {
   local common=(--target "$target" --connections "$CONNECTIONS" --settle "$settle")
   run idle "${common[@]}"
   run broadcast "${common[@]}" --label latency --events 25 --rate 5
+  pinned broadcast "${common[@]}" --label latency-pinned --events 25 --rate 5
   run broadcast "${common[@]}" --label saturation --events 250 --rate 50
   run targeted "${common[@]}" --rate 2000 --seconds 5
+  pinned targeted "${common[@]}" --label pinned --rate 2000 --seconds 5
   run targeted-max "${common[@]}"
+  # Only sseor publishes many events in one request.
+  if [[ $target == sseor* ]]; then
+    run targeted-max "${common[@]}" --label batched --batch 100 --max-rate 200000
+  fi
 }
 
 for target in $SERVERS; do
@@ -86,7 +117,7 @@ fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo
-echo "Measured $started on $(nproc) CPUs ($cpu), $CONNECTIONS streams per run; sseor and nchan one process each (nginx worker_processes 1)."
+echo "Measured $started on $(nproc) CPUs ($cpu), $CONNECTIONS streams per run; sseor and nchan one process each (nginx worker_processes 1); rows that say so ran the servers on CPU 0 and the load generator on the others."
 echo
 "$bench" table "$out"
 echo

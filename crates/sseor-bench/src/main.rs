@@ -187,6 +187,7 @@ impl Command {
 
 async fn run(cli: &Cli) -> Result<(), String> {
     let servers = &cli.servers;
+    process::pin_started_processes(&servers.server_cpus)?;
     match &cli.command {
         Command::Idle { common } => scenario::idle(common, servers).await,
         Command::Broadcast {

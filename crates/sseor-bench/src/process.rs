@@ -3,7 +3,11 @@
 //! `/proc`.
 
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
 
 use tokio::process::{Child, Command};
 
@@ -15,9 +19,46 @@ pub(crate) struct Process {
     pid: u32,
 }
 
+/// The CPUs started processes run on; every CPU when unset or empty.
+static STARTED_ON: OnceLock<Option<CpuSet>> = OnceLock::new();
+
+/// Runs every process started from now on only on `cpus` (none: anywhere).
+pub(crate) fn pin_started_processes(cpus: &[usize]) -> Result<(), String> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)
+            .map_err(|_| format!("--server-cpus: there is no CPU {cpu}"))?;
+    }
+    let _ = STARTED_ON.set(Some(set));
+    Ok(())
+}
+
 impl Process {
-    /// Starts `command` as the leader of a new process group.
+    /// Starts `command` as the leader of a new process group, on the CPUs of
+    /// [`pin_started_processes`].
     pub(crate) fn spawn(command: &mut Command, what: &str) -> Result<Self, String> {
+        // A child starts on its parent thread's CPUs: this thread moves to the servers'
+        // CPUs while it starts one, then back.
+        let pinned = match STARTED_ON.get() {
+            Some(Some(set)) => {
+                let own = sched_getaffinity(Pid::from_raw(0)).map_err(|e| e.to_string())?;
+                sched_setaffinity(Pid::from_raw(0), set)
+                    .map_err(|e| format!("cannot run {what} on --server-cpus: {e}"))?;
+                Some(own)
+            }
+            _ => None,
+        };
+        let spawned = Self::spawn_here(command, what);
+        if let Some(own) = pinned {
+            sched_setaffinity(Pid::from_raw(0), &own).map_err(|e| e.to_string())?;
+        }
+        spawned
+    }
+
+    fn spawn_here(command: &mut Command, what: &str) -> Result<Self, String> {
         let child = command
             .process_group(0)
             .kill_on_drop(true)

@@ -30,6 +30,8 @@ impl Published {
 pub(crate) struct Publisher {
     http: reqwest::Client,
     in_flight: usize,
+    /// Events per request: above 1, through sseor's batch endpoint.
+    batch: usize,
 }
 
 impl Publisher {
@@ -43,7 +45,15 @@ impl Publisher {
         Ok(Self {
             http,
             in_flight: in_flight.max(1),
+            batch: 1,
         })
+    }
+
+    /// Sends `events` events per request (sseor's `POST /api/v1/publish/batch`) rather than
+    /// one.
+    pub(crate) fn batched(mut self, events: usize) -> Self {
+        self.batch = events.max(1);
+        self
     }
 
     /// Publishes events `first..first + count` at `rate` per second, event `n` to
@@ -64,7 +74,8 @@ impl Publisher {
         let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
         let every = 1.0 / rate.max(1e-3);
         let started = Instant::now();
-        for k in 0..count {
+        let batch = self.batch as u64;
+        for k in (0..count).step_by(self.batch) {
             let due = started + Duration::from_secs_f64(k as f64 * every);
             if due > Instant::now() {
                 tokio::time::sleep_until(due.into()).await;
@@ -72,8 +83,8 @@ impl Publisher {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let n = first + k;
-            let request = api.request(channel(n), n, unix_nanos());
+            let events = (first + k..first + (k + batch).min(count)).map(|n| (channel(n), n));
+            let request = api.request_many(events, unix_nanos(), self.batch > 1);
             let sent = self
                 .http
                 .post(request.url)
@@ -81,23 +92,17 @@ impl Publisher {
                 .body(request.body)
                 .send();
             let (ok, failed, first_error) = (ok.clone(), failed.clone(), first_error.clone());
+            let events = request.events;
             tokio::spawn(async move {
-                let error = match sent.await {
-                    Ok(response) if response.status().is_success() => {
-                        // Read the body so the connection goes back to the pool.
-                        let _ = response.bytes().await;
-                        None
-                    }
-                    Ok(response) => Some(format!("answered {}", response.status())),
-                    Err(e) => Some(e.to_string()),
-                };
-                match error {
-                    None => ok.fetch_add(1, Ordering::Relaxed),
-                    Some(e) => {
-                        first_error.lock().expect("not poisoned").get_or_insert(e);
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
+                let (delivered, error) = answered(sent.await, events).await;
+                ok.fetch_add(delivered, Ordering::Relaxed);
+                failed.fetch_add(events - delivered, Ordering::Relaxed);
+                if let Some(error) = error {
+                    first_error
+                        .lock()
+                        .expect("not poisoned")
+                        .get_or_insert(error);
+                }
                 drop(slot);
             });
         }
@@ -111,4 +116,27 @@ impl Publisher {
             first_error,
         }
     }
+}
+
+/// How many of a request's `events` were published, and the first error; a batch answers
+/// each item on its own.
+async fn answered(sent: reqwest::Result<reqwest::Response>, events: u64) -> (u64, Option<String>) {
+    let response = match sent {
+        Ok(response) if response.status().is_success() => response,
+        Ok(response) => return (0, Some(format!("answered {}", response.status()))),
+        Err(e) => return (0, Some(e.to_string())),
+    };
+    // Read the body so the connection goes back to the pool.
+    let body = response.bytes().await;
+    if events == 1 {
+        return (1, None);
+    }
+    let answer: serde_json::Value = match body.map(|body| serde_json::from_slice(&body)) {
+        Ok(Ok(answer)) => answer,
+        _ => return (0, Some("the batch answer is not JSON".into())),
+    };
+    let results = answer["results"].as_array().map_or(&[][..], Vec::as_slice);
+    let published = results.iter().filter(|r| r.get("error").is_none()).count() as u64;
+    let error = (published < events).then(|| format!("the batch was answered {answer}"));
+    (published.min(events), error)
 }

@@ -29,8 +29,25 @@ pub(crate) struct Common {
     /// Publish requests in flight at once.
     #[arg(long, default_value_t = 128)]
     pub(crate) in_flight: usize,
+    /// Events per publish request: above 1, consecutive events go together through
+    /// sseor's `POST /api/v1/publish/batch` (sseor targets only).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub(crate) batch: u64,
     #[command(flatten)]
     pub(crate) open: OpenOptions,
+}
+
+impl Common {
+    /// The publisher of a run: `in_flight` requests at once, `batch` events each.
+    pub(crate) fn publisher(&self) -> Result<Publisher, String> {
+        if self.batch > 1 && !self.target.publishes_in_batches() {
+            return Err(format!(
+                "--batch needs a server with a batch publish; {} has none",
+                self.target.name()
+            ));
+        }
+        Ok(Publisher::new(self.in_flight)?.batched(self.batch as usize))
+    }
 }
 
 /// How long a run waits.
@@ -110,6 +127,7 @@ impl Run {
             "scenario": scenario,
             "label": self.common.label,
             "parameters": parameters,
+            "batch": self.common.batch,
             "connections": self.common.connections,
             "connections_opened": opened,
             "not_opened": self.opened.not_opened,
@@ -186,7 +204,7 @@ async fn publish_and_count(
     expected: impl Fn(&Published) -> u64,
     channel: impl Fn(u64) -> Channel,
 ) -> Result<Outcome, String> {
-    let publisher = Publisher::new(run.common.in_flight)?;
+    let publisher = run.common.publisher()?;
     let started = unix_nanos();
     let published = publisher
         .paced(run.server.publish_api(), 0, count, rate, channel)
@@ -326,7 +344,7 @@ pub(crate) async fn targeted_max(
     let open = open_streams(&run);
     let readers = run.read().await;
     let channels = common.connections;
-    let publisher = Publisher::new(common.in_flight)?;
+    let publisher = common.publisher()?;
     let tally = readers.tally.clone();
     let mut steps = Vec::new();
     let mut best: Option<(f64, f64, Value)> = None;

@@ -15,6 +15,9 @@ struct Figure {
     /// Whether the cell says what was lost or duplicated in the run (not for a sweep,
     /// whose last step may fail by losses and whose steps say what each lost).
     losses: bool,
+    /// The peers' cells come from the run without a label: for a figure of a way only
+    /// sseor has (batch publish), the peers' best way is their single publish.
+    peers_unlabelled: bool,
 }
 
 const FIGURES: &[Figure] = &[
@@ -26,6 +29,7 @@ const FIGURES: &[Figure] = &[
         lower_is_better: true,
         decimals: 2,
         losses: true,
+        peers_unlabelled: false,
     },
     Figure {
         name: "time to open {connections} connections, s",
@@ -35,6 +39,7 @@ const FIGURES: &[Figure] = &[
         lower_is_better: true,
         decimals: 2,
         losses: true,
+        peers_unlabelled: false,
     },
     Figure {
         name: "broadcast deliveries/s at saturation ({rate} events/s offered)",
@@ -44,6 +49,7 @@ const FIGURES: &[Figure] = &[
         lower_is_better: false,
         decimals: 0,
         losses: true,
+        peers_unlabelled: false,
     },
     Figure {
         name: "broadcast p99 latency at {rate} events/s, ms",
@@ -53,6 +59,17 @@ const FIGURES: &[Figure] = &[
         lower_is_better: true,
         decimals: 1,
         losses: true,
+        peers_unlabelled: false,
+    },
+    Figure {
+        name: "broadcast p99 latency at {rate} events/s, load generator on a CPU of its own, ms",
+        scenario: "broadcast",
+        label: Some("latency-pinned"),
+        pointer: "/latency_ms/p99",
+        lower_is_better: true,
+        decimals: 1,
+        losses: true,
+        peers_unlabelled: false,
     },
     Figure {
         name: "targeted p99 latency at {rate} events/s, ms",
@@ -62,6 +79,17 @@ const FIGURES: &[Figure] = &[
         lower_is_better: true,
         decimals: 1,
         losses: true,
+        peers_unlabelled: false,
+    },
+    Figure {
+        name: "targeted p99 latency at {rate} events/s, load generator on a CPU of its own, ms",
+        scenario: "targeted",
+        label: Some("pinned"),
+        pointer: "/latency_ms/p99",
+        lower_is_better: true,
+        decimals: 1,
+        losses: true,
+        peers_unlabelled: false,
     },
     Figure {
         name: "highest targeted rate with p99 < {p99_limit_ms} ms, events/s",
@@ -71,6 +99,17 @@ const FIGURES: &[Figure] = &[
         lower_is_better: false,
         decimals: 0,
         losses: false,
+        peers_unlabelled: false,
+    },
+    Figure {
+        name: "highest targeted rate with p99 < {p99_limit_ms} ms, sseor publishing {batch} events per request (peers: one per request), events/s",
+        scenario: "targeted-max",
+        label: Some("batched"),
+        pointer: "/max_rate_achieved",
+        lower_is_better: false,
+        decimals: 0,
+        losses: false,
+        peers_unlabelled: true,
     },
     // Only the Redis variants run it: the row is in the Redis half of the table alone.
     Figure {
@@ -81,6 +120,7 @@ const FIGURES: &[Figure] = &[
         lower_is_better: true,
         decimals: 1,
         losses: true,
+        peers_unlabelled: false,
     },
 ];
 
@@ -96,10 +136,14 @@ pub(crate) fn table(text: &str) -> String {
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect();
     let find = |server: &str, figure: &Figure| {
+        let label = match figure.label {
+            Some(_) if figure.peers_unlabelled && !server.starts_with("sseor") => None,
+            label => label,
+        };
         lines.iter().rev().find(|line| {
             line["server"] == server
                 && line["scenario"] == figure.scenario
-                && figure.label.is_none_or(|label| line["label"] == label)
+                && line["label"].as_str() == label
         })
     };
     let mut out = String::from("| figure | sseor | nchan | Pushpin | sseor / best peer |\n");
@@ -147,13 +191,78 @@ pub(crate) fn table(text: &str) -> String {
     if let Some(scale) = lines.iter().rev().find(|l| l["scenario"] == "scale") {
         out.push_str(&scale_line(scale));
     }
+    out.push_str(&serving_table(&lines));
+    out
+}
+
+/// The ways of serving sseor's streams, by the server name of their runs.
+const SERVING: &[(&str, &str)] = &[
+    ("sseor", "the `sseor` binary, HTTP/1.1"),
+    ("sseor-tls", "the `sseor` binary, HTTPS, HTTP/1.1"),
+    ("sseor-h2", "the `sseor` binary, HTTPS, HTTP/2"),
+    (
+        "app-sseor-serve",
+        "an application's own router, `sseor::serve`",
+    ),
+    (
+        "app-manager-serve",
+        "an application's own router, `Manager::serve`",
+    ),
+    (
+        "app-axum-serve",
+        "an application's own router, `axum::serve`",
+    ),
+];
+
+/// Memory per idle stream, and broadcast latency, of each way of serving that was run,
+/// against the `sseor` binary over plain HTTP/1.1.
+fn serving_table(lines: &[Value]) -> String {
+    let find = |server: &str, scenario: &str, label: Option<&str>, pointer: &str| {
+        lines
+            .iter()
+            .rev()
+            .find(|line| {
+                line["server"] == server
+                    && line["scenario"] == scenario
+                    && line["label"].as_str() == label
+                    && line.get("error").is_none()
+            })
+            .and_then(|run| run.pointer(pointer)?.as_f64())
+    };
+    let kib = |server: &str| find(server, "idle", None, "/kib_per_connection");
+    let plain = kib(SERVING[0].0);
+    let show = |value: Option<f64>, decimals: usize| {
+        value.map_or("-".into(), |v| format!("{v:.decimals$}"))
+    };
+    let rows: Vec<String> = SERVING
+        .iter()
+        .filter_map(|(server, way)| {
+            let kib = kib(server)?;
+            let ratio = plain.map_or("-".into(), |plain| format!("{:.2}x", kib / plain));
+            let open = find(server, "idle", None, "/open_seconds");
+            let p99 = find(server, "broadcast", Some("latency"), "/latency_ms/p99");
+            Some(format!(
+                "| {way} | {kib:.2} | {ratio} | {} | {} |\n",
+                show(open, 2),
+                show(p99, 1)
+            ))
+        })
+        .collect();
+    // The binary's row alone compares nothing.
+    if rows.len() < 2 {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n| way of serving | memory per idle stream, KiB | / the binary over HTTP/1.1 | time to open them, s | broadcast p99 at 5 events/s, ms |\n|---|---|---|---|---|\n",
+    );
+    out.extend(rows);
     out
 }
 
 /// A figure's name with `{key}` replaced by the run's parameter or field `key`.
 fn name(template: &str, run: &Value) -> String {
     let mut name = template.to_owned();
-    for key in ["connections", "rate", "p99_limit_ms"] {
+    for key in ["connections", "rate", "p99_limit_ms", "batch"] {
         let value = run["parameters"]
             .get(key)
             .or_else(|| run.get(key))
@@ -260,6 +369,76 @@ mod tests {
             table.matches("Redis time per publish").count(),
             1,
             "{table}"
+        );
+    }
+
+    #[test]
+    fn labelled_runs_have_rows_of_their_own() {
+        let text = [
+            r#"{"server":"sseor","scenario":"targeted","label":null,"parameters":{"rate":2000.0},"latency_ms":{"p99":2.0},"lost":0}"#,
+            r#"{"server":"sseor","scenario":"targeted","label":"pinned","parameters":{"rate":2000.0},"latency_ms":{"p99":1.0},"lost":0}"#,
+            r#"{"server":"nchan","scenario":"targeted","label":null,"parameters":{"rate":2000.0},"latency_ms":{"p99":4.0},"lost":0}"#,
+            r#"{"server":"nchan","scenario":"targeted","label":"pinned","parameters":{"rate":2000.0},"latency_ms":{"p99":5.0},"lost":0}"#,
+        ]
+        .join("\n");
+        let table = table(&text);
+        assert!(
+            table.contains("| targeted p99 latency at 2000.0 events/s, ms (lower is better) | 2.0 | 4.0 | not run | 0.50x |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| targeted p99 latency at 2000.0 events/s, load generator on a CPU of its own, ms (lower is better) | 1.0 | 5.0 | not run | 0.20x |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_batched_rate_is_set_against_the_peers_single_publishes() {
+        let text = [
+            r#"{"server":"sseor","scenario":"targeted-max","label":null,"parameters":{"p99_limit_ms":50.0},"max_rate_achieved":10000.0}"#,
+            r#"{"server":"sseor","scenario":"targeted-max","label":"batched","batch":100,"parameters":{"p99_limit_ms":50.0},"max_rate_achieved":60000.0}"#,
+            r#"{"server":"nchan","scenario":"targeted-max","label":null,"parameters":{"p99_limit_ms":50.0},"max_rate_achieved":20000.0}"#,
+        ]
+        .join("\n");
+        let table = table(&text);
+        assert!(
+            table.contains("| highest targeted rate with p99 < 50.0 ms, events/s (higher is better) | 10000 | 20000 | not run | 0.50x |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("sseor publishing 100 events per request (peers: one per request), events/s (higher is better) | 60000 | 20000 | not run | 3.00x |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn ways_of_serving_are_set_against_the_binary() {
+        let text = [
+            r#"{"server":"sseor","scenario":"idle","kib_per_connection":2.0,"open_seconds":0.5}"#,
+            r#"{"server":"sseor-tls","scenario":"idle","kib_per_connection":6.0,"open_seconds":1.5}"#,
+            r#"{"server":"app-axum-serve","scenario":"idle","kib_per_connection":29.0,"open_seconds":0.7}"#,
+            r#"{"server":"app-axum-serve","scenario":"broadcast","label":"latency","latency_ms":{"p99":120.0}}"#,
+            r#"{"server":"app-sseor-serve","scenario":"idle","error":"could not start"}"#,
+        ]
+        .join("\n");
+        let table = table(&text);
+        assert!(
+            table.contains("| the `sseor` binary, HTTP/1.1 | 2.00 | 1.00x | 0.50 | - |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| the `sseor` binary, HTTPS, HTTP/1.1 | 6.00 | 3.00x | 1.50 | - |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| an application's own router, `axum::serve` | 29.00 | 14.50x | 0.70 | 120.0 |"
+            ),
+            "{table}"
+        );
+        assert!(
+            !table.contains("sseor::serve"),
+            "a failed run has no row: {table}"
         );
     }
 }

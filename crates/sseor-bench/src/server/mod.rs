@@ -51,6 +51,11 @@ impl Target {
             Target::Pushpin => "pushpin",
         }
     }
+
+    /// Whether it takes many events in one publish request (sseor's batch endpoint).
+    pub(crate) fn publishes_in_batches(self) -> bool {
+        matches!(self, Target::Sseor | Target::SseorRedis)
+    }
 }
 
 /// Where the servers' files are.
@@ -65,6 +70,11 @@ pub(crate) struct ServerOptions {
     /// nginx `worker_processes` for nchan (`1`, `2`, `auto`).
     #[arg(long, default_value = "1", global = true)]
     pub(crate) nchan_workers: String,
+    /// The CPUs every process the bench starts (servers, Redis) runs on, e.g. `0` or
+    /// `0,1`: with the bench itself started on the others (`taskset -c 1 sseor-bench
+    /// --server-cpus 0 ...`), the load generator does not compete with the server.
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub(crate) server_cpus: Vec<usize>,
 }
 
 /// What a stream subscribes to.

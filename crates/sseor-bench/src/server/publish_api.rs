@@ -34,11 +34,13 @@ impl PublishApi {
                 PublishRequest {
                     url: url.clone(),
                     body: body.to_string(),
+                    events: 1,
                 }
             }
             PublishApi::Nchan(base) => PublishRequest {
                 url: format!("{base}{}", channel.name()),
                 body: data.to_string(),
+                events: 1,
             },
             PublishApi::Pushpin(url) => {
                 let content = format!("event: bench\ndata: {data}\n\n");
@@ -49,8 +51,37 @@ impl PublishApi {
                 PublishRequest {
                     url: url.clone(),
                     body: body.to_string(),
+                    events: 1,
                 }
             }
+        }
+    }
+
+    /// The request that publishes `events` (each a channel and a number) with publish time
+    /// `t`: one batch request with `batch` (sseor only: the bench refuses `--batch` for
+    /// other servers), else the request of the first.
+    pub(crate) fn request_many(
+        &self,
+        mut events: impl Iterator<Item = (Channel, u64)>,
+        t: u64,
+        batch: bool,
+    ) -> PublishRequest {
+        let url = match self {
+            PublishApi::Sseor(url) if batch => url,
+            _ => {
+                let (channel, n) = events.next().expect("a request publishes an event");
+                return self.request(channel, n, t);
+            }
+        };
+        let items: Vec<serde_json::Value> = events
+            .map(|(channel, n)| {
+                serde_json::from_str(&self.request(channel, n, t).body).expect("JSON")
+            })
+            .collect();
+        PublishRequest {
+            url: format!("{url}/batch"),
+            events: items.len() as u64,
+            body: json!({ "events": items }).to_string(),
         }
     }
 }
@@ -59,4 +90,6 @@ impl PublishApi {
 pub(crate) struct PublishRequest {
     pub(crate) url: String,
     pub(crate) body: String,
+    /// The events it publishes.
+    pub(crate) events: u64,
 }

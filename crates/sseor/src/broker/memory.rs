@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::resume::{self, Loss, Need};
 use super::{Broker, History, Published, Replayed, Retention};
+use crate::fanout::Encoded;
 use crate::position::new_epoch;
 use crate::{Event, Fanout, Position, Result, Target};
 
@@ -304,6 +305,8 @@ impl MemoryBroker {
                 duplicate: false,
             });
         }
+        // Encoded before the lock, which numbers and delivers events in one order.
+        let encoded = Encoded::new(&event)?;
         let mut state = self.state();
         if let Some(earlier) = publisher_id
             .as_deref()
@@ -321,7 +324,9 @@ impl MemoryBroker {
         sequence.seq += 1;
         sequence.last_published = now;
         let position = sequence.position();
-        let delivered_locally = self.fanout.deliver(&target, Some(position), &event)?;
+        let delivered_locally = self
+            .fanout
+            .deliver_encoded(&target, Some(position), encoded);
         state.published += 1;
         let stored = Stored {
             seq: position.seq(),

@@ -93,6 +93,23 @@ impl std::fmt::Display for CloseReason {
     }
 }
 
+/// An event's bytes on the wire (without `id:`, which each stream writes), and its type.
+pub(crate) struct Encoded {
+    bytes: bytes::Bytes,
+    kind: Box<str>,
+}
+
+impl Encoded {
+    /// # Errors
+    /// [`Error::InvalidEvent`](crate::Error::InvalidEvent) when the event cannot be encoded.
+    pub(crate) fn new(event: &crate::Event) -> crate::Result<Self> {
+        Ok(Self {
+            bytes: encode::event_without_id(event)?,
+            kind: event.event_type.as_str().into(),
+        })
+    }
+}
+
 /// The handle through which a broker hands events to this instance's connections.
 ///
 /// Each event is encoded once; every recipient gets the same bytes.
@@ -127,14 +144,26 @@ impl Fanout {
         position: Option<Position>,
         event: &crate::Event,
     ) -> crate::Result<usize> {
+        Ok(self.deliver_encoded(target, position, Encoded::new(event)?))
+    }
+
+    /// [`deliver`](Self::deliver) for an event encoded beforehand, so that a broker that
+    /// numbers and delivers its events under a lock (to keep their order) does not encode
+    /// them under it.
+    pub(crate) fn deliver_encoded(
+        &self,
+        target: &Target,
+        position: Option<Position>,
+        encoded: Encoded,
+    ) -> usize {
         let frame = Arc::new(Frame {
             stamp: position.map(|position| Stamp::Event(target.clone(), position)),
-            bytes: encode::event_without_id(event)?,
-            kind: Some(event.event_type.as_str().into()),
+            bytes: encoded.bytes,
+            kind: Some(encoded.kind),
         });
         let recipients = self.registry.deliver(target, &frame);
         self.registry.metrics().delivered(recipients);
-        Ok(recipients)
+        recipients
     }
 
     /// Sends every local stream of `target` a [`RESET_EVENT`](crate::RESET_EVENT) saying
