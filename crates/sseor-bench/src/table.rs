@@ -95,19 +95,12 @@ pub(crate) fn table(text: &str) -> String {
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect();
-    let find = |server: &str, figure: &Figure| {
-        lines.iter().rev().find(|line| {
-            line["server"] == server
-                && line["scenario"] == figure.scenario
-                && figure.label.is_none_or(|label| line["label"] == label)
-        })
-    };
     let mut out = String::from("| figure | sseor | nchan | Pushpin | sseor / best peer |\n");
     out.push_str("|---|---|---|---|---|\n");
     for (columns, suffix) in [(COLUMNS, ""), (REDIS_COLUMNS, ", Redis, 2 instances")] {
         for figure in FIGURES {
             let runs: Vec<Option<&Value>> =
-                columns.iter().map(|server| find(server, figure)).collect();
+                columns.iter().map(|server| find(&lines, server, figure)).collect();
             let Some(any) = runs.iter().flatten().next() else {
                 continue;
             };
@@ -147,7 +140,66 @@ pub(crate) fn table(text: &str) -> String {
     if let Some(scale) = lines.iter().rev().find(|l| l["scenario"] == "scale") {
         out.push_str(&scale_line(scale));
     }
+    out.push_str(&app_table(&lines));
     out
+}
+
+/// The application that embeds the library (`sseor-app`), served three ways, beside the
+/// `sseor` binary: the figures of the scenarios it runs.
+const APP_COLUMNS: [&str; 4] = [
+    "sseor",
+    "app-sseor-serve",
+    "app-manager-serve",
+    "app-axum-serve",
+];
+
+/// The second table, of the `app-*` runs, when there are any: each figure for the `sseor`
+/// binary and the application served by `sseor::serve`, `Manager::serve` and
+/// `axum::serve`.
+fn app_table(lines: &[Value]) -> String {
+    if !lines.iter().any(|line| {
+        line["server"]
+            .as_str()
+            .is_some_and(|server| server.starts_with("app-"))
+    }) {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n| figure, an application embedding the library | `sseor` binary | `sseor::serve` | `Manager::serve` | `axum::serve` |\n|---|---|---|---|---|\n",
+    );
+    for figure in FIGURES {
+        let runs: Vec<Option<&Value>> = APP_COLUMNS
+            .iter()
+            .map(|server| find(lines, server, figure))
+            .collect();
+        // Only the figures of the scenarios the application ran.
+        let Some(any) = runs[1..].iter().flatten().next() else {
+            continue;
+        };
+        let cells: Vec<String> = runs
+            .iter()
+            .zip(APP_COLUMNS)
+            .map(|(run, server)| {
+                let value = run.and_then(|r| r.pointer(figure.pointer)?.as_f64());
+                cell(server, *run, value, figure)
+            })
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} |\n",
+            name(figure.name, any),
+            cells.join(" | ")
+        ));
+    }
+    out
+}
+
+/// The last run of `figure`'s scenario against `server`.
+fn find<'a>(lines: &'a [Value], server: &str, figure: &Figure) -> Option<&'a Value> {
+    lines.iter().rev().find(|line| {
+        line["server"] == server
+            && line["scenario"] == figure.scenario
+            && figure.label.is_none_or(|label| line["label"] == label)
+    })
 }
 
 /// A figure's name with `{key}` replaced by the run's parameter or field `key`.
@@ -242,6 +294,23 @@ mod tests {
             "{table}"
         );
         assert!(!table.contains("Redis"), "{table}");
+        assert!(!table.contains("axum::serve"), "{table}");
+    }
+
+    #[test]
+    fn the_app_runs_get_a_table_of_their_own_beside_the_binary() {
+        let text = [
+            r#"{"server":"sseor","scenario":"idle","connections":10000,"kib_per_connection":2.5,"open_seconds":0.5}"#,
+            r#"{"server":"app-sseor-serve","scenario":"idle","connections":10000,"kib_per_connection":2.6,"open_seconds":0.5}"#,
+            r#"{"server":"app-axum-serve","scenario":"idle","connections":10000,"kib_per_connection":29.0,"open_seconds":0.6}"#,
+        ]
+        .join("\n");
+        let table = table(&text);
+        assert!(
+            table.contains("| memory per idle connection, KiB | 2.50 | 2.60 | not run | 29.00 |"),
+            "{table}"
+        );
+        assert!(!table.contains("deliveries/s"), "{table}");
     }
 
     #[test]
