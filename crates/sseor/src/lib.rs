@@ -57,8 +57,8 @@
 //! ```
 //!
 //! [`serve`] is shaped like `axum::serve` and serves any router, on sseor's own server
-//! loop: an event stream a handler opens is written straight to its socket, at about
-//! 3 KiB per idle stream against about 29 KiB under `axum::serve`, every request gets its
+//! loop: an event stream a handler opens is written straight to its socket, at about 2.2 KiB
+//! per idle stream against about 21 KiB under `axum::serve`, every request gets its
 //! client's address ([`Builder::max_connections_per_ip`] needs it), and connections still
 //! open at the shutdown timeout are closed. Give its graceful shutdown your signal wrapped
 //! by [`Manager::shutdown_signal`]: the manager ends the open streams, then the server
@@ -73,8 +73,8 @@
 //! * with a limit per address, serve
 //!   `app.into_make_service_with_connect_info::<std::net::SocketAddr>()`: without the
 //!   address, streams are refused ([`Error::Misconfigured`]) rather than left unlimited;
-//! * each idle stream costs about 29 KiB (10,000 idle streams, release build), against
-//!   about 3 KiB under [`serve`] or [`Manager::serve`].
+//! * each idle stream costs about 21 KiB (10,000 idle streams, release build), against
+//!   about 2.2 KiB under [`serve`] or [`Manager::serve`].
 //!
 //! [`api::router`] adds the standard JSON API (`/api/v1/sse`, `/api/v1/publish`, counts,
 //! health, `/metrics`, the browser client) to merge or nest under a prefix; it has no
