@@ -99,8 +99,10 @@ pub(crate) fn table(text: &str) -> String {
     out.push_str("|---|---|---|---|---|\n");
     for (columns, suffix) in [(COLUMNS, ""), (REDIS_COLUMNS, ", Redis, 2 instances")] {
         for figure in FIGURES {
-            let runs: Vec<Option<&Value>> =
-                columns.iter().map(|server| find(&lines, server, figure)).collect();
+            let runs: Vec<Option<&Value>> = columns
+                .iter()
+                .map(|server| find(&lines, server, figure))
+                .collect();
             let Some(any) = runs.iter().flatten().next() else {
                 continue;
             };

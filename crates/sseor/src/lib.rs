@@ -207,10 +207,10 @@ pub use fanout::{Barrier, CloseReason, Fanout, Interest, SlowConsumer};
 pub use lifecycle::{DEFAULT_LIFECYCLE_GRACE, Lifecycle, LifecycleHook, LifecycleHooks, Occupancy};
 pub use manager::{Builder, Manager};
 pub use position::{InvalidPosition, Position};
-pub use serve::{DEFAULT_HEADER_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, Serve, serve};
 pub use presence::{PresencePage, TopicPresence, UserPresence};
 #[cfg(feature = "redis")]
 pub use publisher::Publisher;
+pub use serve::{DEFAULT_HEADER_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, Serve, serve};
 #[cfg(feature = "tls")]
 pub use server::tls::TlsConfig;
 pub use subscription::Subscription;

@@ -128,7 +128,9 @@ impl<S> Serve<S> {
     }
 
     /// How long open connections may go on after the shutdown signal before they are
-    /// closed (default [`DEFAULT_SHUTDOWN_TIMEOUT`], 10 s).
+    /// closed (default [`DEFAULT_SHUTDOWN_TIMEOUT`], 10 s), counted from when the signal
+    /// completes: with [`Manager::shutdown_signal`](crate::Manager::shutdown_signal),
+    /// once the manager has ended the open streams.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
