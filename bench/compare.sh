@@ -21,6 +21,9 @@ cd "$(dirname "$0")/.."
 CONNECTIONS=${CONNECTIONS:-10000}
 SERVERS=${SERVERS-"sseor nchan pushpin"}
 REDIS_SERVERS=${REDIS_SERVERS-"sseor-redis nchan-redis"}
+# An application that embeds the library (sseor-app), served by sseor::serve,
+# Manager::serve and axum::serve.
+APP_SERVERS=${APP_SERVERS-"app-sseor-serve app-manager-serve app-axum-serve"}
 SCALE=${SCALE:-0}
 PIN=${PIN:-1}
 if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
@@ -44,6 +47,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# sseor-bench's binaries: sseor-bench and sseor-app (the application of the app-* targets).
 cargo build --release -p sseor-server -p sseor-bench >&2
 
 # Every server and the load generator hold thousands of sockets.
@@ -69,7 +73,7 @@ run_with() {
   local prefix=$1
   shift
   echo "== $prefix $*" >&2
-  $prefix "$bench" --server "$release/sseor" "$@" > >(tee -a "$out" >&2) &
+  $prefix "$bench" --server "$release/sseor" --app "$release/sseor-app" "$@" > >(tee -a "$out" >&2) &
   child=$!
   wait "$child" || true
   child=
@@ -101,6 +105,13 @@ scenarios() {
 
 for target in $SERVERS; do
   scenarios "$target" 1
+done
+# The application, served three ways: what serving it costs next to the sseor binary.
+for target in $APP_SERVERS; do
+  common=(--target "$target" --connections "$CONNECTIONS" --settle 1)
+  run idle "${common[@]}"
+  run broadcast "${common[@]}" --label latency --events 25 --rate 5
+  run targeted "${common[@]}" --rate 2000 --seconds 5
 done
 # Two instances on one Redis: streams on one, publishes on the other. Subscriptions reach
 # Redis asynchronously, hence the longer settle time.

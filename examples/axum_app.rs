@@ -1,5 +1,6 @@
 //! An existing axum application that adds event streams: its own router, its own way of
-//! knowing who the user is, its own `axum::serve` and shutdown signal.
+//! knowing who the user is, its own shutdown signal, served by `sseor::serve` where it
+//! had `axum::serve`.
 //!
 //! ```text
 //! cargo run -p sseor --example axum_app
@@ -10,7 +11,6 @@
 //! `SERVER_PORT` (default 3000) picks the port; it listens on 127.0.0.1 only. Ctrl-C or
 //! SIGTERM ends the open streams, then the process, within the shutdown timeout.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -43,22 +43,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = std::env::var("SERVER_PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     tracing::info!("axum_app example on http://{}/", listener.local_addr()?);
-    // The per-address limit needs each connection's address: serve with ConnectInfo.
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    // The manager wraps the app's signal: when it fires, the streams end first, so that
-    // axum's graceful shutdown (which waits for every open response) can finish.
-    let server = axum::serve(listener, service)
+    // `sseor::serve` where the application had `axum::serve`: the same router, but each
+    // open event stream is written straight to its socket once its response head is out,
+    // without hyper's connection state beside it (about 2.2 KiB per idle stream, against
+    // about 21 KiB under `axum::serve`). It also gives every request its client's address
+    // (the per-address limit needs it) and closes what is still open at the shutdown
+    // timeout, so that a client that stopped reading cannot hold the shutdown.
+    // The manager wraps the app's signal: when it fires, the streams end first (cleanly),
+    // then the server stops and returns; `close` finishes the rest.
+    sseor::serve(listener, app)
         .with_graceful_shutdown(sse.shutdown_signal(terminated()))
-        .into_future();
-    // A client that stops reading can hold axum's connection open: bound the wait.
-    let deadline = async {
-        sse.closed().await;
-        tokio::time::sleep(SHUTDOWN_TIMEOUT).await;
-    };
-    tokio::select! {
-        served = server => served?,
-        () = deadline => tracing::warn!("connections still open at the shutdown timeout"),
-    }
+        .shutdown_timeout(SHUTDOWN_TIMEOUT)
+        .await?;
     sse.close().await;
     Ok(())
 }

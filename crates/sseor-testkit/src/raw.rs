@@ -8,6 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::hang::guard;
+
 /// One event (or the opening `retry:`) as a client parses it; comments are skipped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Frame {
@@ -286,4 +288,27 @@ impl RawStream {
         }
         self.raw.drain(..at);
     }
+}
+
+/// Reads from `socket` until `needle` has arrived; returns everything read. Panics when
+/// the connection closes first.
+pub async fn read_until(socket: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut seen = Vec::new();
+    guard(async {
+        while !seen.windows(needle.len()).any(|w| w == needle) {
+            let mut buf = [0u8; 4096];
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    seen
+}
+
+/// Reads from `socket` until the server closes the connection; returns what came.
+pub async fn read_to_end(socket: &mut TcpStream) -> Vec<u8> {
+    let mut rest = Vec::new();
+    guard(socket.read_to_end(&mut rest)).await.unwrap();
+    rest
 }

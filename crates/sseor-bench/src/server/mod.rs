@@ -2,6 +2,7 @@
 //! to it, and which processes' memory is its own. Each server's start is in a module of its
 //! own.
 
+mod app;
 mod nchan;
 mod publish_api;
 mod pushpin;
@@ -39,6 +40,13 @@ pub(crate) enum Target {
     /// Pushpin (condure, zurl, pushpin-proxy, pushpin-handler) with an origin inside this
     /// process that answers every stream with `Grip-Hold: stream`.
     Pushpin,
+    /// An application that embeds the library (`sseor-app`), its router served by
+    /// `sseor::serve`.
+    AppSseorServe,
+    /// The same application served by `Manager::serve`.
+    AppManagerServe,
+    /// The same application served by `axum::serve`.
+    AppAxumServe,
 }
 
 impl Target {
@@ -49,6 +57,9 @@ impl Target {
             Target::Nchan => "nchan",
             Target::NchanRedis => "nchan-redis",
             Target::Pushpin => "pushpin",
+            Target::AppSseorServe => "app-sseor-serve",
+            Target::AppManagerServe => "app-manager-serve",
+            Target::AppAxumServe => "app-axum-serve",
         }
     }
 
@@ -64,6 +75,9 @@ pub(crate) struct ServerOptions {
     /// The sseor server binary.
     #[arg(long, default_value = "target/release/sseor", global = true)]
     pub(crate) server: PathBuf,
+    /// The application that embeds the library, for the `app-*` targets.
+    #[arg(long, default_value = "target/release/sseor-app", global = true)]
+    pub(crate) app: PathBuf,
     /// The folder of the peers' configurations (nchan.conf, pushpin.conf, pushpin.routes).
     #[arg(long, default_value = "bench/peers", global = true)]
     pub(crate) peers: PathBuf,
@@ -126,6 +140,9 @@ impl Server {
             Target::Sseor | Target::SseorRedis => sseor::start(target, options).await?,
             Target::Nchan | Target::NchanRedis => nchan::start(target, options).await?,
             Target::Pushpin => pushpin::start(options).await?,
+            Target::AppSseorServe | Target::AppManagerServe | Target::AppAxumServe => {
+                app::start(target, options).await?
+            }
         };
         let path = server.stream_path(Channel::Own(usize::MAX), usize::MAX);
         crate::client::wait_until_serving(server.stream_port, &path, "")
@@ -156,6 +173,9 @@ impl Server {
 
     /// The path of stream `index` on `channel`.
     pub(crate) fn stream_path(&self, channel: Channel, index: usize) -> String {
+        if app::serve_flag(self.target).is_some() {
+            return app::stream_path(channel, index);
+        }
         match (&self.publish, channel) {
             (PublishApi::Sseor(_), Channel::Broadcast) => format!("/api/v1/sse?user_id=u{index}"),
             (PublishApi::Sseor(_), Channel::Own(_)) => {

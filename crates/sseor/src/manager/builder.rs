@@ -127,7 +127,7 @@ impl Default for Builder {
             limits: Limits::default(),
             client_ip_header: None,
             drain_period: Duration::from_secs(5),
-            shutdown_timeout: Duration::from_secs(10),
+            shutdown_timeout: crate::DEFAULT_SHUTDOWN_TIMEOUT,
             max_body_bytes: 64 * 1024,
             input: InputLimits::default(),
             handle_signals: true,
@@ -137,7 +137,7 @@ impl Default for Builder {
             redis: crate::broker::redis::RedisOptions::default(),
             #[cfg(feature = "tls")]
             tls: None,
-            header_timeout: Duration::from_secs(30),
+            header_timeout: crate::DEFAULT_HEADER_TIMEOUT,
             loopback_hosts_only: true,
             lifecycle: crate::LifecycleHooks::default(),
             #[cfg(feature = "webhook")]

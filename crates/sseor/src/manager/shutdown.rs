@@ -27,9 +27,9 @@ impl Manager {
     /// [webhooks](crate::Builder::webhook) get a last try at what they hold, within the
     /// same bound and their own close timeout.
     ///
-    /// Under the application's own `axum::serve`, whose graceful shutdown waits for the
-    /// open streams, hand it the signal through [`shutdown_signal`](Self::shutdown_signal)
-    /// and call this once it returns.
+    /// Under [`sseor::serve`](crate::serve) or the application's own `axum::serve`, whose
+    /// graceful shutdown waits for the open streams, hand it the signal through
+    /// [`shutdown_signal`](Self::shutdown_signal) and call this once it returns.
     pub async fn close(&self) {
         self.begin_close();
         self.inner.drained.cancelled().await;
@@ -49,9 +49,10 @@ impl Manager {
         servers.await;
     }
 
-    /// The application's own shutdown `signal`, for `axum::serve`'s graceful shutdown:
-    /// completes once `signal` has (or [`close`](Self::close) has begun) and the open
-    /// streams have been ended, shutdown having begun as with `close`.
+    /// The application's own shutdown `signal`, for the graceful shutdown of
+    /// [`sseor::serve`](crate::serve) (see its example) or `axum::serve`: completes once
+    /// `signal` has (or [`close`](Self::close) has begun) and the open streams have been
+    /// ended, shutdown having begun as with `close`.
     ///
     /// axum's graceful shutdown waits for every open response, and an event stream only
     /// ends when this manager ends it: given the bare signal, `axum::serve` would wait for

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sseor::{Event, Manager};
 use sseor_testkit::guard;
 use sseor_testkit::library::Server;
+use sseor_testkit::raw::{read_to_end, read_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -68,32 +69,11 @@ async fn read_response(socket: &mut TcpStream, pending: &mut Vec<u8>) -> Respons
     .await
 }
 
-/// Reads until `needle` has arrived; returns everything read.
-async fn read_until(socket: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
-    let mut seen = Vec::new();
-    guard(async {
-        while !seen.windows(needle.len()).any(|w| w == needle) {
-            let mut buf = [0u8; 4096];
-            let n = socket.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await;
-    seen
-}
-
 /// A new connection to `server` on which `request` (raw bytes) has been sent.
 async fn send(server: &Server, request: &[u8]) -> TcpStream {
     let mut socket = TcpStream::connect(server.addr).await.unwrap();
     socket.write_all(request).await.unwrap();
     socket
-}
-
-async fn read_to_end(socket: &mut TcpStream) -> Vec<u8> {
-    let mut rest = Vec::new();
-    guard(socket.read_to_end(&mut rest)).await.unwrap();
-    rest
 }
 
 #[tokio::test]

@@ -26,6 +26,7 @@ mod redis_faults;
 mod redis_functions;
 mod redis_outage;
 mod resume;
+mod serve;
 mod slow;
 mod tls;
 mod webhook;
