@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::client::{OpenOptions, Opened, Readers, open_all};
+use crate::client::{OpenOptions, Opened, Readers, open_all_over};
 use crate::publish::{Published, Publisher};
 use crate::random;
 use crate::server::{Channel, Server, ServerOptions, Target};
@@ -78,7 +78,7 @@ impl Run {
         let streams = (0..common.connections)
             .map(|i| (i, port, server.stream_path(channel(i), i)))
             .collect();
-        let opened = open_all(streams, &common.open).await;
+        let opened = open_all_over(server.connector(), streams, &common.open).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_idle = server.rss_kib();
         Ok(Self {
@@ -186,7 +186,7 @@ async fn publish_and_count(
     expected: impl Fn(&Published) -> u64,
     channel: impl Fn(u64) -> Channel,
 ) -> Result<Outcome, String> {
-    let publisher = Publisher::new(run.common.in_flight)?;
+    let publisher = Publisher::trusting(run.common.in_flight, run.server.tls_root())?;
     let started = unix_nanos();
     let published = publisher
         .paced(run.server.publish_api(), 0, count, rate, channel)
@@ -326,7 +326,7 @@ pub(crate) async fn targeted_max(
     let open = open_streams(&run);
     let readers = run.read().await;
     let channels = common.connections;
-    let publisher = Publisher::new(common.in_flight)?;
+    let publisher = Publisher::trusting(common.in_flight, run.server.tls_root())?;
     let tally = readers.tally.clone();
     let mut steps = Vec::new();
     let mut best: Option<(f64, f64, Value)> = None;
