@@ -229,8 +229,7 @@ pub(crate) async fn wait_until_serving_over(
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let open = open_over(connector, port, path, 1, headers);
-        let error = match tokio::time::timeout(Duration::from_secs(2), open).await
-        {
+        let error = match tokio::time::timeout(Duration::from_secs(2), open).await {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(e)) => e,
             Err(_) => "no answer within 2 s".into(),

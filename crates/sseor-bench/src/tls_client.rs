@@ -137,10 +137,7 @@ pub(crate) async fn open_h2(
         request = request.header(name.trim().to_ascii_lowercase(), value.trim());
     }
     let request = request.body(()).map_err(|e| e.to_string())?;
-    let mut requests = requests
-        .ready()
-        .await
-        .map_err(|e| format!("HTTP/2: {e}"))?;
+    let mut requests = requests.ready().await.map_err(|e| format!("HTTP/2: {e}"))?;
     let (response, _) = requests
         .send_request(request, true)
         .map_err(|e| format!("request: {e}"))?;
