@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 CONNECTIONS=${CONNECTIONS:-10000}
 SERVERS=${SERVERS-"sseor nchan pushpin"}
 REDIS_SERVERS=${REDIS_SERVERS-"sseor-redis nchan-redis"}
+# sseor serving HTTPS: streams over HTTP/1.1 in TLS, and over HTTP/2 (one per connection).
+TLS_SERVERS=${TLS_SERVERS-"sseor-tls sseor-h2"}
 SCALE=${SCALE:-0}
 
 # The peers and Redis the chosen servers need, from Debian's packages, when missing.
@@ -75,6 +77,11 @@ done
 # Redis asynchronously, hence the longer settle time.
 for target in $REDIS_SERVERS; do
   scenarios "$target" 2
+done
+# sseor over TLS: the memory of idle streams, and a broadcast's latency.
+for target in $TLS_SERVERS; do
+  run idle --target "$target" --connections "$CONNECTIONS"
+  run broadcast --target "$target" --connections "$CONNECTIONS" --label latency --events 25 --rate 5
 done
 # Redis's time per publish (INFO commandstats) on a fresh Redis: 40 users, 8,000 events.
 for target in $REDIS_SERVERS; do
