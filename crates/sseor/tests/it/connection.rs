@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use sseor::{Builder, Event, Manager, TlsConfig};
 use sseor_testkit::certs::CertFiles;
 use sseor_testkit::guard;
@@ -59,7 +59,10 @@ impl Served {
             Transport::Tls => {
                 let pki = CertFiles::self_signed();
                 let config = TlsConfig::from_pem_files(&pki.cert, &pki.key).unwrap();
-                (builder.tls(config), Some((client_tls(&pki), pki)))
+                (
+                    builder.tls(config),
+                    Some((pki.tls_client(&[b"http/1.1"]), pki)),
+                )
             }
         };
         let manager = builder.handle_signals(false).build().await.unwrap();
@@ -79,22 +82,6 @@ impl Served {
             }
         }
     }
-}
-
-/// A TLS client that trusts only `pki`'s certificate and offers only HTTP/1.1.
-fn client_tls(pki: &CertFiles) -> TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(pki.cert_der.clone()))
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    TlsConnector::from(Arc::new(config))
 }
 
 /// One HTTP/1.1 response read off a raw socket.
