@@ -1,8 +1,13 @@
 //! TLS termination in the server loop, with rustls: every accepted connection is
 //! handshaken first, then served over HTTP/2 (by hyper) or HTTP/1.1 (as a plain
 //! connection is, event streams written to the connection directly), whichever the
-//! client chose by ALPN. Browsers open at most 6 HTTP/1.1 connections per origin, so a page with
-//! more than a few event streams needs HTTP/2, and browsers speak HTTP/2 only over TLS.
+//! client chose by ALPN. Browsers open at most 6 HTTP/1.1 connections per origin, so a page
+//! with more than a few event streams needs HTTP/2, and browsers speak HTTP/2 only over TLS.
+//!
+//! What an idle stream keeps: over HTTP/1.1, the socket, rustls' session (keys, state) and
+//! its read buffer, which rustls never shrinks below 4 KiB; over HTTP/2, also hyper's and
+//! the `h2` crate's connection state, whose write (16 KiB) and read (8 KiB) buffers are
+//! fixed sizes, not settings.
 
 use std::fmt;
 use std::io::Read;
