@@ -24,6 +24,8 @@ REDIS_SERVERS=${REDIS_SERVERS-"sseor-redis nchan-redis"}
 # An application that embeds the library (sseor-app), served by sseor::serve,
 # Manager::serve and axum::serve.
 APP_SERVERS=${APP_SERVERS-"app-sseor-serve app-manager-serve app-axum-serve"}
+# sseor serving HTTPS: streams over HTTP/1.1 in TLS, and over HTTP/2 (one per connection).
+TLS_SERVERS=${TLS_SERVERS-"sseor-tls sseor-h2"}
 SCALE=${SCALE:-0}
 PIN=${PIN:-1}
 if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
@@ -117,6 +119,11 @@ done
 # Redis asynchronously, hence the longer settle time.
 for target in $REDIS_SERVERS; do
   scenarios "$target" 2
+done
+# sseor over TLS: the memory of idle streams, and a broadcast's latency.
+for target in $TLS_SERVERS; do
+  run idle --target "$target" --connections "$CONNECTIONS"
+  run broadcast --target "$target" --connections "$CONNECTIONS" --label latency --events 25 --rate 5
 done
 # Redis's time per publish (INFO commandstats) on a fresh Redis: 40 users, 8,000 events.
 for target in $REDIS_SERVERS; do

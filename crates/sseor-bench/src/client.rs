@@ -1,5 +1,6 @@
-//! The client side, the same for every server: raw-TCP HTTP/1.1 event streams from several
-//! loopback source addresses, opened a few at a time, read with an incremental SSE parser.
+//! The client side, the same for every server: HTTP/1.1 event streams on raw TCP (or over
+//! TLS, or HTTP/2 streams: see `tls_client`) from several loopback source addresses,
+//! opened a few at a time, read with an incremental SSE parser.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -7,13 +8,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::sse::{Decoder, Event, json_number};
 use crate::stats::{Histogram, Received, unix_nanos};
+use crate::tls_client::{H2Body, handshake, open_h2, read_tls};
+
+pub(crate) use crate::tls_client::Connector;
 
 /// How streams are opened.
 #[derive(Clone, Debug, clap::Args)]
@@ -35,15 +40,26 @@ pub(crate) struct OpenOptions {
 
 /// An open event stream: its connection and what followed the response head.
 pub(crate) struct Stream {
-    socket: TcpStream,
+    connection: Connection,
     decoder: Decoder,
     early: Vec<u8>,
 }
 
+/// The connection a stream is read from.
+enum Connection {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    H2(Box<H2Body>),
+}
+
 impl Stream {
-    /// The socket, and the body bytes read with the response head.
-    pub(crate) fn into_parts(self) -> (TcpStream, Vec<u8>) {
-        (self.socket, self.early)
+    /// The socket, and the body bytes read with the response head; an error for a stream
+    /// over TLS.
+    pub(crate) fn into_parts(self) -> Result<(TcpStream, Vec<u8>), String> {
+        match self.connection {
+            Connection::Plain(socket) => Ok((socket, self.early)),
+            Connection::Tls(_) | Connection::H2(_) => Err("not a plain TCP stream".into()),
+        }
     }
 
     /// Reads until `done` returns true for an event, `done` seeing each event in turn; an
@@ -74,22 +90,32 @@ impl Stream {
     /// Waits for more bytes and decodes them; false when the stream ended or broke. Safe to
     /// cancel: bytes read are always decoded before it waits again.
     async fn read_more(&mut self, on_event: &mut impl FnMut(Event<'_>)) -> bool {
-        loop {
-            if self.socket.readable().await.is_err() {
-                return false;
+        let decoder = &mut self.decoder;
+        let mut on_bytes = |bytes: &[u8]| decoder.feed(bytes, on_event);
+        match &mut self.connection {
+            Connection::Plain(socket) => read_plain(socket, &mut on_bytes).await,
+            Connection::Tls(tls) => read_tls(tls, &mut on_bytes).await,
+            Connection::H2(body) => body.read(&mut on_bytes).await,
+        }
+        .is_some()
+    }
+}
+
+/// Reads what the socket has; `None` at its end or on an error.
+async fn read_plain(socket: &TcpStream, on_bytes: &mut impl FnMut(&[u8])) -> Option<()> {
+    loop {
+        socket.readable().await.ok()?;
+        // The buffer lives only while the socket is read, never across an await: an idle
+        // stream costs the client no buffer.
+        let mut buf = [0u8; 16 * 1024];
+        match socket.try_read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => {
+                on_bytes(&buf[..n]);
+                return Some(());
             }
-            // The buffer lives only while the socket is read, never across an await: an
-            // idle stream costs the client no buffer.
-            let mut buf = [0u8; 16 * 1024];
-            match self.socket.try_read(&mut buf) {
-                Ok(0) => return false,
-                Ok(n) => {
-                    self.decoder.feed(&buf[..n], on_event);
-                    return true;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return false,
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
         }
     }
 }
@@ -102,6 +128,17 @@ pub(crate) async fn open(
     source: u8,
     headers: &str,
 ) -> Result<Stream, String> {
+    open_over(&Connector::Plain, port, path, source, headers).await
+}
+
+/// [`open`], over the connection `connector` makes.
+pub(crate) async fn open_over(
+    connector: &Connector,
+    port: u16,
+    path: &str,
+    source: u8,
+    headers: &str,
+) -> Result<Stream, String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     socket
         .bind(SocketAddr::from((
@@ -109,10 +146,41 @@ pub(crate) async fn open(
             0,
         )))
         .map_err(|e| format!("bind: {e}"))?;
-    let mut socket = socket
+    let socket = socket
         .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    let (connection, chunked, early) = match connector {
+        Connector::Plain => {
+            let mut socket = socket;
+            let (chunked, early) = request(&mut socket, port, path, headers).await?;
+            (Connection::Plain(socket), chunked, early)
+        }
+        Connector::Tls(tls) => {
+            let mut tls = handshake(tls, socket).await?;
+            let (chunked, early) = request(&mut tls, port, path, headers).await?;
+            (Connection::Tls(Box::new(tls)), chunked, early)
+        }
+        Connector::H2(tls) => {
+            let body = open_h2(tls, socket, port, path, headers).await?;
+            (Connection::H2(Box::new(body)), false, Vec::new())
+        }
+    };
+    Ok(Stream {
+        connection,
+        decoder: Decoder::new(chunked),
+        early,
+    })
+}
+
+/// Sends the HTTP/1.1 request and reads the response head: whether the body is chunked,
+/// and the body bytes read with the head.
+async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut S,
+    port: u16,
+    path: &str,
+    headers: &str,
+) -> Result<(bool, Vec<u8>), String> {
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n{headers}\r\n"
     );
@@ -143,20 +211,25 @@ pub(crate) async fn open(
     let chunked = text
         .lines()
         .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
-    Ok(Stream {
-        socket,
-        decoder: Decoder::new(chunked),
-        early: head[end + 4..].to_vec(),
-    })
+    Ok((chunked, head[end + 4..].to_vec()))
 }
 
 /// Opens one stream on `port` until it is answered 200, for up to 15 s: the server is up.
 pub(crate) async fn wait_until_serving(port: u16, path: &str, headers: &str) -> Result<(), String> {
+    wait_until_serving_over(&Connector::Plain, port, path, headers).await
+}
+
+/// [`wait_until_serving`], over the connections `connector` makes.
+pub(crate) async fn wait_until_serving_over(
+    connector: &Connector,
+    port: u16,
+    path: &str,
+    headers: &str,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let error = match tokio::time::timeout(Duration::from_secs(2), open(port, path, 1, headers))
-            .await
-        {
+        let open = open_over(connector, port, path, 1, headers);
+        let error = match tokio::time::timeout(Duration::from_secs(2), open).await {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(e)) => e,
             Err(_) => "no answer within 2 s".into(),
@@ -195,16 +268,34 @@ impl Opened {
 
 /// Opens the stream of each `(index, port, path)`, `options.concurrency` at a time.
 pub(crate) async fn open_all(streams: Vec<(usize, u16, String)>, options: &OpenOptions) -> Opened {
+    open_all_over(&Connector::Plain, streams, options).await
+}
+
+/// [`open_all`], over the connections `connector` makes.
+pub(crate) async fn open_all_over(
+    connector: &Connector,
+    streams: Vec<(usize, u16, String)>,
+    options: &OpenOptions,
+) -> Opened {
     let streams = streams
         .into_iter()
         .map(|(index, port, path)| (index, port, path, String::new()))
         .collect();
-    open_all_with_headers(streams, options).await
+    open_all_with_headers_over(connector, streams, options).await
 }
 
 /// Opens the stream of each `(index, port, path, headers)` (headers each ending with CRLF),
 /// `options.concurrency` at a time.
 pub(crate) async fn open_all_with_headers(
+    streams: Vec<(usize, u16, String, String)>,
+    options: &OpenOptions,
+) -> Opened {
+    open_all_with_headers_over(&Connector::Plain, streams, options).await
+}
+
+/// [`open_all_with_headers`], over the connections `connector` makes.
+async fn open_all_with_headers_over(
+    connector: &Connector,
     streams: Vec<(usize, u16, String, String)>,
     options: &OpenOptions,
 ) -> Opened {
@@ -224,7 +315,8 @@ pub(crate) async fn open_all_with_headers(
                     }
                     let source =
                         (next_source.fetch_add(1, Ordering::Relaxed) % sources as usize) as u8 + 1;
-                    match tokio::time::timeout(timeout, open(port, &path, source, &headers)).await {
+                    let open = open_over(connector, port, &path, source, &headers);
+                    match tokio::time::timeout(timeout, open).await {
                         Ok(Ok(stream)) => return (index, Some(stream), errors),
                         Ok(Err(e)) => errors.push(e),
                         Err(_) => errors.push(format!("no answer within {timeout:?}")),

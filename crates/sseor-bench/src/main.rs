@@ -34,6 +34,7 @@ mod sse;
 mod stats;
 mod table;
 mod temp_dir;
+mod tls_client;
 
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::client::{OpenOptions, Opened, Readers, open_all};
+use crate::client::{OpenOptions, Opened, Readers, open_all_over};
 use crate::publish::{Published, Publisher};
 use crate::random;
 use crate::server::{Channel, Server, ServerOptions, Target};
@@ -38,15 +38,16 @@ pub(crate) struct Common {
 }
 
 impl Common {
-    /// The publisher of a run: `in_flight` requests at once, `batch` events each.
-    pub(crate) fn publisher(&self) -> Result<Publisher, String> {
+    /// The publisher of a run: `in_flight` requests at once, `batch` events each,
+    /// trusting `root` (the DER certificate of a server under test over HTTPS).
+    pub(crate) fn publisher(&self, root: Option<&[u8]>) -> Result<Publisher, String> {
         if self.batch > 1 && !self.target.publishes_in_batches() {
             return Err(format!(
                 "--batch needs a server with a batch publish; {} has none",
                 self.target.name()
             ));
         }
-        Ok(Publisher::new(self.in_flight)?.batched(self.batch as usize))
+        Ok(Publisher::trusting(self.in_flight, root)?.batched(self.batch as usize))
     }
 }
 
@@ -95,7 +96,7 @@ impl Run {
         let streams = (0..common.connections)
             .map(|i| (i, port, server.stream_path(channel(i), i)))
             .collect();
-        let opened = open_all(streams, &common.open).await;
+        let opened = open_all_over(server.connector(), streams, &common.open).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_idle = server.rss_kib();
         Ok(Self {
@@ -204,7 +205,7 @@ async fn publish_and_count(
     expected: impl Fn(&Published) -> u64,
     channel: impl Fn(u64) -> Channel,
 ) -> Result<Outcome, String> {
-    let publisher = run.common.publisher()?;
+    let publisher = run.common.publisher(run.server.tls_root())?;
     let started = unix_nanos();
     let published = publisher
         .paced(run.server.publish_api(), 0, count, rate, channel)
@@ -344,7 +345,7 @@ pub(crate) async fn targeted_max(
     let open = open_streams(&run);
     let readers = run.read().await;
     let channels = common.connections;
-    let publisher = common.publisher()?;
+    let publisher = common.publisher(run.server.tls_root())?;
     let tally = readers.tally.clone();
     let mut steps = Vec::new();
     let mut best: Option<(f64, f64, Value)> = None;

@@ -69,7 +69,7 @@ pub(crate) async fn slow(server: &Path, args: &SlowArgs) -> Result<(), String> {
     for reader in 0..args.readers {
         let stream =
             client::open(port, &format!("/api/v1/sse?user_id=reader{reader}"), 1, "").await?;
-        let (socket, early) = stream.into_parts();
+        let (socket, early) = stream.into_parts()?;
         readers.push(tokio::spawn(read_all(
             socket,
             early,

@@ -53,6 +53,31 @@ impl CertFiles {
         files
     }
 
+    /// A TLS client (rustls, *ring*) that trusts only this certificate and offers `alpn`
+    /// (`b"h2"`, `b"http/1.1"`); connect with the name `localhost`.
+    ///
+    /// ```ignore
+    /// let pki = CertFiles::self_signed();
+    /// let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    /// let tls = pki.tls_client(&[b"http/1.1"]).connect(name, tcp).await?;
+    /// ```
+    pub fn tls_client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(
+                self.cert_der.clone(),
+            ))
+            .expect("a certificate rustls accepts");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS 1.2 and 1.3 with ring")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    }
+
     /// The directory of the files, removed with them.
     pub fn dir(&self) -> &Path {
         self.dir.path()

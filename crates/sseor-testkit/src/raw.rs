@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::hang::guard;
@@ -292,7 +292,7 @@ impl RawStream {
 
 /// Reads from `socket` until `needle` has arrived; returns everything read. Panics when
 /// the connection closes first.
-pub async fn read_until(socket: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+pub async fn read_until<S: AsyncRead + Unpin + ?Sized>(socket: &mut S, needle: &[u8]) -> Vec<u8> {
     let mut seen = Vec::new();
     guard(async {
         while !seen.windows(needle.len()).any(|w| w == needle) {
@@ -307,7 +307,7 @@ pub async fn read_until(socket: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
 }
 
 /// Reads from `socket` until the server closes the connection; returns what came.
-pub async fn read_to_end(socket: &mut TcpStream) -> Vec<u8> {
+pub async fn read_to_end<S: AsyncRead + Unpin + ?Sized>(socket: &mut S) -> Vec<u8> {
     let mut rest = Vec::new();
     guard(socket.read_to_end(&mut rest)).await.unwrap();
     rest

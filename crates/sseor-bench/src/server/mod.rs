@@ -9,6 +9,7 @@ mod pushpin;
 mod redis;
 mod redis_cluster;
 mod sseor;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use clap::ValueEnum;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use crate::client::Connector;
 use crate::process::Process;
 use crate::temp_dir::TempDir;
 
@@ -47,6 +49,11 @@ pub(crate) enum Target {
     AppManagerServe,
     /// The same application served by `axum::serve`.
     AppAxumServe,
+    /// One sseor process, embedded broker, serving HTTPS; streams over HTTP/1.1 in TLS.
+    SseorTls,
+    /// One sseor process, embedded broker, serving HTTPS; streams over HTTP/2, one stream
+    /// per connection.
+    SseorH2,
 }
 
 impl Target {
@@ -60,6 +67,8 @@ impl Target {
             Target::AppSseorServe => "app-sseor-serve",
             Target::AppManagerServe => "app-manager-serve",
             Target::AppAxumServe => "app-axum-serve",
+            Target::SseorTls => "sseor-tls",
+            Target::SseorH2 => "sseor-h2",
         }
     }
 
@@ -121,6 +130,10 @@ pub(crate) struct Server {
     /// Pushpin's origin, served inside this process.
     origin: Option<JoinHandle<()>>,
     stream_port: u16,
+    /// How streams are opened: plain, or over TLS.
+    connector: Connector,
+    /// The certificate (DER) to trust, for a server that speaks HTTPS.
+    tls_root: Option<Vec<u8>>,
     publish: PublishApi,
     _dirs: Vec<TempDir>,
 }
@@ -143,9 +156,10 @@ impl Server {
             Target::AppSseorServe | Target::AppManagerServe | Target::AppAxumServe => {
                 app::start(target, options).await?
             }
+            Target::SseorTls | Target::SseorH2 => tls::start(target, options).await?,
         };
         let path = server.stream_path(Channel::Own(usize::MAX), usize::MAX);
-        crate::client::wait_until_serving(server.stream_port, &path, "")
+        crate::client::wait_until_serving_over(&server.connector, server.stream_port, &path, "")
             .await
             .map_err(|e| format!("{} does not serve streams: {e}", target.name()))?;
         Ok(server)
@@ -161,9 +175,21 @@ impl Server {
             redis_url: None,
             origin: None,
             stream_port,
+            connector: Connector::Plain,
+            tls_root: None,
             publish,
             _dirs: Vec::new(),
         }
+    }
+
+    /// How streams are opened on this server.
+    pub(crate) fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The certificate (DER) a client of this server trusts, when it speaks HTTPS.
+    pub(crate) fn tls_root(&self) -> Option<&[u8]> {
+        self.tls_root.as_deref()
     }
 
     /// The port streams are opened on.

@@ -1,8 +1,8 @@
-//! One accepted connection. Its first request head is read here: when it is an HTTP/1.x
-//! `GET` whose response is an event stream, the stream is written straight to the socket,
-//! with no HTTP connection state kept beside it (hyper's read and write buffers were most
-//! of an idle stream's memory). Every other request, and every request after it on the
-//! same connection, is served by hyper.
+//! One accepted connection (plain, or TLS unless it chose HTTP/2). Its first request head
+//! is read here: when it is an HTTP/1.x `GET` whose response is an event stream, the
+//! stream is written straight to the connection, with no HTTP connection state kept
+//! beside it (hyper's read and write buffers were most of an idle stream's memory). Every
+//! other request, and every request after it on the same connection, is served by hyper.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,8 +19,7 @@ use http::Version;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -31,6 +30,7 @@ use super::handoff::{AcceptsHandoff, ConnectionAbort, Handoff};
 use super::head::{Head, read_head};
 use super::host::refuse_host;
 use super::idle::{Activity, InFlightBody};
+use super::socket::{Connection, Replay};
 use super::writer::StreamWriter;
 
 tokio::task_local! {
@@ -83,9 +83,10 @@ pub(crate) struct Server {
 /// closing (HTTP/2 streams opened before the client saw `GOAWAY`), and take to close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Serves one connection until it ends, its stream is cut off, or the server stops. An
-/// event stream goes on in a task of its own, which holds only what the stream needs.
-pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, server: Arc<Server>) {
+/// Serves one connection (plain, or TLS that did not choose HTTP/2) until it ends, its
+/// stream is cut off, or the server stops. An event stream goes on in a task of its own,
+/// which holds only what the stream needs.
+pub(crate) async fn serve<I: Connection>(socket: I, peer: SocketAddr, server: Arc<Server>) {
     // Cut off with the stream (a slow consumer) or with every connection (hard stop).
     let abort = server.hard_stop.child_token();
     // The abort comes first: a cut-off stream must not end cleanly, even when its queue
@@ -106,18 +107,18 @@ pub(crate) async fn serve(socket: TcpStream, peer: SocketAddr, server: Arc<Serve
     }
 }
 
-/// What an event stream takes over from its connection's first task: the socket, the
+/// What an event stream takes over from its connection's first task: the connection, the
 /// response head, the stream, and whether it is chunked.
-type Handover = (TcpStream, Vec<u8>, EventBody, bool);
+type Handover<I> = (I, Vec<u8>, EventBody, bool);
 
 /// Answers the connection's requests; returns the stream to write when the first one
 /// opened one.
-async fn handle(
-    mut socket: TcpStream,
+async fn handle<I: Connection>(
+    mut socket: I,
     peer: SocketAddr,
     server: &Server,
     abort: &CancellationToken,
-) -> Option<Handover> {
+) -> Option<Handover<I>> {
     let head_timeout = server.rules.header_timeout;
     let (received, first) =
         match Box::pin(read_head(&mut socket, &server.stopping, head_timeout)).await {
@@ -217,18 +218,15 @@ fn response_head(response: &Response, chunked: bool) -> Vec<u8> {
 /// Serves the connection with hyper, first replaying the bytes already read from it. When
 /// the first request was already answered (`first`), hyper parses it again and gets that
 /// response, so that no handler runs twice.
-async fn serve_with_hyper(
-    socket: TcpStream,
+async fn serve_with_hyper<I: Connection>(
+    socket: I,
     received: Bytes,
     first: Option<Response>,
     peer: SocketAddr,
     server: &Server,
     abort: &CancellationToken,
 ) {
-    let (reader, writer) = socket.into_split();
-    let replayed_first = std::io::Cursor::new(received).chain(reader);
-    let io = tokio::io::join(replayed_first, writer);
-    serve_io(io, first, peer, server, abort).await;
+    serve_io(Replay::new(received, socket), first, peer, server, abort).await;
 }
 
 /// Serves a connection's requests with hyper (HTTP/1.x or HTTP/2, as the client speaks)

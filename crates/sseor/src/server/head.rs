@@ -7,11 +7,11 @@ use axum::extract::Request;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::MAX_HEAD_BYTES;
+use super::socket::Connection;
 
 /// The longest request head read here (hyper's own limit beyond: a longer one gets 431).
 const MAX_HEAD: usize = MAX_HEAD_BYTES;
@@ -28,15 +28,17 @@ pub(super) enum Head {
     Other(Bytes),
 }
 
-pub(super) async fn read_head(
-    socket: &mut TcpStream,
+pub(super) async fn read_head<I: Connection>(
+    socket: &mut I,
     stopping: &CancellationToken,
     timeout: Duration,
 ) -> Head {
     let deadline = tokio::time::Instant::now() + timeout;
     // No buffer until the first bytes arrive: an idle connection holds nothing here.
     tokio::select! {
-        ready = socket.readable() => if ready.is_err() { return Head::Gone },
+        ready = std::future::poll_fn(|cx| socket.poll_first_bytes(cx)) => {
+            if ready.is_err() { return Head::Gone }
+        }
         () = stopping.cancelled() => return Head::Gone,
         () = tokio::time::sleep_until(deadline) => return Head::Gone,
     }

@@ -7,7 +7,8 @@
 //!   a connection with nothing to do.
 //! * [`handoff`]: how an event stream passes from a response to the server loop.
 //! * [`body`]: the response body of one stream, under any server.
-//! * [`writer`]: a handed-over stream written straight to its socket.
+//! * [`writer`]: a handed-over stream written straight to its connection; [`socket`]: the
+//!   connections it writes to, plain or TLS.
 //! * `tls`: TLS termination with rustls (feature `tls`).
 
 pub(crate) mod body;
@@ -16,6 +17,7 @@ pub(crate) mod handoff;
 mod head;
 mod host;
 mod idle;
+mod socket;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 mod writer;
@@ -121,7 +123,7 @@ impl AcceptErrors {
 pub(crate) enum Transport {
     /// Plain TCP: the first request head is read by the server loop (see `connection`).
     Plain,
-    /// TLS first, then hyper, HTTP/2 or HTTP/1.1 as negotiated by ALPN.
+    /// TLS first, then HTTP/2 (hyper) or HTTP/1.1 (as `Plain`), as negotiated by ALPN.
     #[cfg(feature = "tls")]
     Tls(tokio_rustls::TlsAcceptor),
 }

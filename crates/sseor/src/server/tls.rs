@@ -1,7 +1,13 @@
 //! TLS termination in the server loop, with rustls: every accepted connection is
-//! handshaken first, then served by hyper over HTTP/2 or HTTP/1.1, whichever the client
-//! chose by ALPN. Browsers open at most 6 HTTP/1.1 connections per origin, so a page with
-//! more than a few event streams needs HTTP/2, and browsers speak HTTP/2 only over TLS.
+//! handshaken first, then served over HTTP/2 (by hyper) or HTTP/1.1 (as a plain
+//! connection is, event streams written to the connection directly), whichever the
+//! client chose by ALPN. Browsers open at most 6 HTTP/1.1 connections per origin, so a page
+//! with more than a few event streams needs HTTP/2, and browsers speak HTTP/2 only over TLS.
+//!
+//! What an idle stream keeps: over HTTP/1.1, the socket, rustls' session (keys, state) and
+//! its read buffer, which rustls never shrinks below 4 KiB; over HTTP/2, also hyper's and
+//! the `h2` crate's connection state, whose write (16 KiB) and read (8 KiB) buffers are
+//! fixed sizes, not settings.
 
 use std::fmt;
 use std::io::Read;
@@ -181,16 +187,15 @@ fn malformed(path: &Path, what: &str, error: &pem::Error) -> Error {
 }
 
 /// Serves one accepted connection over TLS: the handshake (bounded by
-/// [`HANDSHAKE_TIMEOUT`]), then hyper, HTTP/2 or HTTP/1.1, until the connection ends or
-/// the server stops. A failed handshake is the client's problem: logged at debug level.
+/// [`HANDSHAKE_TIMEOUT`]), then HTTP/2 with hyper, or HTTP/1.1 as on a plain connection
+/// (its first `GET` read by the server loop, an event stream written to the connection
+/// directly), until the connection ends or the server stops. A failed handshake is the client's problem: logged at debug level.
 pub(crate) async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     server: Arc<Server>,
 ) {
-    // Cut off with a stream (a slow consumer) or with every connection (hard stop).
-    let abort = server.hard_stop.child_token();
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket));
     let stream = tokio::select! {
         result = handshake => match result {
@@ -207,6 +212,13 @@ pub(crate) async fn serve(
         // A connection still in its handshake has no request to finish.
         () = server.stopping.cancelled() => return,
     };
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        // HTTP/1.x: its first request read here, as on a plain connection.
+        connection::serve(stream, peer, server).await;
+        return;
+    }
+    // Cut off with every connection (hard stop); its streams are reset one by one.
+    let abort = server.hard_stop.child_token();
     // The abort comes first: a cut-off stream must not end cleanly.
     tokio::select! {
         biased;

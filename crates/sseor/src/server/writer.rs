@@ -6,16 +6,15 @@
 //! flight, and writes each frame from the shared buffer it was encoded into.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
-use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 
 use super::body::EventBody;
+use super::socket::Connection;
 
 /// The longest chunk-size line: 16 hexadecimal digits and CRLF.
 const SIZE_LINE: usize = 18;
@@ -23,8 +22,8 @@ const SIZE_LINE: usize = 18;
 /// Writes `head` and then `stream` to `socket`, in HTTP/1.1 chunks when `chunked` (else
 /// as is, for an HTTP/1.0 client that reads until the connection closes). Completes when
 /// the stream has ended and the connection is closed, or when the client left.
-pub(crate) struct StreamWriter {
-    socket: TcpStream,
+pub(crate) struct StreamWriter<I> {
+    socket: I,
     stream: EventBody,
     out: Outgoing,
     chunked: bool,
@@ -32,13 +31,8 @@ pub(crate) struct StreamWriter {
     ended: bool,
 }
 
-impl StreamWriter {
-    pub(crate) fn new(
-        socket: TcpStream,
-        head: Vec<u8>,
-        mut stream: EventBody,
-        chunked: bool,
-    ) -> Self {
+impl<I: Connection> StreamWriter<I> {
+    pub(crate) fn new(socket: I, head: Vec<u8>, mut stream: EventBody, chunked: bool) -> Self {
         let mut out = Outgoing {
             head: Bytes::from(head),
             ..Outgoing::default()
@@ -59,26 +53,9 @@ impl StreamWriter {
             ended,
         }
     }
-
-    /// Reads and drops whatever the client sent; ready once it has closed its side (or the
-    /// connection failed).
-    fn poll_client_left(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut scratch = [0u8; 64];
-        loop {
-            if std::task::ready!(self.socket.poll_read_ready(cx)).is_err() {
-                return Poll::Ready(());
-            }
-            match self.socket.try_read(&mut scratch) {
-                Ok(0) => return Poll::Ready(()),
-                Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Poll::Ready(()),
-            }
-        }
-    }
 }
 
-impl Future for StreamWriter {
+impl<I: Connection> Future for StreamWriter<I> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -91,14 +68,20 @@ impl Future for StreamWriter {
                     Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
                     Poll::Ready(Ok(written)) => this.out.advance(written),
                     // The client is not reading: wait for room, or for it to leave.
-                    Poll::Pending => return this.poll_client_left(cx),
+                    Poll::Pending => return this.socket.poll_client_left(cx),
                 }
                 continue;
+            }
+            // What TLS holds encrypted and unsent leaves before the next frame is awaited.
+            match Pin::new(&mut this.socket).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => return this.socket.poll_client_left(cx),
             }
             if this.ended {
                 return Pin::new(&mut this.socket).poll_shutdown(cx).map(|_| ());
             }
-            if this.poll_client_left(cx).is_ready() {
+            if this.socket.poll_client_left(cx).is_ready() {
                 return Poll::Ready(());
             }
             match std::task::ready!(this.stream.poll_next(cx)) {

@@ -1,16 +1,89 @@
-//! What one TCP connection carries: event streams written straight to the socket, and
-//! every other request (before or after, pipelined or split in pieces) served in order.
+//! What one TCP connection carries, plain or in TLS (HTTP/1.1 by ALPN): event streams
+//! written straight to the connection, and every other request (before or after,
+//! pipelined or split in pieces) served in order.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sseor::{Event, Manager};
+use rustls::pki_types::ServerName;
+use sseor::{Builder, Event, Manager, TlsConfig};
+use sseor_testkit::certs::CertFiles;
 use sseor_testkit::guard;
 use sseor_testkit::library::Server;
 use sseor_testkit::raw::{read_to_end, read_until};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// A client's connection, plain or TLS.
+trait Wire: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Wire for T {}
+type Socket = Box<dyn Wire>;
+
+/// How a test reaches its server.
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    Plain,
+    /// TLS, the client offering only `http/1.1` by ALPN.
+    Tls,
+}
+
+/// Every test of HTTP/1.x connections runs over both.
+const TRANSPORTS: [Transport; 2] = [Transport::Plain, Transport::Tls];
+
+/// A server reached over one transport.
+struct Served {
+    server: Server,
+    /// The client side of TLS, and the certificate the server was given.
+    tls: Option<(TlsConnector, CertFiles)>,
+}
+
+impl Deref for Served {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl Served {
+    async fn start(transport: Transport) -> Self {
+        Self::with(transport, Manager::builder(), |_| {}).await
+    }
+
+    /// A server built from `builder`, its manager given to `setup` before it serves.
+    async fn with(transport: Transport, builder: Builder, setup: impl FnOnce(&Manager)) -> Self {
+        let (builder, tls) = match transport {
+            Transport::Plain => (builder, None),
+            Transport::Tls => {
+                let pki = CertFiles::self_signed();
+                let config = TlsConfig::from_pem_files(&pki.cert, &pki.key).unwrap();
+                (
+                    builder.tls(config),
+                    Some((pki.tls_client(&[b"http/1.1"]), pki)),
+                )
+            }
+        };
+        let manager = builder.handle_signals(false).build().await.unwrap();
+        setup(&manager);
+        let server = Server::with_manager(manager).await;
+        Self { server, tls }
+    }
+
+    /// A new connection to the server, its TLS handshake done.
+    async fn connect(&self) -> Socket {
+        let socket = TcpStream::connect(self.addr).await.unwrap();
+        match &self.tls {
+            None => Box::new(socket),
+            Some((tls, _)) => {
+                let name = ServerName::try_from("localhost").unwrap();
+                Box::new(guard(tls.connect(name, socket)).await.unwrap())
+            }
+        }
+    }
+}
 
 /// One HTTP/1.1 response read off a raw socket.
 struct Response {
@@ -29,7 +102,7 @@ impl Response {
 }
 
 /// Reads one response with a `content-length` body, leaving what follows in `pending`.
-async fn read_response(socket: &mut TcpStream, pending: &mut Vec<u8>) -> Response {
+async fn read_response(socket: &mut Socket, pending: &mut Vec<u8>) -> Response {
     guard(async {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -70,31 +143,32 @@ async fn read_response(socket: &mut TcpStream, pending: &mut Vec<u8>) -> Respons
 }
 
 /// A new connection to `server` on which `request` (raw bytes) has been sent.
-async fn send(server: &Server, request: &[u8]) -> TcpStream {
-    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+async fn send(server: &Served, request: &[u8]) -> Socket {
+    let mut socket = server.connect().await;
     socket.write_all(request).await.unwrap();
     socket
 }
 
 #[tokio::test]
 async fn one_connection_serves_many_requests_in_order_and_runs_each_handler_once() {
-    let manager = Manager::builder()
-        .handle_signals(false)
-        .build()
-        .await
-        .unwrap();
+    for transport in TRANSPORTS {
+        many_requests_in_order(transport).await;
+    }
+}
+
+async fn many_requests_in_order(transport: Transport) {
     let calls = Arc::new(AtomicUsize::new(0));
-    manager
-        .route("/count", {
-            let calls = calls.clone();
-            move |_request, _manager| {
+    let server = Served::with(transport, Manager::builder(), |manager| {
+        let calls = calls.clone();
+        manager
+            .route("/count", move |_request, _manager| {
                 let calls = calls.clone();
                 async move { calls.fetch_add(1, Ordering::SeqCst).to_string() }
-            }
-        })
-        .unwrap();
-    let server = Server::with_manager(manager).await;
-    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+            })
+            .unwrap();
+    })
+    .await;
+    let mut socket = server.connect().await;
     let mut pending = Vec::new();
 
     for expected in 0..3 {
@@ -119,7 +193,13 @@ async fn one_connection_serves_many_requests_in_order_and_runs_each_handler_once
 
 #[tokio::test]
 async fn pipelined_and_split_requests_are_all_answered() {
-    let server = Server::start().await;
+    for transport in TRANSPORTS {
+        pipelined_and_split(transport).await;
+    }
+}
+
+async fn pipelined_and_split(transport: Transport) {
+    let server = Served::start(transport).await;
     let mut socket = send(&server, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /api/v1/connections HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     let mut pending = Vec::new();
     let first = read_response(&mut socket, &mut pending).await;
@@ -131,7 +211,7 @@ async fn pipelined_and_split_requests_are_all_answered() {
     assert!(String::from_utf8_lossy(&second.body).contains("total"));
 
     // A stream request arriving a few bytes at a time.
-    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    let mut socket = server.connect().await;
     for piece in [
         &b"GET /api/v1/sse?us"[..],
         b"er_id=slow HTTP/1.1\r\nHo",
@@ -148,7 +228,13 @@ async fn pipelined_and_split_requests_are_all_answered() {
 
 #[tokio::test]
 async fn a_stream_is_chunked_for_http_1_1_and_ends_with_the_terminator() {
-    let server = Server::start().await;
+    for transport in TRANSPORTS {
+        chunked_stream(transport).await;
+    }
+}
+
+async fn chunked_stream(transport: Transport) {
+    let server = Served::start(transport).await;
     let mut socket = send(
         &server,
         b"GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -182,7 +268,13 @@ async fn a_stream_is_chunked_for_http_1_1_and_ends_with_the_terminator() {
 
 #[tokio::test]
 async fn an_http_1_0_client_gets_the_stream_unframed_until_the_connection_closes() {
-    let server = Server::start().await;
+    for transport in TRANSPORTS {
+        http_1_0_stream(transport).await;
+    }
+}
+
+async fn http_1_0_stream(transport: Transport) {
+    let server = Served::start(transport).await;
     let mut socket = send(&server, b"GET /api/v1/sse?user_id=old HTTP/1.0\r\n\r\n").await;
     let head = read_until(&mut socket, b"\r\n\r\nretry: ").await;
     let head = String::from_utf8_lossy(&head).to_lowercase();
@@ -204,16 +296,57 @@ async fn an_http_1_0_client_gets_the_stream_unframed_until_the_connection_closes
 
 #[tokio::test]
 async fn garbage_gets_a_400_and_an_idle_connection_closes_on_shutdown() {
-    let server = Server::start().await;
-    let mut socket = send(&server, b"HELLO THERE\r\n\r\n").await;
-    let answer = read_to_end(&mut socket).await;
-    assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+    for transport in TRANSPORTS {
+        garbage_and_idle(transport).await;
+    }
+}
 
-    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+async fn garbage_and_idle(transport: Transport) {
+    let server = Served::start(transport).await;
+    let mut socket = send(&server, b"HELLO THERE\r\n\r\n").await;
+    let answer = read_until_closed(&mut socket).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{transport:?}: {answer:?}"
+    );
+
+    let mut idle = server.connect().await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     server.manager.close().await;
-    assert_eq!(read_to_end(&mut idle).await, b"");
-    guard(server.serving).await.unwrap().unwrap();
+    assert_eq!(read_until_closed(&mut idle).await, b"", "{transport:?}");
+    guard(server.server.serving).await.unwrap().unwrap();
+}
+
+/// Reads until the connection closes, cleanly or not (a TLS connection closed without
+/// `close_notify`, as a connection that broke off a request is).
+async fn read_until_closed(socket: &mut Socket) -> Vec<u8> {
+    let mut seen = Vec::new();
+    guard(async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = socket.read(&mut buf).await {
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn an_oversized_head_gets_431() {
+    for transport in TRANSPORTS {
+        let server = Served::start(transport).await;
+        let request = format!(
+            "GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
+        let mut socket = send(&server, request.as_bytes()).await;
+        let answer = read_until_closed(&mut socket).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 431"),
+            "{transport:?}: {answer:?}"
+        );
+        assert_eq!(server.manager.connection_count("u"), 0);
+    }
 }
 
 #[tokio::test]
@@ -260,13 +393,14 @@ async fn http_2_without_tls_carries_streams_and_requests_on_one_connection() {
 #[tokio::test]
 async fn on_loopback_without_an_authorizer_serve_answers_only_loopback_host_names() {
     let request = |host: &str| format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
-    let checked = Server::start().await;
+    let checked = Served::start(Transport::Plain).await;
     for (host, status) in [("localhost:1", 200), ("rebound.example", 403)] {
         let mut socket = send(&checked, request(host).as_bytes()).await;
         let response = read_response(&mut socket, &mut Vec::new()).await;
         assert_eq!(response.status, status, "{host}");
     }
-    let unchecked = Server::with(Manager::builder().loopback_hosts_only(false)).await;
+    let builder = Manager::builder().loopback_hosts_only(false);
+    let unchecked = Served::with(Transport::Plain, builder, |_| {}).await;
     let mut socket = send(&unchecked, request("rebound.example").as_bytes()).await;
     assert_eq!(
         read_response(&mut socket, &mut Vec::new()).await.status,

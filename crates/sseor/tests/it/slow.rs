@@ -10,10 +10,12 @@ use axum::extract::Request;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::json;
-use sseor::{Event, Manager, SlowConsumer, Subscription};
+use sseor::{Event, Manager, SlowConsumer, Subscription, TlsConfig};
+use sseor_testkit::certs::CertFiles;
 use sseor_testkit::guard;
 use sseor_testkit::library::Server;
 use sseor_testkit::raw::{Options, RawStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// A client whose socket buffers fill after a few kilobytes, so that it stalls quickly.
 const STALLED: Options = Options {
@@ -179,17 +181,50 @@ async fn drop_oldest_keeps_a_stalled_reader_connected_and_it_gets_the_newest_eve
     assert_eq!((frame.event.as_str(), frame.n()), ("after", Some(TOTAL)));
 }
 
-/// An HTTP/2 client on one TCP connection, with a small window per stream so that a
-/// stream it does not read stalls after 64 KiB.
+/// A client's connection, plain or TLS.
+trait Wire: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Wire for T {}
+
+/// A server that speaks HTTPS with a new self-signed certificate, and its certificate.
+async fn tls_server(builder: sseor::Builder) -> (Server, CertFiles) {
+    let pki = CertFiles::self_signed();
+    let tls = TlsConfig::from_pem_files(&pki.cert, &pki.key).unwrap();
+    (Server::with(builder.tls(tls)).await, pki)
+}
+
+/// A TLS connection to `server` offering `alpn`, from a socket with `options`.
+async fn tls_connect(
+    server: &Server,
+    pki: &CertFiles,
+    alpn: &[u8],
+    options: Options,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(size) = options.recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let tcp = guard(socket.connect(server.addr)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    guard(pki.tls_client(&[alpn]).connect(name, tcp))
+        .await
+        .unwrap()
+}
+
+/// An HTTP/2 client on one connection (TLS when `pki` is given), with a small window per
+/// stream so that a stream it does not read stalls after 64 KiB.
 async fn h2_connection(
     server: &Server,
+    pki: Option<&CertFiles>,
 ) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>> {
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let io: Box<dyn Wire> = match pki {
+        None => Box::new(tokio::net::TcpStream::connect(server.addr).await.unwrap()),
+        Some(pki) => Box::new(tls_connect(server, pki, b"h2", Options::default()).await),
+    };
     let (sender, connection) =
         hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
             .initial_stream_window_size(64 * 1024)
             .initial_connection_window_size(16 * 1024 * 1024)
-            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .handshake(hyper_util::rt::TokioIo::new(io))
             .await
             .unwrap();
     tokio::spawn(connection);
@@ -204,12 +239,18 @@ fn get(server: &Server, path: &str) -> http::Request<http_body_util::Empty<Bytes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_http2_stream_is_reset_alone_and_its_connection_goes_on() {
+    let server = Server::start().await;
+    stalled_http2_stream(&server, None).await;
+    let (server, pki) = tls_server(Manager::builder()).await;
+    stalled_http2_stream(&server, Some(&pki)).await;
+}
+
+async fn stalled_http2_stream(server: &Server, pki: Option<&CertFiles>) {
     const TOTAL: u64 = 1500;
     const READERS: usize = 3;
-    let server = Server::start().await;
-    let mut h2 = h2_connection(&server).await;
+    let mut h2 = h2_connection(server, pki).await;
 
-    let stalled = guard(h2.send_request(get(&server, "/api/v1/sse?user_id=stalled")))
+    let stalled = guard(h2.send_request(get(server, "/api/v1/sse?user_id=stalled")))
         .await
         .unwrap();
     assert_eq!(stalled.status(), 200);
@@ -218,7 +259,7 @@ async fn a_stalled_http2_stream_is_reset_alone_and_its_connection_goes_on() {
     let mut readers = Vec::new();
     for reader in 0..READERS {
         let response =
-            guard(h2.send_request(get(&server, &format!("/api/v1/sse?user_id=r{reader}"))))
+            guard(h2.send_request(get(server, &format!("/api/v1/sse?user_id=r{reader}"))))
                 .await
                 .unwrap();
         assert_eq!(response.status(), 200);
@@ -286,10 +327,88 @@ async fn a_stalled_http2_stream_is_reset_alone_and_its_connection_goes_on() {
     assert_eq!(reason, Some(h2::Reason::CANCEL), "{error:?}");
 
     // The connection itself goes on.
-    let health = guard(h2.send_request(get(&server, "/healthz")))
+    let health = guard(h2.send_request(get(server, "/healthz")))
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(server.manager.total_connections(), READERS);
     drop(open);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_tls_stream_is_cut_off_alone_while_the_others_go_on() {
+    let (server, pki) = tls_server(Manager::builder()).await;
+    let mut stalled = tls_connect(&server, &pki, b"http/1.1", STALLED).await;
+    let request = "GET /api/v1/sse?user_id=stalled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let mut reader = tls_connect(&server, &pki, b"http/1.1", Options::default()).await;
+    let request = "GET /api/v1/sse?user_id=reader HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    reader.write_all(request.as_bytes()).await.unwrap();
+    server.wait_for_total(2).await;
+    let progress = Arc::new(AtomicU64::new(0));
+    let reading = tokio::spawn({
+        let progress = progress.clone();
+        async move {
+            let mut parser = sseor_testkit::raw::Parser::default();
+            let mut frames = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .await
+                    .expect("the reader's stream broke");
+                assert!(n > 0, "the reader's stream ended");
+                parser.push(&buf[..n], &mut frames);
+                for frame in frames.drain(..) {
+                    if let Some(n) = frame.n() {
+                        assert_eq!(n, progress.load(Ordering::Relaxed), "in order, none lost");
+                        progress.store(n + 1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    });
+
+    // Published as fast as the reader reads, until the stalled stream is cut off.
+    let padding = padding();
+    let mut n = 0;
+    guard(async {
+        while server.manager.connection_count("stalled") == 1 {
+            while progress.load(Ordering::Relaxed) + 64 < n {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let event = Event::new("tick").with_data(json!({"n": n, "pad": padding}));
+            server.manager.publish_to_all(event).await.unwrap();
+            n += 1;
+        }
+    })
+    .await;
+    // The reader goes on and gets every event.
+    guard(async {
+        while progress.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(server.manager.connection_count("reader"), 1);
+    assert!(!reading.is_finished(), "the reader's stream must go on");
+
+    // The stalled stream: what it had buffered, then the connection broken off without
+    // `close_notify` (a clean TLS end would read as a finished stream).
+    let ended = guard(async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => return Err(error),
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_err(),
+        "the stalled stream must be cut off, not ended cleanly"
+    );
+    reading.abort();
 }
