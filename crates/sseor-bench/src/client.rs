@@ -150,6 +150,11 @@ pub(crate) async fn open_over(
         .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    // As browsers do: the request written after a TLS handshake must not wait, by Nagle's
+    // algorithm, for the server's (delayed) acknowledgement of the handshake's last bytes.
+    socket
+        .set_nodelay(true)
+        .map_err(|e| format!("nodelay: {e}"))?;
     let (connection, chunked, early) = match connector {
         Connector::Plain => {
             let mut socket = socket;
@@ -188,6 +193,8 @@ async fn request<S: AsyncRead + AsyncWrite + Unpin>(
         .write_all(request.as_bytes())
         .await
         .map_err(|e| format!("request: {e}"))?;
+    // Over TLS, what the socket did not take at once waits in rustls until flushed.
+    socket.flush().await.map_err(|e| format!("request: {e}"))?;
     let mut head = Vec::with_capacity(1024);
     let end = loop {
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
