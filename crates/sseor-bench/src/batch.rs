@@ -87,21 +87,16 @@ async fn publish_batch(
     count: u64,
     channel: impl Fn(u64) -> Channel,
 ) -> Result<f64, String> {
-    let items: Vec<Value> = (first..first + count)
-        .map(|n| {
-            let request = api.request(channel(n), n, crate::stats::unix_nanos());
-            serde_json::from_str(&request.body).expect("the bench writes JSON")
-        })
-        .collect();
-    let PublishApi::Sseor(url) = api else {
+    if !matches!(api, PublishApi::Sseor(_)) {
         return Err("batch measures sseor only".into());
-    };
-    let body = json!({ "events": items }).to_string();
+    }
+    let events = (first..first + count).map(|n| (channel(n), n));
+    let request = api.request_many(events, crate::stats::unix_nanos(), true);
     let started = Instant::now();
     let response = http
-        .post(format!("{url}/batch"))
+        .post(request.url)
         .header("content-type", "application/json")
-        .body(body)
+        .body(request.body)
         .send()
         .await
         .map_err(|e| e.to_string())?;

@@ -1,6 +1,6 @@
 //! How events are published to each server under test.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Channel;
 
@@ -25,18 +25,11 @@ impl PublishApi {
     pub(crate) fn request(&self, channel: Channel, n: u64, t: u64) -> PublishRequest {
         let data = json!({"n": n, "t": t});
         match self {
-            PublishApi::Sseor(url) => {
-                let event = json!({"type": "bench", "data": data});
-                let body = match channel {
-                    Channel::Broadcast => json!({ "event": event }),
-                    Channel::Own(_) => json!({"user_id": channel.name(), "event": event}),
-                };
-                PublishRequest {
-                    url: url.clone(),
-                    body: body.to_string(),
-                    events: 1,
-                }
-            }
+            PublishApi::Sseor(url) => PublishRequest {
+                url: url.clone(),
+                body: sseor_publish(channel, data).to_string(),
+                events: 1,
+            },
             PublishApi::Nchan(base) => PublishRequest {
                 url: format!("{base}{}", channel.name()),
                 body: data.to_string(),
@@ -73,16 +66,24 @@ impl PublishApi {
                 return self.request(channel, n, t);
             }
         };
-        let items: Vec<serde_json::Value> = events
-            .map(|(channel, n)| {
-                serde_json::from_str(&self.request(channel, n, t).body).expect("JSON")
-            })
+        let items: Vec<Value> = events
+            .map(|(channel, n)| sseor_publish(channel, json!({"n": n, "t": t})))
             .collect();
         PublishRequest {
             url: format!("{url}/batch"),
             events: items.len() as u64,
             body: json!({ "events": items }).to_string(),
         }
+    }
+}
+
+/// The body of sseor's `POST /api/v1/publish` (an item of its batch) for an event with
+/// `data` to `channel`.
+fn sseor_publish(channel: Channel, data: Value) -> Value {
+    let event = json!({"type": "bench", "data": data});
+    match channel {
+        Channel::Broadcast => json!({ "event": event }),
+        Channel::Own(_) => json!({"user_id": channel.name(), "event": event}),
     }
 }
 
