@@ -62,6 +62,19 @@ impl CertFiles {
     /// let tls = pki.tls_client(&[b"http/1.1"]).connect(name, tcp).await?;
     /// ```
     pub fn tls_client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+        self.client(alpn, rustls::DEFAULT_VERSIONS)
+    }
+
+    /// [`Self::tls_client`] speaking TLS 1.2 only.
+    pub fn tls12_client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+        self.client(alpn, &[&rustls::version::TLS12])
+    }
+
+    fn client(
+        &self,
+        alpn: &[&[u8]],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> tokio_rustls::TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(rustls::pki_types::CertificateDer::from(
@@ -70,7 +83,7 @@ impl CertFiles {
             .expect("a certificate rustls accepts");
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .expect("TLS 1.2 and 1.3 with ring")
             .with_root_certificates(roots)
             .with_no_client_auth();

@@ -97,6 +97,9 @@ pub(crate) async fn serve<I: Connection>(socket: I, peer: SocketAddr, server: Ar
         stream = handle(socket, peer, &server, &abort) => stream,
     };
     if let Some((socket, head, stream, chunked)) = stream {
+        let Some(socket) = socket.into_stream() else {
+            return;
+        };
         server.tracker.spawn(async move {
             tokio::select! {
                 biased;

@@ -17,6 +17,8 @@ pub(crate) mod handoff;
 mod head;
 mod host;
 mod idle;
+#[cfg(feature = "tls")]
+mod sealed;
 mod socket;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;

@@ -1,6 +1,7 @@
 //! The connections the server loop reads first heads from and writes event streams to:
-//! plain TCP, and TLS over TCP. Each says how to wait for its first bytes without a buffer
-//! and how to tell that its client left; [`Replay`] gives hyper the bytes already read.
+//! plain TCP, and TLS over TCP. Each says how to wait for its first bytes without a buffer,
+//! what an event stream is written to (a [`StreamSocket`]) and how to tell that its client
+//! left; [`Replay`] gives hyper the bytes already read.
 
 use std::io;
 use std::pin::Pin;
@@ -9,24 +10,48 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+#[cfg(feature = "tls")]
+use tokio_rustls::server::TlsStream;
+
+#[cfg(feature = "tls")]
+use super::sealed::{SealedStream, TakeOver};
 
 /// A connection whose first request head the server loop reads, and to which it may write
 /// an event stream itself.
 pub(crate) trait Connection: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// What an event stream is written to once its head is read.
+    type Stream: StreamSocket;
+
     /// Ready once there may be bytes to read (or the connection failed), before any read
     /// buffer is made: a connection that sends nothing holds none.
     fn poll_first_bytes(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
+    /// The connection as an event stream's, with only what writing the stream needs;
+    /// `None` when it was lost on the way.
+    fn into_stream(self) -> Option<Self::Stream>;
+}
+
+/// What an event stream is written to: the connection, with a way to tell that its client
+/// left.
+pub(crate) trait StreamSocket: AsyncWrite + Unpin + Send + 'static {
     /// Reads and drops whatever the client sent; ready once it has closed its side (or the
     /// connection failed).
     fn poll_client_left(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
 impl Connection for TcpStream {
+    type Stream = Self;
+
     fn poll_first_bytes(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
     }
 
+    fn into_stream(self) -> Option<Self> {
+        Some(self)
+    }
+}
+
+impl StreamSocket for TcpStream {
     fn poll_client_left(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut scratch = [0u8; 64];
         loop {
@@ -44,23 +69,101 @@ impl Connection for TcpStream {
 }
 
 #[cfg(feature = "tls")]
-impl Connection for tokio_rustls::server::TlsStream<TcpStream> {
+impl Connection for TlsStream<TcpStream> {
+    type Stream = TlsStreamSocket;
+
     fn poll_first_bytes(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // The request may already be decrypted and held by rustls, read with the end of
         // the handshake: the socket's readiness would not tell.
         Poll::Ready(Ok(()))
     }
 
-    /// Ready at the client's `close_notify`, at the end of the socket, or on an error.
+    /// Over TLS 1.3 the stream's records are sealed here and rustls' session is dropped
+    /// (see [`SealedStream`]); over TLS 1.2 rustls goes on.
+    fn into_stream(self) -> Option<TlsStreamSocket> {
+        match SealedStream::take_over(self) {
+            TakeOver::Sealed(sealed) => Some(TlsStreamSocket::Sealed(sealed)),
+            TakeOver::Kept(stream) => Some(TlsStreamSocket::Rustls(stream)),
+            TakeOver::Lost => None,
+        }
+    }
+}
+
+/// Ready at the client's `close_notify`, at the end of the socket, or on an error; reads
+/// and drops what else the client sends.
+#[cfg(feature = "tls")]
+fn poll_read_until_end<I: AsyncRead + Unpin>(io: &mut I, cx: &mut Context<'_>) -> Poll<()> {
+    let mut scratch = [0u8; 64];
+    loop {
+        let mut buf = ReadBuf::new(&mut scratch);
+        match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
+            Poll::Ready(_) => return Poll::Ready(()),
+        }
+    }
+}
+
+/// An event stream over TLS: sealed here (TLS 1.3), or by rustls (TLS 1.2).
+#[cfg(feature = "tls")]
+pub(crate) enum TlsStreamSocket {
+    Sealed(SealedStream),
+    /// Boxed: a sealed stream does not reserve room for rustls' connection (1.2 KiB).
+    Rustls(Box<TlsStream<TcpStream>>),
+}
+
+#[cfg(feature = "tls")]
+impl StreamSocket for TlsStreamSocket {
     fn poll_client_left(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut scratch = [0u8; 64];
-        loop {
-            let mut buf = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut *self).poll_read(cx, &mut buf) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
-                Poll::Ready(_) => return Poll::Ready(()),
-            }
+        match self {
+            Self::Sealed(sealed) => poll_read_until_end(sealed, cx),
+            Self::Rustls(stream) => poll_read_until_end(&mut **stream, cx),
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl AsyncWrite for TlsStreamSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Sealed(sealed) => Pin::new(sealed).poll_write(cx, buf),
+            Self::Rustls(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Sealed(sealed) => Pin::new(sealed).poll_write_vectored(cx, bufs),
+            Self::Rustls(stream) => Pin::new(&mut **stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Sealed(sealed) => sealed.is_write_vectored(),
+            Self::Rustls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Sealed(sealed) => Pin::new(sealed).poll_flush(cx),
+            Self::Rustls(stream) => Pin::new(&mut **stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Sealed(sealed) => Pin::new(sealed).poll_shutdown(cx),
+            Self::Rustls(stream) => Pin::new(&mut **stream).poll_shutdown(cx),
         }
     }
 }

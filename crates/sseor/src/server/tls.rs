@@ -4,10 +4,11 @@
 //! client chose by ALPN. Browsers open at most 6 HTTP/1.1 connections per origin, so a page
 //! with more than a few event streams needs HTTP/2, and browsers speak HTTP/2 only over TLS.
 //!
-//! What an idle stream keeps: over HTTP/1.1, the socket, rustls' session (keys, state) and
-//! its read buffer, which rustls never shrinks below 4 KiB; over HTTP/2, also hyper's and
-//! the `h2` crate's connection state, whose write (16 KiB) and read (8 KiB) buffers are
-//! fixed sizes, not settings.
+//! What an idle stream keeps: over HTTP/1.1 and TLS 1.3, the socket and the two keys of
+//! its records, which are sealed in [`super::sealed`] once the stream begins; over TLS 1.2,
+//! rustls' session and its read buffer, which rustls never shrinks below 4 KiB; over
+//! HTTP/2, rustls' session and hyper's and the `h2` crate's connection state, whose write
+//! (16 KiB) and read (8 KiB) buffers are fixed sizes, not settings.
 
 use std::fmt;
 use std::io::Read;
@@ -90,7 +91,19 @@ impl TlsConfig {
     /// Uses a rustls configuration built elsewhere (client certificates, a certificate
     /// resolver that reloads, other protocol versions). Its ALPN list is kept as given: it
     /// should offer `h2` and `http/1.1`, or clients fall back to HTTP/1.1.
+    ///
+    /// Its `enable_secret_extraction` is turned on: after a TLS 1.3 handshake, an event
+    /// stream's keys pass from rustls to sseor's server loop, which seals the stream's
+    /// records itself and keeps far less per stream than a rustls session. The keys never
+    /// leave the process.
     pub fn from_server_config(server: Arc<ServerConfig>) -> Self {
+        let server = if server.enable_secret_extraction {
+            server
+        } else {
+            let mut config = ServerConfig::clone(&server);
+            config.enable_secret_extraction = true;
+            Arc::new(config)
+        };
         Self { server }
     }
 
@@ -113,9 +126,7 @@ impl TlsConfig {
             .with_no_client_auth()
             .with_single_cert(chain, key)?;
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Self {
-            server: Arc::new(server),
-        })
+        Ok(Self::from_server_config(Arc::new(server)))
     }
 
     pub(crate) fn acceptor(&self) -> TlsAcceptor {

@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
 
 use super::body::EventBody;
-use super::socket::Connection;
+use super::socket::StreamSocket;
 
 /// The longest chunk-size line: 16 hexadecimal digits and CRLF.
 const SIZE_LINE: usize = 18;
@@ -31,7 +31,7 @@ pub(crate) struct StreamWriter<I> {
     ended: bool,
 }
 
-impl<I: Connection> StreamWriter<I> {
+impl<I: StreamSocket> StreamWriter<I> {
     pub(crate) fn new(socket: I, head: Vec<u8>, mut stream: EventBody, chunked: bool) -> Self {
         let mut out = Outgoing {
             head: Bytes::from(head),
@@ -55,7 +55,7 @@ impl<I: Connection> StreamWriter<I> {
     }
 }
 
-impl<I: Connection> Future for StreamWriter<I> {
+impl<I: StreamSocket> Future for StreamWriter<I> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {

@@ -1,5 +1,6 @@
-//! What one TCP connection carries, plain or in TLS (HTTP/1.1 by ALPN): event streams
-//! written straight to the connection, and every other request (before or after,
+//! What one TCP connection carries, plain or in TLS (HTTP/1.1 by ALPN; TLS 1.3, whose
+//! streams' records the server seals itself, and TLS 1.2, which rustls keeps): event
+//! streams written straight to the connection, and every other request (before or after,
 //! pipelined or split in pieces) served in order.
 
 use std::ops::Deref;
@@ -16,6 +17,7 @@ use sseor_testkit::raw::{read_to_end, read_until};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 /// A client's connection, plain or TLS.
 trait Wire: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -26,12 +28,13 @@ type Socket = Box<dyn Wire>;
 #[derive(Clone, Copy, Debug)]
 enum Transport {
     Plain,
-    /// TLS, the client offering only `http/1.1` by ALPN.
+    /// TLS 1.3 or 1.2, the client offering only `http/1.1` by ALPN.
     Tls,
+    Tls12,
 }
 
-/// Every test of HTTP/1.x connections runs over both.
-const TRANSPORTS: [Transport; 2] = [Transport::Plain, Transport::Tls];
+/// Every test of HTTP/1.x connections runs over each.
+const TRANSPORTS: [Transport; 3] = [Transport::Plain, Transport::Tls, Transport::Tls12];
 
 /// A server reached over one transport.
 struct Served {
@@ -57,13 +60,14 @@ impl Served {
     async fn with(transport: Transport, builder: Builder, setup: impl FnOnce(&Manager)) -> Self {
         let (builder, tls) = match transport {
             Transport::Plain => (builder, None),
-            Transport::Tls => {
+            Transport::Tls | Transport::Tls12 => {
                 let pki = CertFiles::self_signed();
                 let config = TlsConfig::from_pem_files(&pki.cert, &pki.key).unwrap();
-                (
-                    builder.tls(config),
-                    Some((pki.tls_client(&[b"http/1.1"]), pki)),
-                )
+                let client = match transport {
+                    Transport::Tls12 => pki.tls12_client(&[b"http/1.1"]),
+                    _ => pki.tls_client(&[b"http/1.1"]),
+                };
+                (builder.tls(config), Some((client, pki)))
             }
         };
         let manager = builder.handle_signals(false).build().await.unwrap();
@@ -74,14 +78,18 @@ impl Served {
 
     /// A new connection to the server, its TLS handshake done.
     async fn connect(&self) -> Socket {
-        let socket = TcpStream::connect(self.addr).await.unwrap();
         match &self.tls {
-            None => Box::new(socket),
-            Some((tls, _)) => {
-                let name = ServerName::try_from("localhost").unwrap();
-                Box::new(guard(tls.connect(name, socket)).await.unwrap())
-            }
+            None => Box::new(TcpStream::connect(self.addr).await.unwrap()),
+            Some(_) => Box::new(self.connect_tls().await),
         }
+    }
+
+    /// A new TLS connection to a server started over TLS.
+    async fn connect_tls(&self) -> TlsStream<TcpStream> {
+        let (tls, _) = self.tls.as_ref().expect("a server started over TLS");
+        let socket = TcpStream::connect(self.addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        guard(tls.connect(name, socket)).await.unwrap()
     }
 }
 
@@ -292,6 +300,104 @@ async fn http_1_0_stream(transport: Transport) {
     read_until(&mut socket, b"event: hello\ndata: {\"a\":1}\n\n").await;
     server.manager.close().await;
     assert_eq!(read_to_end(&mut socket).await, b"");
+}
+
+#[tokio::test]
+async fn events_larger_than_a_tls_record_arrive_whole_and_in_order() {
+    for transport in TRANSPORTS {
+        large_events(transport).await;
+    }
+}
+
+async fn large_events(transport: Transport) {
+    let server = Served::start(transport).await;
+    let mut socket = send(
+        &server,
+        b"GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    read_until(&mut socket, b"\n\n\r\n").await;
+    server.wait_for_total(1).await;
+    // A TLS record carries at most 16 KiB: these take one, several, and exactly one.
+    let sizes = [40_000, 3, 16_384, 100_000, 16_360];
+    for (n, size) in sizes.into_iter().enumerate() {
+        let data = n.to_string().repeat(size);
+        let event = Event::new("big").with_data(serde_json::json!(data));
+        server.manager.publish("u", event).await.unwrap();
+    }
+    let tail = |n: usize| {
+        let data = n.to_string().repeat(sizes[n]);
+        format!("event: big\ndata: {{\"value\":\"{data}\"}}\n\n")
+    };
+    let last = format!("{}\r\n", tail(sizes.len() - 1));
+    let received = read_until(&mut socket, last.as_bytes()).await;
+    // Whole chunks, and in them every event whole and in order, each with its id.
+    let mut rest = &received[..];
+    let mut stream = Vec::new();
+    while !rest.is_empty() {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = std::str::from_utf8(&rest[..line_end]).unwrap();
+        let size = usize::from_str_radix(size, 16).unwrap();
+        stream.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+        rest = rest[line_end + 2 + size..].strip_prefix(b"\r\n").unwrap();
+    }
+    let stream = String::from_utf8(stream).unwrap();
+    let events: Vec<&str> = stream.split_inclusive("\n\n").collect();
+    assert_eq!(events.len(), sizes.len());
+    for (n, event) in events.into_iter().enumerate() {
+        let (id, rest) = event.split_once('\n').unwrap();
+        assert!(id.starts_with("id: "), "event {n}: {id}");
+        assert_eq!(rest, tail(n), "event {n}");
+    }
+}
+
+#[tokio::test]
+async fn a_tls_client_that_sends_close_notify_leaves_the_counts() {
+    for transport in [Transport::Tls, Transport::Tls12] {
+        let server = Served::start(transport).await;
+        let mut socket = server.connect_tls().await;
+        socket
+            .write_all(b"GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        read_until(&mut socket, b"\n\n\r\n").await;
+        server.wait_for_total(1).await;
+        // The alert alone: the TCP connection stays open from the client's side.
+        socket.get_mut().1.send_close_notify();
+        socket.flush().await.unwrap();
+        server.wait_for_total(0).await;
+    }
+}
+
+#[tokio::test]
+async fn a_key_update_from_a_tls_1_3_client_ends_its_stream() {
+    let server = Served::start(Transport::Tls).await;
+    let mut socket = server.connect_tls().await;
+    socket
+        .write_all(b"GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(&mut socket, b"\n\n\r\n").await;
+    server.wait_for_total(1).await;
+    // The stream's keys are the server's own after the handshake: it ends the stream
+    // rather than go on with keys it cannot derive, and the client reconnects.
+    socket.get_mut().1.refresh_traffic_keys().unwrap();
+    socket.flush().await.unwrap();
+    server.wait_for_total(0).await;
+    let mut rest = Vec::new();
+    let end = guard(socket.read_to_end(&mut rest)).await;
+    assert!(
+        end.is_err() || rest.is_empty(),
+        "the stream should end: {end:?}, {rest:?}"
+    );
+    // A new connection streams again.
+    let mut socket = send(
+        &server,
+        b"GET /api/v1/sse?user_id=u HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    read_until(&mut socket, b"\n\n\r\n").await;
+    server.wait_for_total(1).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,337 @@
+//! TLS 1.3 connections once their handshake is done: rustls negotiates the keys, then
+//! hands them over ([`ServerConnection::dangerous_extract_secrets`]), and records are
+//! sealed and opened here with rustls' own ciphers. An idle connection then keeps the
+//! socket and two AEAD keys (about 1 KiB), where rustls keeps its session and a read
+//! buffer it never shrinks below 4 KiB; the bytes of a record being sent or received are
+//! held only while they are.
+//!
+//! What rustls did after the handshake and is done here: sealing application data,
+//! opening it, and the `close_notify` alert both ways. What ends the connection instead:
+//! a key update from the client (browsers do not send one), any other alert or handshake
+//! message, a record that does not open, and the cipher's confidentiality limit (for
+//! AES-GCM, some 23 million records sent), past which the client reconnects on new keys.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use rustls::crypto::cipher::{
+    AeadKey, InboundOpaqueMessage, Iv, MessageDecrypter, MessageEncrypter, OutboundChunks,
+    OutboundPlainMessage,
+};
+use rustls::{
+    AlertDescription, ConnectionTrafficSecrets, ContentType, ProtocolVersion, ServerConnection,
+    SupportedCipherSuite,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// The most plaintext one record carries.
+const MAX_PLAINTEXT: usize = 16 * 1024;
+
+/// The longest record a TLS 1.3 peer may send: the plaintext, its content type, and up to
+/// 255 bytes of padding and tag.
+const MAX_RECORD: usize = HEADER + MAX_PLAINTEXT + 256;
+
+/// A record's header: content type, legacy version, length.
+const HEADER: usize = 5;
+
+/// The alert level `warning`, which `close_notify` is sent with.
+const WARNING: u8 = 1;
+
+/// A TLS 1.3 connection whose records are sealed and opened here.
+pub(crate) struct SealedStream {
+    socket: TcpStream,
+    seal: Box<dyn MessageEncrypter>,
+    open: Box<dyn MessageDecrypter>,
+    /// The sequence numbers of the next record sent and the next received.
+    sent: u64,
+    received: u64,
+    /// Records sealed with one key must stay below this number.
+    limit: u64,
+    /// Sealed bytes the socket has not taken yet, from `unsent_at` on.
+    unsent: Vec<u8>,
+    unsent_at: usize,
+    /// Bytes received that do not make a whole record yet, or are not opened yet.
+    incoming: Vec<u8>,
+    /// Opened plaintext not yet read, from `plain_at` on.
+    plain: Vec<u8>,
+    plain_at: usize,
+    /// The client sent `close_notify`: reads give the end of the stream.
+    peer_closed: bool,
+    /// `close_notify` is sealed (it is the last record sent).
+    closing: bool,
+}
+
+/// What became of a TLS connection offered to [`SealedStream::take_over`].
+pub(crate) enum TakeOver {
+    /// Its records are sealed and opened here from now on.
+    Sealed(SealedStream),
+    /// It stays with rustls (TLS 1.2, or rustls still holds bytes for it); boxed, as
+    /// rustls' connection is some 1.2 KiB that a sealed stream should not reserve.
+    Kept(Box<TlsStream<TcpStream>>),
+    /// rustls would not hand its keys over: the connection is closed.
+    Lost,
+}
+
+impl SealedStream {
+    /// Takes over `stream` from rustls when it negotiated TLS 1.3, completed its
+    /// handshake, has nothing left to send and no plaintext received and unread; leaves it
+    /// with rustls otherwise.
+    pub(crate) fn take_over(mut stream: TlsStream<TcpStream>) -> TakeOver {
+        let connection = stream.get_mut().1;
+        let Some(SupportedCipherSuite::Tls13(suite)) = connection.negotiated_cipher_suite() else {
+            return TakeOver::Kept(Box::new(stream));
+        };
+        if connection.is_handshaking() || connection.wants_write() || !drained(connection) {
+            return TakeOver::Kept(Box::new(stream));
+        }
+        let (socket, connection) = stream.into_inner();
+        let secrets = match connection.dangerous_extract_secrets() {
+            Ok(secrets) => secrets,
+            Err(error) => {
+                // Only a configuration without secret extraction gets here, which
+                // `TlsConfig` never builds.
+                tracing::debug!(%error, "TLS keys not handed over; the connection is closed");
+                return TakeOver::Lost;
+            }
+        };
+        let (sent, tx) = secrets.tx;
+        let (received, rx) = secrets.rx;
+        let (Some((tx_key, tx_iv)), Some((rx_key, rx_iv))) = (key_and_iv(tx), key_and_iv(rx))
+        else {
+            return TakeOver::Lost;
+        };
+        TakeOver::Sealed(Self {
+            socket,
+            seal: suite.aead_alg.encrypter(tx_key, tx_iv),
+            open: suite.aead_alg.decrypter(rx_key, rx_iv),
+            sent,
+            received,
+            limit: suite.common.confidentiality_limit,
+            unsent: Vec::new(),
+            unsent_at: 0,
+            incoming: Vec::new(),
+            plain: Vec::new(),
+            plain_at: 0,
+            peer_closed: false,
+            closing: false,
+        })
+    }
+
+    /// Writes what is sealed and unsent; ready once the socket took all of it.
+    fn poll_send_unsent(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.unsent_at < self.unsent.len() {
+            let written =
+                ready!(Pin::new(&mut self.socket).poll_write(cx, &self.unsent[self.unsent_at..]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.unsent_at += written;
+        }
+        // An idle connection keeps no buffer.
+        self.unsent = Vec::new();
+        self.unsent_at = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Seals `chunks` (at most [`MAX_PLAINTEXT`] bytes in all) as one record of type
+    /// `typ`, to be sent after what is unsent.
+    fn seal_record(&mut self, typ: ContentType, chunks: &[&[u8]]) -> io::Result<()> {
+        if self.sent >= self.limit {
+            return Err(io::Error::other(
+                "the TLS key reached its confidentiality limit; the client reconnects",
+            ));
+        }
+        let message = OutboundPlainMessage {
+            typ,
+            version: ProtocolVersion::TLSv1_2,
+            payload: OutboundChunks::new(chunks),
+        };
+        let record = self
+            .seal
+            .encrypt(message, self.sent)
+            .map_err(io::Error::other)?
+            .encode();
+        self.sent += 1;
+        if self.unsent.is_empty() {
+            self.unsent = record;
+        } else {
+            self.unsent.extend_from_slice(&record);
+        }
+        Ok(())
+    }
+
+    /// Opens the first whole record of `incoming`, if there is one: its application data
+    /// goes to `plain`, a `close_notify` ends the stream, anything else is an error.
+    /// `false` when no whole record is there yet.
+    fn open_record(&mut self) -> io::Result<bool> {
+        let Some(&[typ, major, minor, high, low]) = self.incoming.get(..HEADER) else {
+            return Ok(false);
+        };
+        let length = usize::from(u16::from_be_bytes([high, low]));
+        if HEADER + length > MAX_RECORD {
+            return Err(invalid("a TLS record longer than the protocol allows"));
+        }
+        if self.incoming.len() < HEADER + length {
+            return Ok(false);
+        }
+        let payload = &mut self.incoming[HEADER..HEADER + length];
+        let record = InboundOpaqueMessage::new(
+            ContentType::from(typ),
+            ProtocolVersion::from(u16::from_be_bytes([major, minor])),
+            payload,
+        );
+        let opened = self
+            .open
+            .decrypt(record, self.received)
+            .map_err(|error| invalid(&format!("a TLS record did not open: {error}")))?;
+        self.received += 1;
+        match opened.typ {
+            ContentType::ApplicationData => {
+                self.plain.clear();
+                self.plain.extend_from_slice(opened.payload);
+                self.plain_at = 0;
+            }
+            ContentType::Alert
+                if opened.payload == [WARNING, u8::from(AlertDescription::CloseNotify)] =>
+            {
+                self.peer_closed = true;
+            }
+            ContentType::Alert => return Err(invalid("the client sent a TLS alert")),
+            other => {
+                return Err(invalid(&format!(
+                    "the client sent a TLS {other:?} message after the handshake"
+                )));
+            }
+        }
+        self.incoming.drain(..HEADER + length);
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        }
+        Ok(true)
+    }
+
+    /// Reads what the socket has into `incoming`.
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut scratch = [0u8; 4096];
+        let mut buf = ReadBuf::new(&mut scratch);
+        ready!(Pin::new(&mut self.socket).poll_read(cx, &mut buf))?;
+        self.incoming.extend_from_slice(buf.filled());
+        Poll::Ready(Ok(buf.filled().len()))
+    }
+}
+
+/// Whether rustls holds no plaintext unread and has not seen the client close: what it
+/// holds would be lost with it.
+fn drained(connection: &mut ServerConnection) -> bool {
+    match connection.process_new_packets() {
+        Ok(state) => state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed(),
+        Err(_) => false,
+    }
+}
+
+fn key_and_iv(secrets: ConnectionTrafficSecrets) -> Option<(AeadKey, Iv)> {
+    match secrets {
+        ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+        | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+        | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => Some((key, iv)),
+        _ => None,
+    }
+}
+
+fn invalid(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why.to_owned())
+}
+
+impl AsyncRead for SealedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.plain_at < this.plain.len() {
+                let take = (this.plain.len() - this.plain_at).min(buf.remaining());
+                buf.put_slice(&this.plain[this.plain_at..this.plain_at + take]);
+                this.plain_at += take;
+                if this.plain_at == this.plain.len() {
+                    this.plain = Vec::new();
+                    this.plain_at = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.peer_closed {
+                return Poll::Ready(Ok(()));
+            }
+            if this.open_record()? {
+                continue;
+            }
+            if ready!(this.poll_receive(cx))? == 0 {
+                // The end of the socket without `close_notify`: the client left all the same.
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SealedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        ready!(this.poll_send_unsent(cx))?;
+        let mut chunks: Vec<&[u8]> = Vec::with_capacity(bufs.len());
+        let mut taken = 0;
+        for buf in bufs {
+            let take = buf.len().min(MAX_PLAINTEXT - taken);
+            if take > 0 {
+                chunks.push(&buf[..take]);
+                taken += take;
+            }
+        }
+        if taken == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        this.seal_record(ContentType::ApplicationData, &chunks)?;
+        // The record is ours to send now: the bytes count as written even if the socket
+        // takes it later.
+        if let Poll::Ready(Err(error)) = this.poll_send_unsent(cx) {
+            return Poll::Ready(Err(error));
+        }
+        Poll::Ready(Ok(taken))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send_unsent(cx))?;
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.closing {
+            ready!(this.poll_send_unsent(cx))?;
+            let close_notify = [WARNING, u8::from(AlertDescription::CloseNotify)];
+            this.seal_record(ContentType::Alert, &[&close_notify])?;
+            this.closing = true;
+        }
+        ready!(this.poll_send_unsent(cx))?;
+        Pin::new(&mut this.socket).poll_shutdown(cx)
+    }
+}
