@@ -11,7 +11,7 @@
 //! message, a record that does not open, and the cipher's confidentiality limit (for
 //! AES-GCM, some 23 million records sent), past which the client reconnects on new keys.
 
-use std::io;
+use std::io::{self, Read};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -70,24 +70,28 @@ pub(crate) enum TakeOver {
     Sealed(SealedStream),
     /// It stays with rustls (TLS 1.2, or rustls still holds bytes for it); boxed, as
     /// rustls' connection is some 1.2 KiB that a sealed stream should not reserve.
-    Kept(Box<TlsStream<TcpStream>>),
+    Kept(Box<TlsStream<RecordAligned>>),
     /// rustls would not hand its keys over: the connection is closed.
     Lost,
 }
 
 impl SealedStream {
     /// Takes over `stream` from rustls when it negotiated TLS 1.3, completed its
-    /// handshake, has nothing left to send and no plaintext received and unread; leaves it
-    /// with rustls otherwise.
-    pub(crate) fn take_over(mut stream: TlsStream<TcpStream>) -> TakeOver {
-        let connection = stream.get_mut().1;
+    /// handshake, has nothing left to send, and read whole records only (what it holds
+    /// is then plaintext, which the stream gives first); leaves it with rustls otherwise.
+    pub(crate) fn take_over(mut stream: TlsStream<RecordAligned>) -> TakeOver {
+        let (socket, connection) = stream.get_mut();
         let Some(SupportedCipherSuite::Tls13(suite)) = connection.negotiated_cipher_suite() else {
             return TakeOver::Kept(Box::new(stream));
         };
-        if connection.is_handshaking() || connection.wants_write() || !drained(connection) {
+        if !socket.at_record_boundary() || connection.is_handshaking() || connection.wants_write() {
             return TakeOver::Kept(Box::new(stream));
         }
+        let Some(plain) = take_plaintext(connection) else {
+            return TakeOver::Kept(Box::new(stream));
+        };
         let (socket, connection) = stream.into_inner();
+        let socket = socket.socket;
         let secrets = match connection.dangerous_extract_secrets() {
             Ok(secrets) => secrets,
             Err(error) => {
@@ -113,7 +117,7 @@ impl SealedStream {
             unsent: Vec::new(),
             unsent_at: 0,
             incoming: Vec::new(),
-            plain: Vec::new(),
+            plain,
             plain_at: 0,
             peer_closed: false,
             closing: false,
@@ -223,12 +227,23 @@ impl SealedStream {
     }
 }
 
-/// Whether rustls holds no plaintext unread and has not seen the client close: what it
-/// holds would be lost with it.
-fn drained(connection: &mut ServerConnection) -> bool {
-    match connection.process_new_packets() {
-        Ok(state) => state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed(),
-        Err(_) => false,
+/// The plaintext rustls received and holds unread (the start of an HTTP/2 connection,
+/// sent with the end of the handshake); `None` when the client already closed, or rustls
+/// failed.
+fn take_plaintext(connection: &mut ServerConnection) -> Option<Vec<u8>> {
+    let mut plain = Vec::new();
+    loop {
+        let state = connection.process_new_packets().ok()?;
+        if state.peer_has_closed() {
+            return None;
+        }
+        let unread = state.plaintext_bytes_to_read();
+        if unread == 0 {
+            return Some(plain);
+        }
+        let at = plain.len();
+        plain.resize(at + unread, 0);
+        connection.reader().read_exact(&mut plain[at..]).ok()?;
     }
 }
 
@@ -333,5 +348,147 @@ impl AsyncWrite for SealedStream {
         }
         ready!(this.poll_send_unsent(cx))?;
         Pin::new(&mut this.socket).poll_shutdown(cx)
+    }
+}
+
+/// The socket under rustls: its reads never go past the end of a TLS record, so that
+/// rustls holds whole records only, all of them opened, when the connection is taken over
+/// (a record split between rustls and [`SealedStream`] would be lost). It costs a second
+/// read per record, for the header, on the connections rustls keeps.
+pub(crate) struct RecordAligned {
+    socket: TcpStream,
+    /// The header of the record being read, as far as it came.
+    header: [u8; HEADER],
+    header_read: usize,
+    /// What is left of the record's body.
+    body_left: usize,
+}
+
+impl RecordAligned {
+    pub(crate) fn new(socket: TcpStream) -> Self {
+        Self {
+            socket,
+            header: [0; HEADER],
+            header_read: 0,
+            body_left: 0,
+        }
+    }
+
+    fn at_record_boundary(&self) -> bool {
+        self.header_read == 0 && self.body_left == 0
+    }
+
+    /// Counts `read`, the bytes just read: the rest of a header, or of a body.
+    fn count(&mut self, read: &[u8]) {
+        if self.header_read < HEADER {
+            self.header[self.header_read..self.header_read + read.len()].copy_from_slice(read);
+            self.header_read += read.len();
+            if self.header_read == HEADER {
+                self.body_left = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+            }
+        } else {
+            self.body_left -= read.len();
+        }
+        if self.header_read == HEADER && self.body_left == 0 {
+            self.header_read = 0;
+        }
+    }
+}
+
+impl AsyncRead for RecordAligned {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let left = if this.header_read < HEADER {
+            HEADER - this.header_read
+        } else {
+            this.body_left
+        };
+        let limit = left.min(buf.remaining());
+        loop {
+            ready!(this.socket.poll_read_ready(cx))?;
+            let into = buf.initialize_unfilled_to(limit);
+            match this.socket.try_read(into) {
+                Ok(read) => {
+                    this.count(&into[..read]);
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for RecordAligned {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_stop_at_each_record_end() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // Two records (3 and 0 bytes of body) and the start of a third, in one write.
+        client
+            .write_all(&[23, 3, 3, 0, 3, 1, 2, 3, 23, 3, 3, 0, 0, 23, 3, 3, 0, 9, 7])
+            .await
+            .unwrap();
+        let mut aligned = RecordAligned::new(server);
+        let mut reads: Vec<Vec<u8>> = Vec::new();
+        let mut buf = [0u8; 64];
+        while reads.concat().len() < 19 {
+            let read = aligned.read(&mut buf).await.unwrap();
+            reads.push(buf[..read].to_vec());
+            let whole = matches!(reads.concat().len(), 0 | 8 | 13);
+            assert_eq!(aligned.at_record_boundary(), whole, "{reads:?}");
+        }
+        assert_eq!(
+            reads.concat()[..],
+            [23, 3, 3, 0, 3, 1, 2, 3, 23, 3, 3, 0, 0, 23, 3, 3, 0, 9, 7]
+        );
+        assert!(
+            reads
+                .iter()
+                .all(|read| read.len() <= HEADER || read.len() == 3)
+        );
+        assert!(!aligned.at_record_boundary());
     }
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 #[cfg(feature = "tls")]
-use super::sealed::{SealedStream, TakeOver};
+use super::sealed::{RecordAligned, SealedStream, TakeOver};
 
 /// A connection whose first request head the server loop reads, and to which it may write
 /// an event stream itself.
@@ -69,7 +69,7 @@ impl StreamSocket for TcpStream {
 }
 
 #[cfg(feature = "tls")]
-impl Connection for TlsStream<TcpStream> {
+impl Connection for TlsStream<RecordAligned> {
     type Stream = TlsStreamSocket;
 
     fn poll_first_bytes(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -109,7 +109,7 @@ fn poll_read_until_end<I: AsyncRead + Unpin>(io: &mut I, cx: &mut Context<'_>) -
 pub(crate) enum TlsStreamSocket {
     Sealed(SealedStream),
     /// Boxed: a sealed stream does not reserve room for rustls' connection (1.2 KiB).
-    Rustls(Box<TlsStream<TcpStream>>),
+    Rustls(Box<TlsStream<RecordAligned>>),
 }
 
 #[cfg(feature = "tls")]

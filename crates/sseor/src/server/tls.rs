@@ -4,11 +4,13 @@
 //! client chose by ALPN. Browsers open at most 6 HTTP/1.1 connections per origin, so a page
 //! with more than a few event streams needs HTTP/2, and browsers speak HTTP/2 only over TLS.
 //!
-//! What an idle stream keeps: over HTTP/1.1 and TLS 1.3, the socket and the two keys of
-//! its records, which are sealed in [`super::sealed`] once the stream begins; over TLS 1.2,
-//! rustls' session and its read buffer, which rustls never shrinks below 4 KiB; over
-//! HTTP/2, rustls' session and hyper's and the `h2` crate's connection state, whose write
-//! (16 KiB) and read (8 KiB) buffers are fixed sizes, not settings.
+//! Over TLS 1.3, rustls does the handshake and [`super::sealed`] the records after it: an
+//! HTTP/1.1 connection is taken over when its event stream begins, an HTTP/2 one at the
+//! end of its handshake. What an idle stream keeps is then the socket and the two keys
+//! of its records, where rustls keeps its session and a read buffer it never shrinks
+//! below 4 KiB (as it still does over TLS 1.2); over HTTP/2, also hyper's and the `h2`
+//! crate's connection state, whose write (16 KiB) and read (8 KiB) buffers are fixed
+//! sizes, not settings.
 
 use std::fmt;
 use std::io::Read;
@@ -20,10 +22,12 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::connection::{self, Server};
+use super::sealed::{RecordAligned, SealedStream, TakeOver};
 use crate::{Error, Result};
 
 /// How long a new connection may take to complete its TLS handshake: connections that
@@ -207,7 +211,10 @@ pub(crate) async fn serve(
     acceptor: TlsAcceptor,
     server: Arc<Server>,
 ) {
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket));
+    let handshake = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        acceptor.accept(RecordAligned::new(socket)),
+    );
     let stream = tokio::select! {
         result = handshake => match result {
             Ok(Ok(stream)) => stream,
@@ -228,12 +235,24 @@ pub(crate) async fn serve(
         connection::serve(stream, peer, server).await;
         return;
     }
+    match SealedStream::take_over(stream) {
+        TakeOver::Sealed(sealed) => serve_h2(sealed, peer, &server).await,
+        TakeOver::Kept(stream) => serve_h2(stream, peer, &server).await,
+        TakeOver::Lost => {}
+    }
+}
+
+/// Serves an HTTP/2 connection with hyper until it ends or the server stops.
+async fn serve_h2<I>(io: I, peer: SocketAddr, server: &Server)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // Cut off with every connection (hard stop); its streams are reset one by one.
     let abort = server.hard_stop.child_token();
     // The abort comes first: a cut-off stream must not end cleanly.
     tokio::select! {
         biased;
         () = abort.cancelled() => {},
-        () = connection::serve_io(stream, None, peer, &server, &abort) => {},
+        () = connection::serve_io(io, None, peer, server, &abort) => {},
     }
 }
