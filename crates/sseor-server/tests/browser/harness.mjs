@@ -15,8 +15,10 @@
 
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -238,7 +240,19 @@ function sseorBinary() {
   return bin;
 }
 
-async function statusOf(url) {
+/** The status `url` answers with, or null when nothing answers; over HTTPS, `ca` is the
+ * certificate to trust. */
+async function statusOf(url, ca) {
+  if (url.startsWith('https:')) {
+    return new Promise((resolve) => {
+      const request = https.get(url, { ca, timeout: 2000 }, (response) => {
+        response.resume();
+        response.on('end', () => resolve(response.statusCode));
+      });
+      request.on('timeout', () => request.destroy());
+      request.on('error', () => resolve(null));
+    });
+  }
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(2000) });
     await response.arrayBuffer();
@@ -248,14 +262,36 @@ async function statusOf(url) {
   }
 }
 
+/** A self-signed certificate for 127.0.0.1 and localhost, made by openssl in a folder of
+ * its own: the paths of the certificate and key files, and the certificate (PEM). */
+async function selfSignedCertificate() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sseor-tls-'));
+  const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  const args = [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', key, '-out', cert,
+  ];
+  await new Promise((resolve, reject) => {
+    execFile('openssl', args, (error, _stdout, stderr) => {
+      if (!error) return resolve();
+      reject(missingTool(error, 'openssl', 'apt-get install openssl')
+        ?? new Error(`openssl ${args.join(' ')} failed: ${error.message}\n${stderr}`));
+    });
+  });
+  return { cert, key, pem: readFileSync(cert) };
+}
+
 /**
  * Starts the sseor binary of `$SSEOR_BIN` on 127.0.0.1 and waits until `/healthz` and
  * `/readyz` answer 200. `env` adds to (or overrides) the settings; `port` defaults to a
- * free one. Shutdown is made quick unless `env` says otherwise.
+ * free one; with `tls`, it serves HTTPS with a self-signed certificate (its PEM is the
+ * server's `ca`). Shutdown is made quick unless `env` says otherwise.
  */
-export async function startServer({ env = {}, port } = {}) {
+export async function startServer({ env = {}, port, tls = false } = {}) {
   const bin = sseorBinary();
   port ??= await freePort();
+  const certificate = tls ? await selfSignedCertificate() : null;
+  if (certificate) env = { SSEOR_TLS_CERT: certificate.cert, SSEOR_TLS_KEY: certificate.key, ...env };
   const childEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !readByServer(name)));
   Object.assign(childEnv, {
     SSEOR_HOST: '127.0.0.1',
@@ -265,7 +301,7 @@ export async function startServer({ env = {}, port } = {}) {
     SSEOR_DRAIN_PERIOD: '100ms',
     ...env,
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const runs = []; // one Proc per start; the last one is the running one
 
   async function start() {
@@ -278,7 +314,7 @@ export async function startServer({ env = {}, port } = {}) {
             const exit = await proc.exited;
             throw new Error(`sseor exited (${JSON.stringify(exit)}) before ${probe} answered 200\n${proc.output()}`);
           }
-          return (await statusOf(url + probe)) === 200;
+          return (await statusOf(url + probe, certificate?.pem)) === 200;
         },
         () => `sseor on port ${port}: ${probe} did not answer 200\n${proc.output()}`,
       );
@@ -290,6 +326,7 @@ export async function startServer({ env = {}, port } = {}) {
   const server = {
     url,
     port,
+    ca: certificate?.pem,
     /** Everything every start of this server printed. */
     output: () => runs.map((proc) => proc.output()).join('\n'),
     /** SIGTERM, and waits for the exit: `{code, signal}`. */
@@ -417,7 +454,7 @@ export async function waitForConnections(server, user, count) {
 // ---------------------------------------------------------------------------------------
 
 /** Launches Debian's Chromium, headless, through playwright-core. */
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: install Chromium: apt-get install chromium`);
   }
@@ -427,7 +464,7 @@ export async function launchBrowser() {
   } catch (error) {
     throw new Error(`playwright-core is not installed: run \`npm ci\` in ${HERE} (${error.message})`);
   }
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, ...extraArgs] });
 }
 
 /** Errors every page may log: none. (The demo page names its icon, so Chromium does not ask
@@ -631,9 +668,10 @@ function slug(name) {
 
 /** What one scenario started, to be stopped when it ends. */
 class Scenario {
-  constructor(t, name) {
+  constructor(t, name, { browserArgs = [] } = {}) {
     this.t = t;
     this.name = name;
+    this.browserArgs = browserArgs;
     this.servers = [];
     this.redises = [];
     this.pages = [];
@@ -654,10 +692,11 @@ class Scenario {
     return server;
   }
 
-  /** Opens `url` in a page of a new browser context (see `openPage`). */
-  async openPage(url, options) {
-    this.browser ??= await launchBrowser();
-    const context = await this.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  /** Opens `url` in a page of a new browser context (see `openPage`); with
+   * `ignoreHTTPSErrors`, the context accepts a self-signed certificate. */
+  async openPage(url, { ignoreHTTPSErrors = false, ...options } = {}) {
+    this.browser ??= await launchBrowser(this.browserArgs);
+    const context = await this.browser.newContext({ viewport: { width: 1280, height: 800 }, ignoreHTTPSErrors });
     const page = await openPage(context, url, options);
     this.pages.push(page);
     return page;
@@ -722,11 +761,11 @@ class Scenario {
 /**
  * Declares a scenario: `body(s)` gets a `Scenario` whose `startRedis`, `startServer` and
  * `openPage` start things that are stopped when it ends, even when it fails. A failure
- * prints what the servers logged.
+ * prints what the servers logged. `browserArgs` adds to Chromium's flags.
  */
-export function scenario(name, body) {
+export function scenario(name, body, { browserArgs } = {}) {
   test(name, { timeout: SCENARIO_TIMEOUT_MS }, async (t) => {
-    const s = new Scenario(t, name);
+    const s = new Scenario(t, name, { browserArgs });
     let failure = null;
     try {
       await body(s);
