@@ -9,7 +9,7 @@
 //! opening it, and the `close_notify` alert both ways. What ends the connection instead:
 //! a key update from the client (browsers do not send one), any other alert or handshake
 //! message, a record that does not open, and the cipher's confidentiality limit (for
-//! AES-GCM, some 23 million records sent), past which the client reconnects on new keys.
+//! AES-GCM, 16.7 million records sent), past which the client reconnects on new keys.
 
 use std::io::{self, Read};
 use std::pin::Pin;
