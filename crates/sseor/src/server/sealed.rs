@@ -456,7 +456,81 @@ impl AsyncWrite for RecordAligned {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    /// A TLS 1.3 connection over loopback: the client's side, and the server's as rustls
+    /// hands it over once the client has sent `early` after its handshake.
+    async fn connected(early: &[u8]) -> (tokio_rustls::client::TlsStream<TcpStream>, TakeOver) {
+        let pki = sseor_testkit::certs::CertFiles::self_signed();
+        let acceptor = crate::TlsConfig::from_pem_files(&pki.cert, &pki.key)
+            .unwrap()
+            .acceptor();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = async {
+            let socket = TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = pki
+                .tls_client(&[b"h2"])
+                .connect(name, socket)
+                .await
+                .unwrap();
+            tls.write_all(early).await.unwrap();
+            tls
+        };
+        let server = async {
+            let (socket, _) = listener.accept().await.unwrap();
+            acceptor.accept(RecordAligned::new(socket)).await.unwrap()
+        };
+        let (client, mut server) = tokio::join!(client, server);
+        // What the client sent after the handshake, read by rustls as it would be with the
+        // end of the handshake.
+        let mut first = [0u8; 1];
+        let read = server.read(&mut first).await.unwrap();
+        assert_eq!(&first[..read], &early[..1]);
+        (client, SealedStream::take_over(server))
+    }
+
+    #[tokio::test]
+    async fn what_rustls_read_comes_first_then_records_both_ways() {
+        let (mut client, taken) = connected(b"xHELLO").await;
+        let TakeOver::Sealed(mut sealed) = taken else {
+            panic!("a TLS 1.3 connection at a record boundary is taken over");
+        };
+        let mut rest = [0u8; 5];
+        sealed.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"HELLO");
+        client.write_all(b"more").await.unwrap();
+        client.flush().await.unwrap();
+        let mut more = [0u8; 4];
+        sealed.read_exact(&mut more).await.unwrap();
+        assert_eq!(&more, b"more");
+        sealed.write_all(&[7u8; 40_000]).await.unwrap();
+        sealed.shutdown().await.unwrap();
+        let mut received = Vec::new();
+        // A clean end: `close_notify`, which rustls' client reports as the end.
+        client.read_to_end(&mut received).await.unwrap();
+        assert_eq!(received, vec![7u8; 40_000]);
+    }
+
+    #[tokio::test]
+    async fn records_stop_at_the_confidentiality_limit() {
+        let (mut client, taken) = connected(b"x").await;
+        let TakeOver::Sealed(mut sealed) = taken else {
+            panic!("a TLS 1.3 connection at a record boundary is taken over");
+        };
+        sealed.limit = sealed.sent + 2;
+        sealed.write_all(b"one").await.unwrap();
+        sealed.write_all(b"two").await.unwrap();
+        assert!(sealed.write_all(b"three").await.is_err());
+        drop(sealed);
+        let mut received = Vec::new();
+        let end = client.read_to_end(&mut received).await;
+        assert_eq!(received, b"onetwo");
+        assert!(end.is_err(), "no clean end past the limit: {end:?}");
+    }
 
     #[tokio::test]
     async fn reads_stop_at_each_record_end() {
