@@ -26,6 +26,7 @@ use rustls::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 
 /// The most plaintext one record carries.
 const MAX_PLAINTEXT: usize = 16 * 1024;
@@ -64,31 +65,26 @@ pub(crate) struct SealedStream {
     closing: bool,
 }
 
-/// What became of a TLS connection offered to [`SealedStream::take_over`].
-pub(crate) enum TakeOver {
-    /// Its records are sealed and opened here from now on.
-    Sealed(SealedStream),
-    /// It stays with rustls (TLS 1.2, or rustls still holds bytes for it); boxed, as
-    /// rustls' connection is some 1.2 KiB that a sealed stream should not reserve.
-    Kept(Box<TlsStream<RecordAligned>>),
-    /// rustls would not hand its keys over: the connection is closed.
-    Lost,
-}
+/// A TLS connection after [`SealedStream::take_over`]: its records sealed here, or still
+/// rustls' (TLS 1.2, or rustls still holds bytes for it); boxed, as rustls' connection is
+/// some 1.2 KiB that a sealed stream should not reserve.
+pub(crate) type TlsSocket = Either<SealedStream, Box<TlsStream<RecordAligned>>>;
 
 impl SealedStream {
     /// Takes over `stream` from rustls when it negotiated TLS 1.3, completed its
     /// handshake, has nothing left to send, and read whole records only (what it holds
     /// is then plaintext, which the stream gives first); leaves it with rustls otherwise.
-    pub(crate) fn take_over(mut stream: TlsStream<RecordAligned>) -> TakeOver {
+    /// `None` when rustls would not hand its keys over: the connection is closed.
+    pub(crate) fn take_over(mut stream: TlsStream<RecordAligned>) -> Option<TlsSocket> {
         let (socket, connection) = stream.get_mut();
         let Some(SupportedCipherSuite::Tls13(suite)) = connection.negotiated_cipher_suite() else {
-            return TakeOver::Kept(Box::new(stream));
+            return Some(Either::Right(Box::new(stream)));
         };
         if !socket.at_record_boundary() || connection.is_handshaking() || connection.wants_write() {
-            return TakeOver::Kept(Box::new(stream));
+            return Some(Either::Right(Box::new(stream)));
         }
         let Some(plain) = take_plaintext(connection) else {
-            return TakeOver::Kept(Box::new(stream));
+            return Some(Either::Right(Box::new(stream)));
         };
         let (socket, connection) = stream.into_inner();
         let socket = socket.socket;
@@ -98,16 +94,16 @@ impl SealedStream {
                 // Only a configuration without secret extraction gets here, which
                 // `TlsConfig` never builds.
                 tracing::debug!(%error, "TLS keys not handed over; the connection is closed");
-                return TakeOver::Lost;
+                return None;
             }
         };
         let (sent, tx) = secrets.tx;
         let (received, rx) = secrets.rx;
         let (Some((tx_key, tx_iv)), Some((rx_key, rx_iv))) = (key_and_iv(tx), key_and_iv(rx))
         else {
-            return TakeOver::Lost;
+            return None;
         };
-        TakeOver::Sealed(Self {
+        Some(Either::Left(Self {
             socket,
             seal: suite.aead_alg.encrypter(tx_key, tx_iv),
             open: suite.aead_alg.decrypter(rx_key, rx_iv),
@@ -121,7 +117,7 @@ impl SealedStream {
             plain_at: 0,
             peer_closed: false,
             closing: false,
-        })
+        }))
     }
 
     /// Writes what is sealed and unsent; ready once the socket took all of it.
@@ -462,7 +458,12 @@ mod tests {
 
     /// A TLS 1.3 connection over loopback: the client's side, and the server's as rustls
     /// hands it over once the client has sent `early` after its handshake.
-    async fn connected(early: &[u8]) -> (tokio_rustls::client::TlsStream<TcpStream>, TakeOver) {
+    async fn connected(
+        early: &[u8],
+    ) -> (
+        tokio_rustls::client::TlsStream<TcpStream>,
+        Option<TlsSocket>,
+    ) {
         let pki = sseor_testkit::certs::CertFiles::self_signed();
         let acceptor = crate::TlsConfig::from_pem_files(&pki.cert, &pki.key)
             .unwrap()
@@ -496,7 +497,7 @@ mod tests {
     #[tokio::test]
     async fn what_rustls_read_comes_first_then_records_both_ways() {
         let (mut client, taken) = connected(b"xHELLO").await;
-        let TakeOver::Sealed(mut sealed) = taken else {
+        let Some(Either::Left(mut sealed)) = taken else {
             panic!("a TLS 1.3 connection at a record boundary is taken over");
         };
         let mut rest = [0u8; 5];
@@ -518,7 +519,7 @@ mod tests {
     #[tokio::test]
     async fn records_stop_at_the_confidentiality_limit() {
         let (mut client, taken) = connected(b"x").await;
-        let TakeOver::Sealed(mut sealed) = taken else {
+        let Some(Either::Left(mut sealed)) = taken else {
             panic!("a TLS 1.3 connection at a record boundary is taken over");
         };
         sealed.limit = sealed.sent + 2;

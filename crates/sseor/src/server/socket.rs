@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 #[cfg(feature = "tls")]
-use super::sealed::{RecordAligned, SealedStream, TakeOver};
+use super::sealed::{RecordAligned, SealedStream, TlsSocket};
 
 /// A connection whose first request head the server loop reads, and to which it may write
 /// an event stream itself.
@@ -70,7 +70,7 @@ impl StreamSocket for TcpStream {
 
 #[cfg(feature = "tls")]
 impl Connection for TlsStream<RecordAligned> {
-    type Stream = TlsStreamSocket;
+    type Stream = TlsSocket;
 
     fn poll_first_bytes(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // The request may already be decrypted and held by rustls, read with the end of
@@ -80,12 +80,8 @@ impl Connection for TlsStream<RecordAligned> {
 
     /// Over TLS 1.3 the stream's records are sealed here and rustls' session is dropped
     /// (see [`SealedStream`]); over TLS 1.2 rustls goes on.
-    fn into_stream(self) -> Option<TlsStreamSocket> {
-        match SealedStream::take_over(self) {
-            TakeOver::Sealed(sealed) => Some(TlsStreamSocket::Sealed(sealed)),
-            TakeOver::Kept(stream) => Some(TlsStreamSocket::Rustls(stream)),
-            TakeOver::Lost => None,
-        }
+    fn into_stream(self) -> Option<TlsSocket> {
+        SealedStream::take_over(self)
     }
 }
 
@@ -106,65 +102,9 @@ fn poll_read_until_end<I: AsyncRead + Unpin>(io: &mut I, cx: &mut Context<'_>) -
 
 /// An event stream over TLS: sealed here (TLS 1.3), or by rustls (TLS 1.2).
 #[cfg(feature = "tls")]
-pub(crate) enum TlsStreamSocket {
-    Sealed(SealedStream),
-    /// Boxed: a sealed stream does not reserve room for rustls' connection (1.2 KiB).
-    Rustls(Box<TlsStream<RecordAligned>>),
-}
-
-#[cfg(feature = "tls")]
-impl StreamSocket for TlsStreamSocket {
+impl StreamSocket for TlsSocket {
     fn poll_client_left(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match self {
-            Self::Sealed(sealed) => poll_read_until_end(sealed, cx),
-            Self::Rustls(stream) => poll_read_until_end(&mut **stream, cx),
-        }
-    }
-}
-
-#[cfg(feature = "tls")]
-impl AsyncWrite for TlsStreamSocket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Sealed(sealed) => Pin::new(sealed).poll_write(cx, buf),
-            Self::Rustls(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Sealed(sealed) => Pin::new(sealed).poll_write_vectored(cx, bufs),
-            Self::Rustls(stream) => Pin::new(&mut **stream).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Sealed(sealed) => sealed.is_write_vectored(),
-            Self::Rustls(stream) => stream.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Sealed(sealed) => Pin::new(sealed).poll_flush(cx),
-            Self::Rustls(stream) => Pin::new(&mut **stream).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Sealed(sealed) => Pin::new(sealed).poll_shutdown(cx),
-            Self::Rustls(stream) => Pin::new(&mut **stream).poll_shutdown(cx),
-        }
+        poll_read_until_end(self, cx)
     }
 }
 

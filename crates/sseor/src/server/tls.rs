@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::connection::{self, Server};
-use super::sealed::{RecordAligned, SealedStream, TakeOver};
+use super::sealed::{RecordAligned, SealedStream};
 use crate::{Error, Result};
 
 /// How long a new connection may take to complete its TLS handshake: connections that
@@ -235,10 +235,8 @@ pub(crate) async fn serve(
         connection::serve(stream, peer, server).await;
         return;
     }
-    match SealedStream::take_over(stream) {
-        TakeOver::Sealed(sealed) => serve_h2(sealed, peer, &server).await,
-        TakeOver::Kept(stream) => serve_h2(stream, peer, &server).await,
-        TakeOver::Lost => {}
+    if let Some(stream) = SealedStream::take_over(stream) {
+        serve_h2(stream, peer, &server).await;
     }
 }
 
