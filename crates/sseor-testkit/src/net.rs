@@ -13,9 +13,15 @@ pub fn free_port() -> u16 {
 
 /// An HTTP client that opens a new connection for every request, so that no test depends
 /// on a connection kept from an earlier request.
+///
+/// One per thread, and so per test runtime: building a client loads the system's root
+/// certificates (some 30 ms), which a test opening thousands of streams would pay for each.
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("cannot build an HTTP client")
+    thread_local! {
+        static CLIENT: reqwest::Client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("cannot build an HTTP client");
+    }
+    CLIENT.with(reqwest::Client::clone)
 }
