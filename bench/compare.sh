@@ -26,6 +26,9 @@ REDIS_SERVERS=${REDIS_SERVERS-"sseor-redis nchan-redis"}
 APP_SERVERS=${APP_SERVERS-"app-sseor-serve app-manager-serve app-axum-serve"}
 # sseor serving HTTPS: streams over HTTP/1.1 in TLS, and over HTTP/2 (one per connection).
 TLS_SERVERS=${TLS_SERVERS-"sseor-tls sseor-h2"}
+# sseor-floor, the least a server of streams does: the latency scenarios against it show
+# how much of a latency figure is the machine's and the load generator's (FLOOR=0: not run).
+FLOOR=${FLOOR:-1}
 SCALE=${SCALE:-0}
 PIN=${PIN:-1}
 if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
@@ -49,7 +52,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# sseor-bench's binaries: sseor-bench and sseor-app (the application of the app-* targets).
+# sseor-bench's binaries: sseor-bench, sseor-app (the application of the app-* targets) and
+# sseor-floor.
 cargo build --release -p sseor-server -p sseor-bench >&2
 
 # Every server and the load generator hold thousands of sockets.
@@ -115,6 +119,13 @@ for target in $APP_SERVERS; do
   run broadcast "${common[@]}" --label latency --events 25 --rate 5
   run targeted "${common[@]}" --rate 2000 --seconds 5
 done
+if [ "$FLOOR" = 1 ]; then
+  common=(--target floor --connections "$CONNECTIONS" --settle 1)
+  run broadcast "${common[@]}" --label latency --events 25 --rate 5
+  pinned broadcast "${common[@]}" --label latency-pinned --events 25 --rate 5
+  run targeted "${common[@]}" --rate 2000 --seconds 5
+  pinned targeted "${common[@]}" --label pinned --rate 2000 --seconds 5
+fi
 # Two instances on one Redis: streams on one, publishes on the other. Subscriptions reach
 # Redis asynchronously, hence the longer settle time.
 for target in $REDIS_SERVERS; do

@@ -192,6 +192,54 @@ pub(crate) fn table(text: &str) -> String {
         out.push_str(&scale_line(scale));
     }
     out.push_str(&serving_table(&lines));
+    out.push_str(&floor_table(&lines));
+    out
+}
+
+/// The latency figures of sseor and nchan next to `sseor-floor`'s (the least a server
+/// does): how near to nchan any server gets on this machine with this load generator.
+fn floor_table(lines: &[Value]) -> String {
+    let find = |server: &str, figure: &Figure| {
+        lines
+            .iter()
+            .rev()
+            .find(|line| {
+                line["server"] == server
+                    && line["scenario"] == figure.scenario
+                    && line["label"].as_str() == figure.label
+                    && line.get("error").is_none()
+            })
+            .and_then(|run| Some((run, run.pointer(figure.pointer)?.as_f64()?)))
+    };
+    let show = |value: Option<f64>| value.map_or("-".into(), |v| format!("{v:.1}"));
+    let ratio = |value: Option<f64>, nchan: Option<f64>| match (value, nchan) {
+        (Some(value), Some(nchan)) if nchan != 0.0 => format!("{:.2}x", value / nchan),
+        _ => "-".into(),
+    };
+    let rows: Vec<String> = FIGURES
+        .iter()
+        .filter(|figure| figure.pointer == "/latency_ms/p99")
+        .filter_map(|figure| {
+            let (run, floor) = find("floor", figure)?;
+            let sseor = find("sseor", figure).map(|(_, value)| value);
+            let nchan = find("nchan", figure).map(|(_, value)| value);
+            Some(format!(
+                "| {} | {} | {} | {floor:.1} | {} | {} |\n",
+                name(figure.name, run),
+                show(sseor),
+                show(nchan),
+                ratio(sseor, nchan),
+                ratio(Some(floor), nchan)
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n| latency | sseor | nchan | floor | sseor / nchan | floor / nchan |\n|---|---|---|---|---|---|\n",
+    );
+    out.extend(rows);
     out
 }
 
@@ -439,6 +487,27 @@ mod tests {
         assert!(
             !table.contains("sseor::serve"),
             "a failed run has no row: {table}"
+        );
+    }
+
+    #[test]
+    fn the_floors_latency_is_set_against_nchan_beside_sseors() {
+        let text = [
+            r#"{"server":"sseor","scenario":"broadcast","label":"latency","parameters":{"rate":5.0},"latency_ms":{"p99":60.0}}"#,
+            r#"{"server":"nchan","scenario":"broadcast","label":"latency","parameters":{"rate":5.0},"latency_ms":{"p99":100.0}}"#,
+            r#"{"server":"floor","scenario":"broadcast","label":"latency","parameters":{"rate":5.0},"latency_ms":{"p99":40.0}}"#,
+            r#"{"server":"floor","scenario":"targeted","label":"pinned","error":"could not start"}"#,
+        ]
+        .join("\n");
+        let table = table(&text);
+        assert!(
+            table.contains("| broadcast p99 latency at 5.0 events/s, ms | 60.0 | 100.0 | 40.0 | 0.60x | 0.40x |"),
+            "{table}"
+        );
+        assert_eq!(
+            table.matches("| targeted p99").count(),
+            0,
+            "a figure the floor has no run of has no row: {table}"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! An application that embeds the sseor library (the `sseor-app` binary) under test,
 //! served one of three ways: `sseor::serve`, `Manager::serve` or `axum::serve`.
 
+use std::path::Path;
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -32,11 +33,25 @@ pub(super) fn stream_path(channel: Channel, index: usize) -> String {
 /// through the sseor API it merges into its router.
 pub(super) async fn start(target: Target, options: &ServerOptions) -> Result<Server, String> {
     let serve = serve_flag(target).ok_or("not an application target")?;
-    let binary = &options.app;
+    let (process, port) = spawn_listening(&options.app, &["--port", "0", "--serve", serve]).await?;
+    Ok(Server::new(
+        target,
+        vec![process],
+        port,
+        PublishApi::sseor(port),
+    ))
+}
+
+/// Starts `binary` with `args` and reads its port from the `listening on ADDR` line it
+/// prints on stdout.
+pub(super) async fn spawn_listening(
+    binary: &Path,
+    args: &[&str],
+) -> Result<(Process, u16), String> {
     let what = binary.display().to_string();
     let mut process = Process::spawn(
         Command::new(binary)
-            .args(["--port", "0", "--serve", serve])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit()),
         &what,
@@ -51,14 +66,9 @@ pub(super) async fn start(target: Target, options: &ServerOptions) -> Result<Ser
             .rsplit_once(':')
             .and_then(|(_, port)| port.parse().ok())
             .ok_or_else(|| format!("unexpected address {address}"))?;
-        // Keep draining its output so the application never blocks on a full pipe.
+        // Keep draining its output so the process never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        return Ok(Server::new(
-            target,
-            vec![process],
-            port,
-            PublishApi::sseor(port),
-        ));
+        return Ok((process, port));
     }
     Err(format!("{what} exited before it listened"))
 }

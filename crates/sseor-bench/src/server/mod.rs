@@ -3,6 +3,7 @@
 //! own.
 
 mod app;
+mod floor;
 mod nchan;
 mod publish_api;
 mod pushpin;
@@ -54,6 +55,9 @@ pub(crate) enum Target {
     /// One sseor process, embedded broker, serving HTTPS; streams over HTTP/2, one stream
     /// per connection.
     SseorH2,
+    /// `sseor-floor`: the least a server of event streams does (one thread writing each
+    /// event to its sockets at once), for what the machine and the load generator leave.
+    Floor,
 }
 
 impl Target {
@@ -69,6 +73,7 @@ impl Target {
             Target::AppAxumServe => "app-axum-serve",
             Target::SseorTls => "sseor-tls",
             Target::SseorH2 => "sseor-h2",
+            Target::Floor => "floor",
         }
     }
 
@@ -157,6 +162,7 @@ impl Server {
                 app::start(target, options).await?
             }
             Target::SseorTls | Target::SseorH2 => tls::start(target, options).await?,
+            Target::Floor => floor::start(options).await?,
         };
         let path = server.stream_path(Channel::Own(usize::MAX), usize::MAX);
         crate::client::wait_until_serving_over(&server.connector, server.stream_port, &path, "")
