@@ -7,11 +7,16 @@
 #   CONNECTIONS=2000 bench/compare.sh     # a quick run: 2,000 streams per scenario
 #   SCALE=1 bench/compare.sh              # also 50,000 streams over 3 sseor instances
 #   PIN=0 bench/compare.sh                # no latency runs with the load generator pinned
+#   ROUNDS=1 bench/compare.sh             # each latency scenario once rather than 3 times
 #
 # The latency scenarios run twice: as every other scenario, with the servers and the load
 # generator sharing every CPU, and with the servers on CPU 0 and the load generator on the
 # others (`taskset`), so that the figure is the server's rather than the machine's
 # scheduling (PIN=1, the default on a machine of 2 CPUs or more).
+#
+# A latency figure moves by tens of percent from one run to the next on a shared machine:
+# the latency scenarios run ROUNDS times (3), the servers taking turns, and the table shows
+# the median round.
 #
 # The JSON lines of every run go to target/bench/compare-DATE.jsonl; the table is made from
 # them by `sseor-bench table FILE`.
@@ -31,6 +36,7 @@ TLS_SERVERS=${TLS_SERVERS-"sseor-tls sseor-h2"}
 FLOOR=${FLOOR:-1}
 SCALE=${SCALE:-0}
 PIN=${PIN:-1}
+ROUNDS=${ROUNDS:-3}
 if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
   PIN=0
 fi
@@ -93,15 +99,31 @@ pinned() {
   run_with "taskset -c 1-$(($(nproc) - 1))" "$scenario" --server-cpus 0 "$@"
 }
 
+# The four latency scenarios of one target, shared and pinned.
+latency() {
+  local common=(--target "$1" --connections "$CONNECTIONS" --settle "$2")
+  run broadcast "${common[@]}" --label latency --events 25 --rate 5
+  pinned broadcast "${common[@]}" --label latency-pinned --events 25 --rate 5
+  run targeted "${common[@]}" --rate 2000 --seconds 5
+  pinned targeted "${common[@]}" --label pinned --rate 2000 --seconds 5
+}
+
+# The latency scenarios' further rounds: every target of $1 in turn, settling $2 s.
+more_rounds() {
+  local targets=$1 settle=$2
+  for ((round = 2; round <= ROUNDS; round++)); do
+    for target in $targets; do
+      latency "$target" "$settle"
+    done
+  done
+}
+
 scenarios() {
   local target=$1 settle=$2
   local common=(--target "$target" --connections "$CONNECTIONS" --settle "$settle")
   run idle "${common[@]}"
-  run broadcast "${common[@]}" --label latency --events 25 --rate 5
-  pinned broadcast "${common[@]}" --label latency-pinned --events 25 --rate 5
+  latency "$target" "$settle"
   run broadcast "${common[@]}" --label saturation --events 250 --rate 50
-  run targeted "${common[@]}" --rate 2000 --seconds 5
-  pinned targeted "${common[@]}" --label pinned --rate 2000 --seconds 5
   run targeted-max "${common[@]}"
   # Only sseor publishes many events in one request.
   if [[ $target == sseor* ]]; then
@@ -109,9 +131,13 @@ scenarios() {
   fi
 }
 
+floor=
+[ "$FLOOR" = 1 ] && floor=floor
 for target in $SERVERS; do
   scenarios "$target" 1
 done
+[ -n "$floor" ] && latency floor 1
+more_rounds "$SERVERS $floor" 1
 # The application, served three ways: what serving it costs next to the sseor binary.
 for target in $APP_SERVERS; do
   common=(--target "$target" --connections "$CONNECTIONS" --settle 1)
@@ -119,18 +145,12 @@ for target in $APP_SERVERS; do
   run broadcast "${common[@]}" --label latency --events 25 --rate 5
   run targeted "${common[@]}" --rate 2000 --seconds 5
 done
-if [ "$FLOOR" = 1 ]; then
-  common=(--target floor --connections "$CONNECTIONS" --settle 1)
-  run broadcast "${common[@]}" --label latency --events 25 --rate 5
-  pinned broadcast "${common[@]}" --label latency-pinned --events 25 --rate 5
-  run targeted "${common[@]}" --rate 2000 --seconds 5
-  pinned targeted "${common[@]}" --label pinned --rate 2000 --seconds 5
-fi
 # Two instances on one Redis: streams on one, publishes on the other. Subscriptions reach
 # Redis asynchronously, hence the longer settle time.
 for target in $REDIS_SERVERS; do
   scenarios "$target" 2
 done
+more_rounds "$REDIS_SERVERS" 2
 # sseor over TLS: the memory of idle streams, and a broadcast's latency.
 for target in $TLS_SERVERS; do
   run idle --target "$target" --connections "$CONNECTIONS"
@@ -146,7 +166,7 @@ fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo
-echo "Measured $started on $(nproc) CPUs ($cpu), $CONNECTIONS streams per run; sseor and nchan one process each (nginx worker_processes 1); rows that say so ran the servers on CPU 0 and the load generator on the others."
+echo "Measured $started on $(nproc) CPUs ($cpu), $CONNECTIONS streams per run; sseor and nchan one process each (nginx worker_processes 1); rows that say so ran the servers on CPU 0 and the load generator on the others; latency rows show the median of $ROUNDS rounds."
 echo
 "$bench" table "$out"
 echo

@@ -1,5 +1,7 @@
 //! `table`: the comparison table, in markdown, from the JSON lines of a comparison run.
 
+use std::cmp::Ordering;
+
 use serde_json::Value;
 
 /// One row: a figure of one scenario run, found by scenario and label.
@@ -140,11 +142,7 @@ pub(crate) fn table(text: &str) -> String {
             Some(_) if figure.peers_unlabelled && !server.starts_with("sseor") => None,
             label => label,
         };
-        lines.iter().rev().find(|line| {
-            line["server"] == server
-                && line["scenario"] == figure.scenario
-                && line["label"].as_str() == label
-        })
+        median_run(&lines, server, figure.scenario, label, figure.pointer)
     };
     let mut out = String::from("| figure | sseor | nchan | Pushpin | sseor / best peer |\n");
     out.push_str("|---|---|---|---|---|\n");
@@ -200,16 +198,8 @@ pub(crate) fn table(text: &str) -> String {
 /// does): how near to nchan any server gets on this machine with this load generator.
 fn floor_table(lines: &[Value]) -> String {
     let find = |server: &str, figure: &Figure| {
-        lines
-            .iter()
-            .rev()
-            .find(|line| {
-                line["server"] == server
-                    && line["scenario"] == figure.scenario
-                    && line["label"].as_str() == figure.label
-                    && line.get("error").is_none()
-            })
-            .and_then(|run| Some((run, run.pointer(figure.pointer)?.as_f64()?)))
+        let run = median_run(lines, server, figure.scenario, figure.label, figure.pointer)?;
+        Some((run, run.pointer(figure.pointer)?.as_f64()?))
     };
     let show = |value: Option<f64>| value.map_or("-".into(), |v| format!("{v:.1}"));
     let ratio = |value: Option<f64>, nchan: Option<f64>| match (value, nchan) {
@@ -243,6 +233,37 @@ fn floor_table(lines: &[Value]) -> String {
     out
 }
 
+/// The run of `server`'s `scenario` with `label` that the tables show: of the rounds that
+/// measured `pointer`, the one whose value is the median (the lower of the two middle ones
+/// for an even number); the last round, failed, when none measured it.
+fn median_run<'a>(
+    lines: &'a [Value],
+    server: &str,
+    scenario: &str,
+    label: Option<&str>,
+    pointer: &str,
+) -> Option<&'a Value> {
+    let rounds: Vec<&Value> = lines
+        .iter()
+        .filter(|line| {
+            line["server"] == server
+                && line["scenario"] == scenario
+                && line["label"].as_str() == label
+        })
+        .collect();
+    let value = |run: &Value| run.pointer(pointer).and_then(Value::as_f64);
+    let mut measured: Vec<&Value> = rounds
+        .iter()
+        .copied()
+        .filter(|run| run.get("error").is_none() && value(run).is_some())
+        .collect();
+    if measured.is_empty() {
+        return rounds.last().copied();
+    }
+    measured.sort_by(|a, b| value(a).partial_cmp(&value(b)).unwrap_or(Ordering::Equal));
+    Some(measured[(measured.len() - 1) / 2])
+}
+
 /// The ways of serving sseor's streams, by the server name of their runs.
 const SERVING: &[(&str, &str)] = &[
     ("sseor", "the `sseor` binary, HTTP/1.1"),
@@ -266,16 +287,9 @@ const SERVING: &[(&str, &str)] = &[
 /// against the `sseor` binary over plain HTTP/1.1.
 fn serving_table(lines: &[Value]) -> String {
     let find = |server: &str, scenario: &str, label: Option<&str>, pointer: &str| {
-        lines
-            .iter()
-            .rev()
-            .find(|line| {
-                line["server"] == server
-                    && line["scenario"] == scenario
-                    && line["label"].as_str() == label
-                    && line.get("error").is_none()
-            })
-            .and_then(|run| run.pointer(pointer)?.as_f64())
+        median_run(lines, server, scenario, label, pointer)?
+            .pointer(pointer)?
+            .as_f64()
     };
     let kib = |server: &str| find(server, "idle", None, "/kib_per_connection");
     let plain = kib(SERVING[0].0);
@@ -508,6 +522,23 @@ mod tests {
             table.matches("| targeted p99").count(),
             0,
             "a figure the floor has no run of has no row: {table}"
+        );
+    }
+
+    #[test]
+    fn of_several_rounds_the_median_one_is_shown() {
+        let text = [
+            r#"{"server":"sseor","scenario":"targeted","label":null,"parameters":{"rate":2000.0},"latency_ms":{"p99":5.0},"lost":0}"#,
+            r#"{"server":"sseor","scenario":"targeted","label":null,"parameters":{"rate":2000.0},"latency_ms":{"p99":1.0},"lost":0}"#,
+            r#"{"server":"sseor","scenario":"targeted","label":null,"error":"could not start"}"#,
+            r#"{"server":"sseor","scenario":"targeted","label":null,"parameters":{"rate":2000.0},"latency_ms":{"p99":3.0},"lost":2}"#,
+            r#"{"server":"nchan","scenario":"targeted","label":null,"error":"could not start"}"#,
+        ]
+        .join("\n");
+        let table = table(&text);
+        assert!(
+            table.contains("| targeted p99 latency at 2000.0 events/s, ms (lower is better) | 3.0 (2 lost) | failed: could not start | not run | - |"),
+            "{table}"
         );
     }
 }
