@@ -136,9 +136,7 @@ impl Outgoing {
     fn parts(&self) -> [&[u8]; 4] {
         [&self.head[..], self.size_line(), &self.frame[..], self.tail]
     }
-}
 
-impl Outgoing {
     /// Writes what is left to `socket`: one buffer when it is small, else its parts.
     fn poll_write_to<I: StreamSocket>(
         &self,
