@@ -5,7 +5,6 @@
 //! other request, and every request after it on the same connection, is served by hyper.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::Version;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -298,7 +298,7 @@ fn request_service(
     http::Request<Incoming>,
     Response = Response,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response, Infallible>> + Send,
+    Future = BoxFuture<'static, Result<Response, Infallible>>,
 > + Clone
 + Send
 + 'static {
@@ -308,7 +308,9 @@ fn request_service(
         let answered = first.lock().unwrap_or_else(PoisonError::into_inner).take();
         let mut request = with_connection_extensions(request, peer, &abort);
         let router = router.clone();
-        async move {
+        // Boxed: hyper keeps an HTTP/2 stream's task as large as this future for as long
+        // as the stream lasts, though the future is done once the response head is out.
+        let answer: BoxFuture<'static, _> = Box::pin(async move {
             // An HTTP/2 request runs in its stream's task: a cut-off ends that stream only.
             if let Ok(stream) = STREAM_ABORT.try_with(CancellationToken::clone) {
                 request.extensions_mut().insert(ConnectionAbort(stream));
@@ -326,6 +328,7 @@ fn request_service(
                     _in_flight: in_flight,
                 })
             }))
-        }
+        });
+        answer
     })
 }

@@ -9,8 +9,8 @@
 //! end of its handshake. What an idle stream keeps is then the socket and the two keys
 //! of its records, where rustls keeps its session and a read buffer it never shrinks
 //! below 4 KiB (as it still does over TLS 1.2); over HTTP/2, also hyper's and the `h2`
-//! crate's connection state, whose write (16 KiB) and read (8 KiB) buffers are fixed
-//! sizes, not settings.
+//! crate's connection state, in a task of its own. The workspace patches `h2` so that an
+//! idle connection gives back its read and write buffers (`vendor/README.md`).
 
 use std::fmt;
 use std::io::Read;
@@ -236,7 +236,10 @@ pub(crate) async fn serve(
         return;
     }
     if let Some(stream) = SealedStream::take_over(stream) {
-        serve_h2(stream, peer, &server).await;
+        // A task of its own, sized for HTTP/2 alone: this one is as large as the handshake
+        // and the HTTP/1.1 path, and an idle connection would keep all of it.
+        let tracker = server.tracker.clone();
+        tracker.spawn(async move { serve_h2(stream, peer, &server).await });
     }
 }
 

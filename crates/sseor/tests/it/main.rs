@@ -18,6 +18,7 @@ mod disconnect;
 mod encoder;
 mod example;
 mod history;
+mod http2;
 mod lifecycle_hooks;
 mod manager;
 mod presence;

@@ -7,10 +7,25 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
+use serde_json::json;
 use sseor::{Error, Event, Manager, TlsConfig};
 use sseor_testkit::certs::CertFiles;
 use sseor_testkit::guard;
 use sseor_testkit::library::Server;
+
+/// A client that trusts `pki` and reaches `server` as `localhost`; it speaks HTTP/2 when
+/// the server offers it, over one connection.
+fn https_client(pki: &CertFiles, server: &Server) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.cert_pem.as_bytes()).unwrap())
+        .resolve("localhost", server.addr)
+        .build()
+        .unwrap()
+}
+
+fn https_url(server: &Server, path: &str) -> String {
+    format!("https://localhost:{}{path}", server.addr.port())
+}
 
 /// The message of the [`Error::Tls`] that loading `cert` and `key` fails with.
 fn refusal(cert: &Path, key: &Path) -> String {
@@ -76,17 +91,8 @@ async fn streams_over_h2_get_events_and_end_on_close() {
         .tls(tls)
         .shutdown_timeout(Duration::from_secs(60));
     let server = Server::with(builder).await;
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.cert_pem.as_bytes()).unwrap())
-        .resolve("localhost", server.addr)
-        .build()
-        .unwrap();
-    let url = |user: &str| {
-        format!(
-            "https://localhost:{}/api/v1/sse?user_id={user}",
-            server.addr.port()
-        )
-    };
+    let client = https_client(&pki, &server);
+    let url = |user: &str| https_url(&server, &format!("/api/v1/sse?user_id={user}"));
 
     let mut streams = Vec::new();
     for user in ["a", "b", "c"] {
@@ -113,4 +119,53 @@ async fn streams_over_h2_get_events_and_end_on_close() {
     }
     let served = guard(server.serving).await.unwrap();
     assert!(served.is_ok(), "{served:?}");
+}
+
+/// An idle HTTP/2 connection gives its read and write buffers back and takes them again for
+/// the next burst: events and request bodies several times larger than those buffers (16
+/// and 8 KiB) cross one connection intact, burst after burst, with idle time between.
+#[tokio::test]
+async fn one_h2_connection_carries_events_and_bodies_larger_than_its_buffers_burst_after_burst() {
+    let pki = CertFiles::self_signed();
+    let tls = TlsConfig::from_pem_files(&pki.cert, &pki.key).unwrap();
+    let server = Server::with(Manager::builder().tls(tls)).await;
+    let client = https_client(&pki, &server);
+    let response = guard(
+        client
+            .get(https_url(&server, "/api/v1/sse?user_id=big"))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let mut stream = response.bytes_stream().eventsource();
+    server.wait_for_total(1).await;
+
+    for burst in 0..4 {
+        // Printable and varied, so that a byte lost or repeated at a buffer's edge shows.
+        let data: String = (0..40_000 + 5_000 * burst)
+            .map(|i| char::from(b'a' + ((i * 7 + burst) % 26) as u8))
+            .collect();
+        let published = guard(
+            client
+                .post(https_url(&server, "/api/v1/publish"))
+                .json(&json!({"user_id": "big", "event": {"type": "blob", "data": {"text": data}}}))
+                .send(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(published.version(), reqwest::Version::HTTP_2);
+        assert_eq!(published.status(), 202, "burst {burst}");
+        let event = guard(stream.next()).await.unwrap().unwrap();
+        assert_eq!(event.event, "blob");
+        let received: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+        let received = received["text"].as_str().unwrap();
+        assert_eq!(received.len(), data.len(), "burst {burst}");
+        assert!(
+            received == data,
+            "burst {burst}: the event's data changed on the way"
+        );
+        // The connection goes idle, and gives its buffers back, before the next burst.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
