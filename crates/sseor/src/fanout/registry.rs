@@ -342,20 +342,25 @@ impl Registry {
         delivered
     }
 
-    /// Queues `frame` (a heartbeat) for the idle streams of `target` in one of
-    /// `slices` slices of them; a connection with frames waiting needs none.
-    pub(crate) fn deliver_to_slice(
-        &self,
-        target: &Target,
-        frame: &Queued,
-        slice: u64,
-        slices: u64,
-    ) {
+    /// The streams of `target` in one of `slices` slices of them, by id.
+    pub(crate) fn slice_of(&self, target: &Target, slice: u64, slices: u64) -> Vec<u64> {
+        let tables = self.read();
+        tables.by_target.get(target).map_or_else(Vec::new, |slot| {
+            slot.keys()
+                .copied()
+                .filter(|id| id % slices == slice)
+                .collect()
+        })
+    }
+
+    /// Queues `frame` (a heartbeat) for those of the streams `ids` that are still open on
+    /// `target` and have nothing waiting.
+    pub(crate) fn deliver_if_idle(&self, target: &Target, ids: &[u64], frame: &Queued) {
         let tables = self.read();
         let Some(slot) = tables.by_target.get(target) else {
             return;
         };
-        for (_, sink) in slot.iter().filter(|(id, _)| **id % slices == slice) {
+        for sink in ids.iter().filter_map(|id| slot.get(id)) {
             sink.tx.send_if_idle(frame.clone());
         }
     }

@@ -503,3 +503,52 @@ async fn on_loopback_without_an_authorizer_serve_answers_only_loopback_host_name
         200
     );
 }
+
+/// With many streams, each slice of them gets its heartbeats in bursts spread over the
+/// slice's step; all of them still get one every interval, none skipped, none doubled.
+#[tokio::test]
+async fn each_of_hundreds_of_streams_gets_a_heartbeat_every_interval() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const STREAMS: usize = 300;
+    const INTERVALS: u32 = 5;
+    let every = Duration::from_millis(400);
+    let server = Server::with(Manager::builder().heartbeat(every)).await;
+    let mut sockets = Vec::with_capacity(STREAMS);
+    for user in 0..STREAMS {
+        let mut socket = guard(tokio::net::TcpStream::connect(server.addr))
+            .await
+            .unwrap();
+        let request =
+            format!("GET /api/v1/sse?user_id=u{user} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        guard(socket.write_all(request.as_bytes())).await.unwrap();
+        sockets.push(socket);
+    }
+    server.wait_for_total(STREAMS).await;
+    // Each socket read for the same window, counting the heartbeat comments.
+    let window = every * INTERVALS;
+    let counts = futures_util::future::join_all(sockets.into_iter().map(|mut socket| async move {
+        let mut received = Vec::new();
+        let _ = tokio::time::timeout(window, async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        received.windows(4).filter(|w| w == b"\n:\n\n").count()
+    }))
+    .await;
+    // The window holds INTERVALS heartbeats of each stream, give or take the one at
+    // either edge.
+    let expected = INTERVALS as usize;
+    for (stream, count) in counts.iter().enumerate() {
+        assert!(
+            (expected - 1..=expected + 1).contains(count),
+            "stream {stream} got {count} heartbeats in {window:?}, one every {every:?} expected"
+        );
+    }
+}

@@ -88,7 +88,8 @@ fn slices_reach_every_connection_once() {
         .collect();
     let frame = queue::Frame::plain(Bytes::from_static(b":\n\n"));
     for slice in 0..16 {
-        registry.deliver_to_slice(&Target::All, &frame, slice, 16);
+        let ids = registry.slice_of(&Target::All, slice, 16);
+        registry.deliver_if_idle(&Target::All, &ids, &frame);
     }
     for (_, rx) in &mut queues {
         assert!(rx.try_recv().is_some());
