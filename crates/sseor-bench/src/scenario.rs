@@ -331,11 +331,44 @@ pub(crate) struct Sweep {
     /// The p99 latency a step must stay under, ms.
     #[arg(long, default_value_t = 50.0)]
     pub(crate) p99_ms: f64,
+    /// Steps tried after the first that fails, each halfway (geometrically) between the
+    /// highest rate that passed and the lowest that failed: three narrow a factor of 1.5
+    /// down to 5%.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) refine: u32,
+}
+
+/// The highest rate that passed and the lowest that failed, so far.
+#[derive(Default)]
+struct Bracket {
+    passed: Option<f64>,
+    failed: Option<f64>,
+    refined: u32,
+}
+
+impl Bracket {
+    /// Records the step at `rate`; the next rate to try, if any.
+    fn next(&mut self, rate: f64, passed: bool, sweep: &Sweep) -> Option<f64> {
+        if passed {
+            self.passed = Some(rate);
+        } else {
+            self.failed = Some(rate);
+        }
+        let next = match (self.passed, self.failed) {
+            (_, None) => rate * sweep.factor,
+            (Some(low), Some(high)) if self.refined < sweep.refine => {
+                self.refined += 1;
+                (low * high).sqrt()
+            }
+            _ => return None,
+        };
+        (next <= sweep.max_rate * 1.0001).then_some(next)
+    }
 }
 
 /// Targeted events at increasing rates until p99 reaches the limit (lost events counting
-/// as late) or the publisher cannot reach 90 % of the offered rate; the highest rate that
-/// passed.
+/// as late) or the publisher cannot reach 90 % of the offered rate, then a few rates
+/// between the last that passed and the first that failed; the highest rate that passed.
 pub(crate) async fn targeted_max(
     common: &Common,
     options: &ServerOptions,
@@ -349,10 +382,12 @@ pub(crate) async fn targeted_max(
     let tally = readers.tally.clone();
     let mut steps = Vec::new();
     let mut best: Option<(f64, f64, Value)> = None;
-    let (mut first, mut expected_total, mut rate) = (0u64, 0u64, sweep.start_rate);
+    let (mut first, mut expected_total) = (0u64, 0u64);
+    let mut next_rate = Some(sweep.start_rate).filter(|rate| *rate <= sweep.max_rate * 1.0001);
+    let mut bracket = Bracket::default();
     let started = unix_nanos();
     let mut total_published: Option<Published> = None;
-    while rate <= sweep.max_rate * 1.0001 {
+    while let Some(rate) = next_rate {
         let count = (rate * sweep.step_seconds).round() as u64;
         tally.latency.reset();
         let received_before = tally.received.load(Ordering::Relaxed);
@@ -384,12 +419,15 @@ pub(crate) async fn targeted_max(
                 first_error: t.first_error.or(published.first_error),
             },
         });
-        if !passed {
-            break;
-        }
-        best = Some((rate, achieved, latency));
         first += count;
-        rate *= sweep.factor;
+        if passed && best.as_ref().is_none_or(|(best, ..)| rate > *best) {
+            best = Some((rate, achieved, latency));
+        }
+        if !passed {
+            // What the failed step left queued drains before the next step is timed.
+            tokio::time::sleep(common.wait.quiet()).await;
+        }
+        next_rate = bracket.next(rate, passed, sweep);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let received = readers.stop_and_count().await;
@@ -414,7 +452,48 @@ pub(crate) async fn targeted_max(
     let parameters = json!({
         "start_rate": sweep.start_rate, "factor": sweep.factor, "max_rate": sweep.max_rate,
         "step_seconds": sweep.step_seconds, "p99_limit_ms": sweep.p99_ms,
+        "refine": sweep.refine,
     });
     run.report("targeted-max", parameters, outcome);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sweep(refine: u32) -> Sweep {
+        Sweep {
+            start_rate: 1000.0,
+            factor: 2.0,
+            max_rate: 100_000.0,
+            step_seconds: 3.0,
+            p99_ms: 50.0,
+            refine,
+        }
+    }
+
+    /// The rates a sweep tries when every rate up to `limit` passes.
+    fn tried(sweep: &Sweep, limit: f64) -> Vec<f64> {
+        let mut bracket = Bracket::default();
+        let mut rates = Vec::new();
+        let mut next = Some(sweep.start_rate);
+        while let Some(rate) = next {
+            rates.push(rate.round());
+            next = bracket.next(rate, rate <= limit, sweep);
+        }
+        rates
+    }
+
+    #[test]
+    fn a_sweep_grows_by_its_factor_then_narrows_between_the_last_pass_and_the_first_fail() {
+        assert_eq!(tried(&sweep(0), 5000.0), [1000.0, 2000.0, 4000.0, 8000.0]);
+        // Then 5,657 (passes, under 6,000), 6,727 (fails), 6,169 (fails).
+        assert_eq!(
+            tried(&sweep(3), 6000.0),
+            [1000.0, 2000.0, 4000.0, 8000.0, 5657.0, 6727.0, 6169.0]
+        );
+        // Nothing fails up to the highest rate: no narrowing.
+        assert_eq!(tried(&sweep(3), 1e9).last(), Some(&64000.0));
+    }
 }
