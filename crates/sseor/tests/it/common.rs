@@ -24,6 +24,14 @@ pub(crate) async fn publish(server: &Server, body: serde_json::Value) -> (u16, s
     (status, response.json().await.unwrap())
 }
 
+/// `len` letters that vary from one to the next (and with `seed`), so that a byte lost or
+/// repeated on the way, where a buffer or a frame ends, shows in a comparison.
+pub(crate) fn varied_text(len: usize, seed: usize) -> String {
+    (0..len)
+        .map(|i| char::from(b'a' + ((i * 7 + seed) % 26) as u8))
+        .collect()
+}
+
 /// The target an event of the churn is published to, by its name there (which is also
 /// the event's type): `user:ID`, `topic:NAME` or `all`.
 fn churn_target(name: &str) -> Target {

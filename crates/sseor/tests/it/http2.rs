@@ -12,6 +12,8 @@ use sseor_testkit::{guard, http};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::common::varied_text;
+
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
@@ -61,10 +63,7 @@ async fn a_request_whose_frames_arrive_in_pieces_is_read_whole() {
     let mut events = Client::from_response(response);
     server.wait_for_total(1).await;
 
-    // Printable and varied, so that a byte lost or repeated where a piece ends shows.
-    let text: String = (0..30_000)
-        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
-        .collect();
+    let text = varied_text(30_000, 0);
     let body =
         json!({"user_id": "pieces", "event": {"type": "blob", "data": {"text": text}}}).to_string();
     // Two DATA frames: one frame may carry at most 16 KiB.

@@ -13,6 +13,8 @@ use sseor_testkit::certs::CertFiles;
 use sseor_testkit::guard;
 use sseor_testkit::library::Server;
 
+use crate::common::varied_text;
+
 /// A client that trusts `pki` and reaches `server` as `localhost`; it speaks HTTP/2 when
 /// the server offers it, over one connection.
 fn https_client(pki: &CertFiles, server: &Server) -> reqwest::Client {
@@ -142,10 +144,7 @@ async fn one_h2_connection_carries_events_and_bodies_larger_than_its_buffers_bur
     server.wait_for_total(1).await;
 
     for burst in 0..4 {
-        // Printable and varied, so that a byte lost or repeated at a buffer's edge shows.
-        let data: String = (0..40_000 + 5_000 * burst)
-            .map(|i| char::from(b'a' + ((i * 7 + burst) % 26) as u8))
-            .collect();
+        let data = varied_text(40_000 + 5_000 * burst, burst);
         let published = guard(
             client
                 .post(https_url(&server, "/api/v1/publish"))
