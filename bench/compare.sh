@@ -137,6 +137,12 @@ for target in $SERVERS; do
   scenarios "$target" 1
 done
 [ -n "$floor" ] && latency floor 1
+# The machine alone: one event written to every connection by bare writes, from one thread
+# on CPU 0 (as a pinned server) and from one thread per CPU (FLOOR=0: not run).
+if [ -n "$floor" ]; then
+  run sends --connections "$CONNECTIONS" --threads "$(nproc)" --label shared
+  pinned sends --connections "$CONNECTIONS" --threads 1 --label pinned
+fi
 more_rounds "$SERVERS $floor" 1
 # The application, served three ways: what serving it costs next to the sseor binary.
 for target in $APP_SERVERS; do

@@ -11,6 +11,7 @@
 //! target/release/sseor-bench publish-cost --target nchan-redis   # Redis time per publish
 //! bench/cluster.sh     # publishes spread over a Redis Cluster, against one Redis
 //! target/release/sseor-bench batch --target sseor-redis   # one batch request against single publishes
+//! taskset -c 1 target/release/sseor-bench --server-cpus 0 sends   # the machine alone: bare writes
 //! ```
 
 mod batch;
@@ -28,6 +29,7 @@ mod redis;
 mod redis_info;
 mod scale;
 mod scenario;
+mod sends;
 mod server;
 mod slow;
 mod sse;
@@ -46,6 +48,7 @@ use crate::publish_cost::PublishCostArgs;
 use crate::redis::RedisArgs;
 use crate::scale::{ClientArgs, ScaleArgs};
 use crate::scenario::{Common, Sweep};
+use crate::sends::SendsArgs;
 use crate::server::ServerOptions;
 use crate::slow::SlowArgs;
 
@@ -130,6 +133,9 @@ enum Command {
     /// sseor only: events published as one batch request, against as many single publish
     /// requests, one at a time and many in flight: events per second of each.
     Batch(BatchArgs),
+    /// The machine alone, no server: a frame written to each of N loopback sockets by bare
+    /// writes, read by another thread: the least time any server's broadcast takes here.
+    Sends(SendsArgs),
 }
 
 impl Command {
@@ -160,6 +166,7 @@ impl Command {
             Command::PublishCost(_) => "publish-cost",
             Command::Cluster(_) => "cluster",
             Command::Batch(_) => "batch",
+            Command::Sends(_) => "sends",
         }
     }
 
@@ -223,6 +230,7 @@ async fn run(cli: &Cli) -> Result<(), String> {
         Command::PublishCost(args) => publish_cost::publish_cost(args, servers).await,
         Command::Cluster(args) => cluster::cluster(args, &servers.server).await,
         Command::Batch(args) => batch::batch(args, servers).await,
+        Command::Sends(args) => sends::sends(args).await,
     }
 }
 

@@ -36,6 +36,15 @@ pub(crate) fn pin_started_processes(cpus: &[usize]) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs the calling thread on the CPUs of [`pin_started_processes`], when set: for work
+/// the bench does in threads of its own in a server's stead.
+pub(crate) fn pin_this_thread() -> Result<(), String> {
+    match STARTED_ON.get() {
+        Some(Some(set)) => sched_setaffinity(Pid::from_raw(0), set).map_err(|e| e.to_string()),
+        _ => Ok(()),
+    }
+}
+
 impl Process {
     /// Starts `command` as the leader of a new process group, on the CPUs of
     /// [`pin_started_processes`].

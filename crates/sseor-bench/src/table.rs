@@ -191,6 +191,38 @@ pub(crate) fn table(text: &str) -> String {
     }
     out.push_str(&serving_table(&lines));
     out.push_str(&floor_table(&lines));
+    out.push_str(&sends_lines(&lines));
+    out
+}
+
+/// What the machine alone takes (`sends`): one event written to every connection by bare
+/// writes, against nchan's broadcast p99, pinned (one writing thread on CPU 0) and shared
+/// (one per CPU).
+fn sends_lines(lines: &[Value]) -> String {
+    let mut out = String::new();
+    for (label, broadcast) in [("pinned", "latency-pinned"), ("shared", "latency")] {
+        let Some(sends) = median_run(lines, "kernel", "sends", Some(label), "/round_ms/p50") else {
+            continue;
+        };
+        let Some(ms) = sends.pointer("/round_ms/p50").and_then(Value::as_f64) else {
+            continue;
+        };
+        let nchan = median_run(
+            lines,
+            "nchan",
+            "broadcast",
+            Some(broadcast),
+            "/latency_ms/p99",
+        )
+        .and_then(|run| run.pointer("/latency_ms/p99")?.as_f64())
+        .map_or(String::new(), |p99| {
+            format!(", {:.2}x nchan's broadcast p99", ms / p99)
+        });
+        out.push_str(&format!(
+            "\nThe machine alone ({label}, `sseor-bench sends`): one event written to each of {} connections by bare writes from {} thread(s) takes {ms:.1} ms{nchan}.\n",
+            sends["connections"], sends["threads"]
+        ));
+    }
     out
 }
 
@@ -522,6 +554,25 @@ mod tests {
             table.matches("| targeted p99").count(),
             0,
             "a figure the floor has no run of has no row: {table}"
+        );
+    }
+
+    #[test]
+    fn bare_writes_are_set_against_nchans_broadcast() {
+        let text = [
+            r#"{"server":"nchan","scenario":"broadcast","label":"latency-pinned","latency_ms":{"p99":100.0}}"#,
+            r#"{"server":"kernel","scenario":"sends","label":"pinned","connections":10000,"threads":1,"round_ms":{"p50":70.0}}"#,
+            r#"{"server":"kernel","scenario":"sends","label":"shared","connections":10000,"threads":2,"round_ms":{"p50":50.0}}"#,
+        ]
+        .join("\n");
+        let table = table(&text);
+        assert!(
+            table.contains("(pinned, `sseor-bench sends`): one event written to each of 10000 connections by bare writes from 1 thread(s) takes 70.0 ms, 0.70x nchan's broadcast p99."),
+            "{table}"
+        );
+        assert!(
+            table.contains("(shared, `sseor-bench sends`): one event written to each of 10000 connections by bare writes from 2 thread(s) takes 50.0 ms."),
+            "without nchan's run, no ratio: {table}"
         );
     }
 

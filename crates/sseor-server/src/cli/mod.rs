@@ -166,7 +166,8 @@ pub(crate) struct Broker {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Streams")]
 pub(crate) struct Streams {
-    /// Interval of the keep-alive comment on every stream (`15s`, `500ms`, `2m`).
+    /// The longest a stream stays silent: it gets a keep-alive comment when nothing else
+    /// went out on it for this long (`15s`, `500ms`, `2m`).
     #[arg(long, env = "SSEOR_HEARTBEAT", default_value = "15s", value_parser = values::duration)]
     pub(crate) heartbeat: Duration,
 

@@ -172,6 +172,7 @@ pub(crate) fn bounded(bounds: Bounds) -> (Sender, Receiver) {
             waker: None,
             senders: 1,
             receiver_gone: false,
+            last_queued: 0,
         }),
     });
     (
@@ -197,6 +198,9 @@ struct State {
     waker: Option<Waker>,
     senders: u32,
     receiver_gone: bool,
+    /// When a frame was last queued, on the registry's clock (milliseconds, wrapping):
+    /// what heartbeats go by.
+    last_queued: u32,
 }
 
 impl State {
@@ -215,6 +219,19 @@ impl State {
         let frame = self.frames.pop_front()?;
         self.bytes = self.bytes.saturating_sub(small(frame.bytes.len()));
         Some(frame)
+    }
+
+    fn quiet(&self, now: u32, since: u32) -> Quiet {
+        if self.receiver_gone {
+            Quiet::Gone
+        } else if !self.frames.is_empty() {
+            Quiet::Active(now)
+        // Ages rather than times, so that the clock may wrap.
+        } else if now.wrapping_sub(self.last_queued) < now.wrapping_sub(since) {
+            Quiet::Active(self.last_queued)
+        } else {
+            Quiet::Silent
+        }
     }
 
     fn count_dropped(&mut self) {
@@ -257,15 +274,27 @@ pub(crate) enum SendError {
     Closed,
 }
 
+/// Whether a stream has been silent, for heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    /// Nothing queued since the time asked about, and nothing waiting.
+    Silent,
+    /// The stream queued a frame at this time (now, when frames are waiting).
+    Active(u32),
+    /// The stream is gone.
+    Gone,
+}
+
 /// The sending half; the stream ends once every sender is dropped and its queue drained.
 pub(crate) struct Sender {
     shared: Arc<Shared>,
 }
 
 impl Sender {
-    /// Queues `frame` unless the stream is gone, or the queue is full and its policy is to
-    /// disconnect; under the other policies, older frames make room.
-    pub(crate) fn try_send(&self, frame: Queued) -> Result<(), SendError> {
+    /// Queues `frame` at `now` (the registry's clock) unless the stream is gone, or the
+    /// queue is full and its policy is to disconnect; under the other policies, older
+    /// frames make room.
+    pub(crate) fn try_send(&self, frame: Queued, now: u32) -> Result<(), SendError> {
         let bounds = &self.shared.bounds;
         let waker = {
             let mut state = self.shared.lock();
@@ -290,6 +319,7 @@ impl Sender {
                 }
             }
             state.push_back(frame);
+            state.last_queued = now;
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -315,20 +345,36 @@ impl Sender {
         }
     }
 
-    /// Queues `frame` only when nothing else waits: for heartbeats, which a stream with
-    /// frames waiting does not need, and which must not push events out of a full queue.
-    pub(crate) fn send_if_idle(&self, frame: Queued) {
+    /// Whether the stream queued nothing after `since` and has nothing waiting, `now`.
+    pub(crate) fn quiet(&self, now: u32, since: u32) -> Quiet {
+        self.shared.lock().quiet(now, since)
+    }
+
+    /// Queues `frame` (a heartbeat) at `now` when the stream is [`quiet`](Self::quiet)
+    /// since `since`: a stream that carried frames since needs no heartbeat, and one with
+    /// frames waiting must not have events pushed out of a full queue by one. What it
+    /// found: [`Quiet::Silent`] when it queued the heartbeat.
+    pub(crate) fn heartbeat(&self, frame: Queued, now: u32, since: u32) -> Quiet {
         let waker = {
             let mut state = self.shared.lock();
-            if state.receiver_gone || !state.frames.is_empty() {
-                return;
+            let quiet = state.quiet(now, since);
+            if quiet != Quiet::Silent {
+                return quiet;
             }
             state.push_back(frame);
+            state.last_queued = now;
             state.waker.take()
         };
         if let Some(waker) = waker {
             waker.wake();
         }
+        Quiet::Silent
+    }
+
+    /// Counts the stream as having carried something at `now`: its response head, when it
+    /// opens, after which it is not silent.
+    pub(crate) fn spoke_at(&self, now: u32) {
+        self.shared.lock().last_queued = now;
     }
 
     /// How many frames were dropped to make room so far.
@@ -452,11 +498,11 @@ mod tests {
     async fn delivers_in_order_up_to_capacity_then_ends_with_the_last_sender() {
         let (tx, mut rx) = bounded(bounds(2, 1 << 20, SlowConsumer::Disconnect));
         let other = tx.clone();
-        tx.try_send(frame(1)).unwrap();
-        other.try_send(frame(2)).unwrap();
-        assert_eq!(tx.try_send(frame(3)), Err(SendError::Full));
+        tx.try_send(frame(1), 0).unwrap();
+        other.try_send(frame(2), 0).unwrap();
+        assert_eq!(tx.try_send(frame(3), 0), Err(SendError::Full));
         assert_eq!(poll_fn(|cx| rx.poll_recv(cx)).await.unwrap().seq(), 1);
-        tx.try_send(frame(3)).unwrap();
+        tx.try_send(frame(3), 0).unwrap();
         drop((tx, other));
         assert_eq!(rx.try_recv().unwrap().seq(), 2);
         assert_eq!(poll_fn(|cx| rx.poll_recv(cx)).await.unwrap().seq(), 3);
@@ -466,28 +512,28 @@ mod tests {
     #[test]
     fn bytes_bound_the_queue_too_but_an_empty_queue_takes_any_frame() {
         let (tx, mut rx) = bounded(bounds(100, 250, SlowConsumer::Disconnect));
-        tx.try_send(typed(1, "a", 100)).unwrap();
-        tx.try_send(typed(2, "a", 100)).unwrap();
-        assert_eq!(tx.try_send(typed(3, "a", 100)), Err(SendError::Full));
-        tx.try_send(typed(3, "a", 50)).unwrap();
+        tx.try_send(typed(1, "a", 100), 0).unwrap();
+        tx.try_send(typed(2, "a", 100), 0).unwrap();
+        assert_eq!(tx.try_send(typed(3, "a", 100), 0), Err(SendError::Full));
+        tx.try_send(typed(3, "a", 50), 0).unwrap();
         assert_eq!(drain(&mut rx), [1, 2, 3]);
         assert_eq!(tx.shared.lock().bytes, 0);
-        tx.try_send(typed(4, "a", 1000)).unwrap();
-        assert_eq!(tx.try_send(typed(5, "a", 1)), Err(SendError::Full));
+        tx.try_send(typed(4, "a", 1000), 0).unwrap();
+        assert_eq!(tx.try_send(typed(5, "a", 1), 0), Err(SendError::Full));
     }
 
     #[test]
     fn drop_oldest_makes_room_and_keeps_the_newest() {
         let (tx, mut rx) = bounded(bounds(3, 1 << 20, SlowConsumer::DropOldest));
         for seq in 1..=10 {
-            tx.try_send(frame(seq)).unwrap();
+            tx.try_send(frame(seq), 0).unwrap();
         }
         assert_eq!(tx.dropped(), 7);
         assert_eq!(drain(&mut rx), [8, 9, 10]);
 
         let (tx, mut rx) = bounded(bounds(100, 300, SlowConsumer::DropOldest));
         for seq in 1..=5 {
-            tx.try_send(typed(seq, "a", 100)).unwrap();
+            tx.try_send(typed(seq, "a", 100), 0).unwrap();
         }
         assert_eq!(drain(&mut rx), [3, 4, 5]);
     }
@@ -495,16 +541,16 @@ mod tests {
     #[test]
     fn latest_per_type_keeps_the_newest_of_each_type_in_order() {
         let (tx, mut rx) = bounded(bounds(3, 1 << 20, SlowConsumer::LatestPerType));
-        tx.try_send(typed(1, "price", 10)).unwrap();
-        tx.try_send(typed(2, "volume", 10)).unwrap();
-        tx.try_send(typed(3, "price", 10)).unwrap();
-        tx.try_send(frame(4)).unwrap();
-        tx.try_send(typed(5, "volume", 10)).unwrap();
+        tx.try_send(typed(1, "price", 10), 0).unwrap();
+        tx.try_send(typed(2, "volume", 10), 0).unwrap();
+        tx.try_send(typed(3, "price", 10), 0).unwrap();
+        tx.try_send(frame(4), 0).unwrap();
+        tx.try_send(typed(5, "volume", 10), 0).unwrap();
         assert_eq!(drain(&mut rx), [3, 4, 5]);
         assert_eq!(tx.dropped(), 2);
         // Full of distinct types: the oldest goes.
         for (seq, kind) in [(6, "a"), (7, "b"), (8, "c"), (9, "d")] {
-            tx.try_send(typed(seq, kind, 10)).unwrap();
+            tx.try_send(typed(seq, kind, 10), 0).unwrap();
         }
         assert_eq!(drain(&mut rx), [7, 8, 9]);
     }
@@ -512,12 +558,41 @@ mod tests {
     #[test]
     fn heartbeats_wait_only_in_an_empty_queue() {
         let (tx, mut rx) = bounded(bounds(4, 1 << 20, SlowConsumer::DropOldest));
-        tx.send_if_idle(frame(0));
-        tx.send_if_idle(frame(0));
+        assert_eq!(tx.heartbeat(frame(0), 100, 100), Quiet::Silent);
+        assert_eq!(tx.heartbeat(frame(0), 200, 200), Quiet::Active(200));
         assert_eq!(drain(&mut rx), [0]);
-        tx.try_send(frame(1)).unwrap();
-        tx.send_if_idle(frame(0));
+        tx.try_send(frame(1), 300).unwrap();
+        assert_eq!(tx.heartbeat(frame(0), 400, 400), Quiet::Active(400));
         assert_eq!(drain(&mut rx), [1]);
+    }
+
+    #[test]
+    fn a_heartbeat_goes_only_to_a_stream_that_queued_nothing_since() {
+        let (tx, mut rx) = bounded(bounds(4, 1 << 20, SlowConsumer::Disconnect));
+        tx.try_send(frame(1), 1_000).unwrap();
+        assert_eq!(drain(&mut rx), [1]);
+        // Something was queued after 900: no heartbeat, and when it was.
+        assert_eq!(tx.heartbeat(frame(0), 1_500, 900), Quiet::Active(1_000));
+        // Nothing after 1,000 (the frame itself is not after it).
+        assert_eq!(tx.heartbeat(frame(0), 2_000, 1_000), Quiet::Silent);
+        assert_eq!(drain(&mut rx), [0]);
+        // A heartbeat counts as queued: none again right after it.
+        assert_eq!(tx.heartbeat(frame(0), 2_100, 1_500), Quiet::Active(2_000));
+        // Across the wrap of the clock.
+        tx.try_send(frame(2), u32::MAX - 10).unwrap();
+        drain(&mut rx);
+        assert_eq!(
+            tx.heartbeat(frame(0), 5, u32::MAX - 20),
+            Quiet::Active(u32::MAX - 10)
+        );
+        assert_eq!(tx.heartbeat(frame(0), 5, u32::MAX - 10), Quiet::Silent);
+        assert_eq!(tx.quiet(10, 4), Quiet::Active(10), "a heartbeat waits");
+        assert_eq!(drain(&mut rx), [0]);
+        assert_eq!(tx.quiet(10, 4), Quiet::Active(5));
+        assert_eq!(tx.quiet(10, 5), Quiet::Silent);
+        assert!(drain(&mut rx).is_empty(), "asking sends nothing");
+        drop(rx);
+        assert_eq!(tx.heartbeat(frame(0), 6, 6), Quiet::Gone);
     }
 
     #[tokio::test]
@@ -525,7 +600,7 @@ mod tests {
         let (tx, mut rx) = bounded(bounds(4, 1 << 20, SlowConsumer::Disconnect));
         let waiting = tokio::spawn(async move { poll_fn(|cx| rx.poll_recv(cx)).await });
         tokio::task::yield_now().await;
-        tx.try_send(frame(7)).unwrap();
+        tx.try_send(frame(7), 0).unwrap();
         assert_eq!(waiting.await.unwrap().unwrap().seq(), 7);
     }
 
@@ -533,11 +608,11 @@ mod tests {
     fn refuses_frames_once_the_receiver_is_gone_and_gives_back_burst_memory() {
         let (tx, mut rx) = bounded(bounds(1000, 1 << 20, SlowConsumer::Disconnect));
         for seq in 0..100 {
-            tx.try_send(frame(seq)).unwrap();
+            tx.try_send(frame(seq), 0).unwrap();
         }
         while rx.try_recv().is_some() {}
         assert_eq!(tx.shared.lock().frames.capacity(), 0);
         drop(rx);
-        assert_eq!(tx.try_send(frame(1)), Err(SendError::Closed));
+        assert_eq!(tx.try_send(frame(1), 0), Err(SendError::Closed));
     }
 }

@@ -18,7 +18,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::queue::{self, Queued, SendError};
+use super::queue::{self, Queued, Quiet, SendError};
 use super::{Barrier, CloseReason, Interest, Limits, Refused};
 use crate::ConnectionLimit;
 use crate::Target;
@@ -216,6 +216,8 @@ impl Registry {
             }
             slot.insert(id, sink.clone());
         }
+        // Its head goes out now: its first heartbeat is due an interval from now.
+        sink.tx.spoke_at(self.clock_ms());
         if let (true, Some(ip)) = (self.limits.per_ip > 0, client_ip) {
             *tables.by_ip.entry(ip).or_default() += 1;
             tables.ip_of.insert(id, ip);
@@ -322,13 +324,14 @@ impl Registry {
     pub(crate) fn deliver(&self, target: &Target, frame: &Queued) -> usize {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
+        let now = self.clock_ms();
         {
             let tables = self.read();
             let Some(slot) = tables.by_target.get(target) else {
                 return 0;
             };
             for (&id, sink) in slot {
-                match sink.tx.try_send(frame.clone()) {
+                match sink.tx.try_send(frame.clone(), now) {
                     Ok(()) => delivered += 1,
                     Err(SendError::Full) => overflowed.push(id),
                     // The stream is gone; its guard is removing it.
@@ -353,16 +356,52 @@ impl Registry {
         })
     }
 
-    /// Queues `frame` (a heartbeat) for those of the streams `ids` that are still open on
-    /// `target` and have nothing waiting.
-    pub(crate) fn deliver_if_idle(&self, target: &Target, ids: &[u64], frame: &Queued) {
+    /// Which streams of `checks` (each with a time on [`clock_ms`](Self::clock_ms)) still
+    /// open on `target` queued nothing after their time and have nothing waiting: their
+    /// places in `checks`. `active` gets those that carried frames since, as their place
+    /// with the time of their last frame.
+    pub(crate) fn silent(
+        &self,
+        target: &Target,
+        checks: &[(u64, u32)],
+        active: &mut Vec<(usize, u32)>,
+    ) -> Vec<usize> {
+        let now = self.clock_ms();
+        let tables = self.read();
+        let Some(slot) = tables.by_target.get(target) else {
+            return Vec::new();
+        };
+        let mut silent = Vec::new();
+        for (at, &(id, since)) in checks.iter().enumerate() {
+            match slot.get(&id).map(|sink| sink.tx.quiet(now, since)) {
+                Some(Quiet::Silent) => silent.push(at),
+                Some(Quiet::Active(last)) => active.push((at, last)),
+                Some(Quiet::Gone) | None => {}
+            }
+        }
+        silent
+    }
+
+    /// Queues `frame` (a heartbeat) for each stream of `checks` still open on `target`
+    /// that queued nothing after the time paired with it and has nothing waiting.
+    pub(crate) fn heartbeat(&self, target: &Target, checks: &[(u64, u32)], frame: &Queued) {
+        let now = self.clock_ms();
         let tables = self.read();
         let Some(slot) = tables.by_target.get(target) else {
             return;
         };
-        for sink in ids.iter().filter_map(|id| slot.get(id)) {
-            sink.tx.send_if_idle(frame.clone());
+        for (id, since) in checks {
+            if let Some(sink) = slot.get(id) {
+                sink.tx.heartbeat(frame.clone(), now, *since);
+            }
         }
+    }
+
+    /// Milliseconds since the registry started, wrapping: when frames were queued, for
+    /// heartbeats.
+    pub(crate) fn clock_ms(&self) -> u32 {
+        // Truncation is the wrap: only differences of these are used.
+        self.started.elapsed().as_millis() as u32
     }
 
     /// A barrier behind every interest change reported so far; `None` when no broker

@@ -190,8 +190,10 @@ impl Builder {
         self
     }
 
-    /// How often every stream receives a comment line to keep it alive and to notice
-    /// clients that left (default 15 s; at least 10 ms).
+    /// The longest a stream stays silent: one that carried nothing for this long receives
+    /// a comment line, to keep it alive through proxies and to notice clients that left
+    /// (default 15 s; at least 10 ms). A stream that carries events needs none and gets
+    /// none.
     pub fn heartbeat(mut self, interval: Duration) -> Self {
         self.heartbeat = interval.max(Duration::from_millis(10));
         self

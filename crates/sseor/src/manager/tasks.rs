@@ -67,7 +67,11 @@ pub(super) async fn expire_streams(
     }
 }
 
-/// Sends every idle stream a heartbeat once per `every`, a slice of them at a time.
+/// Keeps every stream from staying silent longer than `every`: a stream that queued
+/// nothing for about that long gets a heartbeat. Each stream is visited once per interval,
+/// a slice of them every step; one that carried frames since it was last visited is looked
+/// at again when its newest frame is `every - step` old, and gets a heartbeat then unless
+/// another frame came. An idle stream gets one heartbeat per interval, and a busy one none.
 pub(super) async fn heartbeat(
     registry: Arc<Registry>,
     every: Duration,
@@ -77,26 +81,80 @@ pub(super) async fn heartbeat(
     // At most 4096 slices, so the division loses nothing that matters.
     let step = every / u32::try_from(slices).unwrap_or(u32::MAX);
     let pause = step / HEARTBEAT_BURSTS;
+    let mut later = Later::new(every, step, slices);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let heartbeat = Frame::plain(encode::HEARTBEAT);
-    for slice in (0..slices).cycle() {
+    for tick in 0u64.. {
         let started = tokio::select! {
             () = shutdown.cancelled() => return,
             started = ticks.tick() => started,
         };
-        let ids = registry.slice_of(&Target::All, slice, slices);
+        // Who is due: each stream of the slice, silent for `every - step`, and those
+        // looked at again, silent since the frame they were put off for.
+        let now = registry.clock_ms();
+        let visits = registry.slice_of(&Target::All, tick % slices, slices);
+        let quiet_since = now.wrapping_sub(later.quiet_ms);
+        let mut checks: Vec<(u64, u32)> = visits.iter().map(|&id| (id, quiet_since)).collect();
+        checks.extend(later.due(tick));
+        let mut active = Vec::new();
+        let silent = registry.silent(&Target::All, &checks, &mut active);
+        for (at, last) in active {
+            // A stream visited that carried frames since is looked at again before it has
+            // been silent for `every`; one looked at again that did is visited next
+            // interval, still in time.
+            if at < visits.len() {
+                later.add(tick, now, checks[at].0, last);
+            }
+        }
+        let due: Vec<(u64, u32)> = silent.into_iter().map(|at| checks[at]).collect();
         // At most HEARTBEAT_BURSTS bursts, each at its own point of the step, so the last
-        // goes out within the step however late the timer fires.
-        for (burst, ids) in (0u32..).zip(ids.chunks(burst_len(ids.len()))) {
+        // goes out within the step however late the timer fires. Each stream is asked
+        // again as its burst goes: one that carried a frame meanwhile gets no heartbeat.
+        for (burst, due) in (0u32..).zip(due.chunks(burst_len(due.len()))) {
             if burst > 0 {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep_until(started + pause * burst) => {}
                 }
             }
-            registry.deliver_if_idle(&Target::All, ids, &heartbeat);
+            registry.heartbeat(&Target::All, due, &heartbeat);
         }
+    }
+}
+
+/// The streams to look at again, by the tick they are due: a ring of one interval.
+struct Later {
+    due: Vec<Vec<(u64, u32)>>,
+    /// How long a stream stays silent before its heartbeat: `every - step`.
+    quiet_ms: u32,
+    step_ms: u32,
+}
+
+impl Later {
+    fn new(every: Duration, step: Duration, slices: u64) -> Self {
+        let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        Self {
+            due: (0..slices).map(|_| Vec::new()).collect(),
+            quiet_ms: millis(every.saturating_sub(step)),
+            step_ms: millis(step).max(1),
+        }
+    }
+
+    /// Looks at `id` again (seen at tick `tick`, `now`) on the first tick at which its
+    /// frame of `last` has been `quiet_ms` old.
+    fn add(&mut self, tick: u64, now: u32, id: u64, last: u32) {
+        let waited = now.wrapping_sub(last).min(self.quiet_ms);
+        let ticks = (self.quiet_ms - waited).div_ceil(self.step_ms);
+        let ticks = u64::from(ticks).clamp(1, self.due.len() as u64 - 1);
+        let at = (tick + ticks) % self.due.len() as u64;
+        self.due[at as usize].push((id, last));
+    }
+
+    /// The streams due at `tick`.
+    fn due(&mut self, tick: u64) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let at = (tick % self.due.len() as u64) as usize;
+        self.due[at].drain(..)
     }
 }
 
@@ -110,6 +168,27 @@ mod tests {
         assert_eq!(heartbeat_slices(Duration::from_millis(500)), 16);
         assert_eq!(heartbeat_slices(Duration::from_millis(10)), 16);
         assert_eq!(heartbeat_slices(Duration::from_secs(3600)), 4096);
+    }
+
+    #[test]
+    fn a_busy_stream_is_looked_at_again_once_its_last_frame_is_nearly_an_interval_old() {
+        // 15 s in 300 steps of 50 ms: a heartbeat after 14.95 s of silence.
+        let mut later = Later::new(Duration::from_secs(15), Duration::from_millis(50), 300);
+        assert_eq!(later.quiet_ms, 14_950);
+        // Seen at tick 10 (at 1,000 ms), its last frame at 900 ms: due at 15,850 ms, the
+        // first tick at or after it is 297 ticks on, wrapping round the ring of 300.
+        later.add(10, 1_000, 7, 900);
+        assert_eq!(later.due(307).collect::<Vec<_>>(), [(7, 900)]);
+        assert_eq!(later.due(307).count(), 0, "taken once");
+        // A frame queued just now: the latest the ring allows, one tick short of a lap.
+        later.add(10, 1_000, 8, 1_000);
+        assert_eq!(later.due(309).collect::<Vec<_>>(), [(8, 1_000)]);
+        // Already silent long enough (a late tick): on the next tick.
+        later.add(10, 20_000, 9, 1_000);
+        assert_eq!(later.due(11).collect::<Vec<_>>(), [(9, 1_000)]);
+        // Across the wrap of the clock.
+        later.add(10, 40, 10, u32::MAX - 9);
+        assert_eq!(later.due(308).collect::<Vec<_>>(), [(10, u32::MAX - 9)]);
     }
 
     #[test]

@@ -506,6 +506,79 @@ async fn on_loopback_without_an_authorizer_serve_answers_only_loopback_host_name
 
 /// With many streams, each slice of them gets its heartbeats in bursts spread over the
 /// slice's step; all of them still get one every interval, none skipped, none doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_carrying_events_get_no_heartbeat_until_they_fall_silent_for_an_interval() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
+
+    // Enough streams that some are visited by the heartbeat pass at every point of the
+    // interval (16 slices of it).
+    const STREAMS: usize = 32;
+    let every = Duration::from_millis(800);
+    let server = Server::with(Manager::builder().heartbeat(every)).await;
+    let mut readers = Vec::new();
+    for user in 0..STREAMS {
+        let mut socket = guard(TcpStream::connect(server.addr)).await.unwrap();
+        let request =
+            format!("GET /api/v1/sse?user_id=u{user} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        guard(socket.write_all(request.as_bytes())).await.unwrap();
+        // What arrives, and when: events every 150 ms for 3 s, then silence for 2 intervals.
+        let until = Instant::now() + Duration::from_millis(3_500) + every * 2;
+        readers.push(tokio::spawn(async move {
+            let mut arrivals = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(Ok(n)) = tokio::time::timeout_at(until, socket.read(&mut buf)).await {
+                assert!(n > 0, "the stream ended");
+                arrivals.push((
+                    Instant::now(),
+                    String::from_utf8_lossy(&buf[..n]).into_owned(),
+                ));
+            }
+            arrivals
+        }));
+    }
+    server.wait_for_total(STREAMS).await;
+    for n in 0..20 {
+        let event = Event::new("tick").with_data(serde_json::json!(n));
+        server.manager.publish_to_all(event).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let is_heartbeat = |text: &str| text.contains("\n:\n\n");
+    for (stream, reader) in readers.into_iter().enumerate() {
+        let arrivals = reader.await.unwrap();
+        let last_event = arrivals
+            .iter()
+            .filter(|(_, text)| text.contains("event: tick"))
+            .map(|(at, _)| *at)
+            .next_back()
+            .expect("events arrived");
+        let first_event = arrivals
+            .iter()
+            .find(|(_, text)| text.contains("event: tick"))
+            .map(|(at, _)| *at)
+            .unwrap();
+        let during: Vec<_> = arrivals
+            .iter()
+            .filter(|(at, text)| *at > first_event && *at <= last_event && is_heartbeat(text))
+            .collect();
+        assert!(
+            during.is_empty(),
+            "stream {stream}: heartbeats between events: {during:?}"
+        );
+        let first_after = arrivals
+            .iter()
+            .find(|(at, text)| *at > last_event && is_heartbeat(text))
+            .map(|(at, _)| *at - last_event)
+            .expect("a heartbeat once the events stopped");
+        // Not before the stream was silent for most of an interval, and not later than
+        // one interval (with room for a busy machine's timers).
+        assert!(
+            first_after >= every / 2 && first_after <= every + Duration::from_millis(200),
+            "stream {stream}: the first heartbeat came {first_after:?} after the last event, every {every:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn each_of_hundreds_of_streams_gets_a_heartbeat_every_interval() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

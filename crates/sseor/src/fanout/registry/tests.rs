@@ -88,13 +88,60 @@ fn slices_reach_every_connection_once() {
         .collect();
     let frame = queue::Frame::plain(Bytes::from_static(b":\n\n"));
     for slice in 0..16 {
-        let ids = registry.slice_of(&Target::All, slice, 16);
-        registry.deliver_if_idle(&Target::All, &ids, &frame);
+        let since = registry.clock_ms();
+        let checks: Vec<_> = (registry.slice_of(&Target::All, slice, 16).into_iter())
+            .map(|id| (id, since))
+            .collect();
+        let mut active = Vec::new();
+        assert_eq!(
+            registry.silent(&Target::All, &checks, &mut active).len(),
+            checks.len()
+        );
+        assert!(active.is_empty());
+        registry.heartbeat(&Target::All, &checks, &frame);
     }
     for (_, rx) in &mut queues {
         assert!(rx.try_recv().is_some());
         assert!(rx.try_recv().is_none());
     }
+}
+
+#[test]
+fn a_stream_that_carried_an_event_since_gets_no_heartbeat_and_says_when() {
+    let registry = registry(Limits::default());
+    let (quiet, mut quiet_rx) = sink(4);
+    let (busy, mut busy_rx) = sink(4);
+    let quiet = registry
+        .register(opening(quiet, vec![Target::All]))
+        .unwrap();
+    let bo = Target::user("bo").unwrap();
+    let busy = registry
+        .register(opening(busy, vec![Target::All, bo.clone()]))
+        .unwrap();
+    let since = registry.clock_ms();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(registry.deliver(&bo, &frame(1)), 1);
+    let sent_at = registry.clock_ms();
+    assert_eq!(busy_rx.try_recv().unwrap().seq(), 1);
+    let heartbeat = queue::Frame::plain(Bytes::from_static(b":\n\n"));
+    let checks = [
+        (quiet.id(), since),
+        (busy.id(), since),
+        (busy.id() + 100, since),
+    ];
+    let mut active = Vec::new();
+    let silent = registry.silent(&Target::All, &checks, &mut active);
+    assert_eq!(silent, [0], "only the quiet stream is silent");
+    assert!(quiet_rx.try_recv().is_none(), "asking sends nothing");
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].0, 1, "the busy stream's place in the checks");
+    assert!(
+        active[0].1 >= since + 5 && active[0].1 <= sent_at,
+        "{active:?}"
+    );
+    registry.heartbeat(&Target::All, &checks, &heartbeat);
+    assert!(quiet_rx.try_recv().is_some());
+    assert!(busy_rx.try_recv().is_none(), "it carried an event since");
 }
 
 #[test]
