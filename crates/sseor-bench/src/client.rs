@@ -131,6 +131,21 @@ pub(crate) async fn open(
     open_over(&Connector::Plain, port, path, source, headers).await
 }
 
+/// A TCP connection to 127.0.0.1:`port` from 127.0.0.`source` (at least 1).
+pub(crate) async fn connect_from(source: u8, port: u16) -> Result<TcpStream, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    socket
+        .bind(SocketAddr::from((
+            Ipv4Addr::new(127, 0, 0, source.max(1)),
+            0,
+        )))
+        .map_err(|e| format!("bind: {e}"))?;
+    socket
+        .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .map_err(|e| format!("connect: {e}"))
+}
+
 /// [`open`], over the connection `connector` makes.
 pub(crate) async fn open_over(
     connector: &Connector,
@@ -139,17 +154,7 @@ pub(crate) async fn open_over(
     source: u8,
     headers: &str,
 ) -> Result<Stream, String> {
-    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-    socket
-        .bind(SocketAddr::from((
-            Ipv4Addr::new(127, 0, 0, source.max(1)),
-            0,
-        )))
-        .map_err(|e| format!("bind: {e}"))?;
-    let socket = socket
-        .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let socket = connect_from(source, port).await?;
     // As browsers do: the request written after a TLS handshake must not wait, by Nagle's
     // algorithm, for the server's (delayed) acknowledgement of the handshake's last bytes.
     socket

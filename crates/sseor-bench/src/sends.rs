@@ -9,7 +9,7 @@
 //! server and the load generator.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::os::fd::AsFd;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Barrier;
@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 
+use crate::client::connect_from;
 use crate::process;
 use crate::stats::{round, unix_nanos};
 
@@ -166,26 +167,16 @@ async fn accept(listener: &TcpListener, n: usize) -> Result<Vec<TcpStream>, Stri
 /// addresses, as the load generator's streams are), says `ready`, then prints the Unix
 /// time (ns) each round was read whole.
 async fn reader(args: &SendsArgs, port: u16) -> Result<(), String> {
-    let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut sockets = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
-        let source = Ipv4Addr::new(127, 0, 0, 1 + (i % 16) as u8);
-        sockets.push(connect_from(source, to).await?);
+        let socket = connect_from(1 + (i % 16) as u8, port).await?;
+        sockets.push(socket.into_std().map_err(|e| e.to_string())?);
     }
     println!("ready");
     let per_round = (args.connections * args.frame_bytes.max(1)) as u64;
     read_rounds(&sockets, per_round, args.rounds, || {
         println!("{}", unix_nanos())
     })
-}
-
-async fn connect_from(source: Ipv4Addr, to: SocketAddr) -> Result<TcpStream, String> {
-    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    socket
-        .bind(SocketAddr::from((source, 0)))
-        .map_err(|e| format!("cannot bind {source}: {e}"))?;
-    let stream = socket.connect(to).await.map_err(|e| e.to_string())?;
-    stream.into_std().map_err(|e| e.to_string())
 }
 
 /// The connections dealt out to `threads` writers.
