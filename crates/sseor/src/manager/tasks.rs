@@ -180,6 +180,10 @@ mod tests {
         later.add(10, 1_000, 7, 900);
         assert_eq!(later.due(307).collect::<Vec<_>>(), [(7, 900)]);
         assert_eq!(later.due(307).count(), 0, "taken once");
+        // Due between two ticks (at 15,925 ms): the tick after, not the one before.
+        later.add(10, 1_000, 11, 975);
+        assert_eq!(later.due(308).count(), 0);
+        assert_eq!(later.due(309).collect::<Vec<_>>(), [(11, 975)]);
         // A frame queued just now: the latest the ring allows, one tick short of a lap.
         later.add(10, 1_000, 8, 1_000);
         assert_eq!(later.due(309).collect::<Vec<_>>(), [(8, 1_000)]);

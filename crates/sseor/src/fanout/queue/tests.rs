@@ -133,6 +133,12 @@ fn a_heartbeat_goes_only_to_a_stream_that_queued_nothing_since() {
     assert_eq!(tx.quiet(10, 4), Quiet::Active(5));
     assert_eq!(tx.quiet(10, 5), Quiet::Silent);
     assert!(drain(&mut rx).is_empty(), "asking sends nothing");
+    // A frame queued after the clock's wrap is after a time before it, and one queued
+    // before the wrap is not after a time past it.
+    assert_eq!(tx.quiet(10, u32::MAX - 5), Quiet::Active(5));
+    tx.try_send(frame(3), u32::MAX - 10).unwrap();
+    drain(&mut rx);
+    assert_eq!(tx.quiet(50, 5), Quiet::Silent);
     drop(rx);
     assert_eq!(tx.heartbeat(frame(0), 6, 6), Quiet::Gone);
 }
