@@ -1,6 +1,6 @@
 //! The [`Manager`]: this instance's streams, its broker and its server, behind one handle.
 //!
-//! * [`builder`]: the options, and starting the broker and the background tasks.
+//! * [`builder`]: the options; [`start`]: starting the broker and the background tasks.
 //! * [`open`]: opening a stream on a request (resume from `Last-Event-ID` included).
 //! * [`cursor`]: where a stream would start now, for a page rendered now.
 //! * [`disconnect`]: ending a user's streams on every instance.
@@ -26,6 +26,7 @@ mod open;
 mod presence;
 mod routes;
 mod shutdown;
+mod start;
 mod tasks;
 mod transitions;
 #[cfg(feature = "webhook")]
